@@ -1,0 +1,48 @@
+//! The access-token claim set: `iss, aud, sub, exp, iat, nbf, jti, sid` (+ `scope`, `role`).
+
+use serde::{Deserialize, Serialize};
+
+/// Claims keycard puts in every access token it signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer URL.
+    pub iss: String,
+    /// Audience the token is for.
+    pub aud: String,
+    /// Subject: the user id.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Not before, seconds since the epoch.
+    pub nbf: i64,
+    /// Unique token id.
+    pub jti: String,
+    /// Session (refresh-token family) id; revoking the session revokes the token.
+    pub sid: String,
+    /// Space-separated scopes, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Role, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+impl AccessClaims {
+    /// Claims for a new token issued `now`, living `ttl_secs`, with a fresh random `jti`.
+    pub fn new(iss: &str, aud: &str, sub: &str, sid: &str, now: i64, ttl_secs: i64) -> Self {
+        Self {
+            iss: iss.to_owned(),
+            aud: aud.to_owned(),
+            sub: sub.to_owned(),
+            exp: now + ttl_secs,
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            sid: sid.to_owned(),
+            scope: None,
+            role: None,
+        }
+    }
+}

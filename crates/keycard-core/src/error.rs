@@ -1,0 +1,125 @@
+//! The wire error of the HTTP API: `{"error": "<code>", "error_description": "<text>"}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error code of SPEC.md's HTTP API, with the status it is sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 400: the request is malformed.
+    InvalidRequest,
+    /// 401: wrong email or password (never says which).
+    InvalidCredentials,
+    /// 401: the access token failed validation.
+    InvalidToken,
+    /// 401: the refresh token is unknown, expired or its session is revoked.
+    InvalidGrant,
+    /// 401: a refresh token was presented a second time; its whole session is now revoked.
+    RefreshTokenReused,
+    /// 403: the CSRF double-submit or Origin check failed.
+    CsrfFailed,
+    /// 403: authenticated, but not allowed.
+    Forbidden,
+    /// 404: no such resource.
+    NotFound,
+    /// 405: the path exists but not with this method.
+    MethodNotAllowed,
+    /// 409: an account with this email exists.
+    EmailTaken,
+    /// 413: the request body is too large.
+    PayloadTooLarge,
+    /// 422: the password does not meet the policy.
+    WeakPassword,
+    /// 429: too many requests; see `Retry-After`.
+    RateLimited,
+    /// 500: something failed inside keycard; the cause is logged, never sent.
+    ServerError,
+    /// 503: a dependency (the store) is unavailable or keycard is saturated.
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is sent with.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::InvalidRequest => 400,
+            Self::InvalidCredentials
+            | Self::InvalidToken
+            | Self::InvalidGrant
+            | Self::RefreshTokenReused => 401,
+            Self::CsrfFailed | Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::EmailTaken => 409,
+            Self::PayloadTooLarge => 413,
+            Self::WeakPassword => 422,
+            Self::RateLimited => 429,
+            Self::ServerError => 500,
+            Self::TemporarilyUnavailable => 503,
+        }
+    }
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidGrant => "invalid_grant",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::CsrfFailed => "csrf_failed",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::EmailTaken => "email_taken",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::WeakPassword => "weak_password",
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code.
+    pub error: ErrorCode,
+    /// Human-readable explanation; never holds a secret.
+    pub error_description: String,
+}
+
+impl ErrorBody {
+    /// An error body with the given code and description.
+    pub fn new(error: ErrorCode, description: impl Into<String>) -> Self {
+        Self { error, error_description: description.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_wire_names() {
+        for code in [ErrorCode::InvalidRequest, ErrorCode::RefreshTokenReused, ErrorCode::CsrfFailed] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn every_token_failure_code_is_a_401() {
+        for code in [ErrorCode::InvalidToken, ErrorCode::InvalidGrant, ErrorCode::RefreshTokenReused] {
+            assert_eq!(code.status(), 401, "{code}");
+        }
+    }
+}

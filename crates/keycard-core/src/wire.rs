@@ -1,0 +1,144 @@
+//! Request and response bodies of the HTTP API v1: one definition for server and clients.
+//!
+//! Request bodies deny unknown fields: a typo such as `pasword` is a 400, not a silent default.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// `POST /auth/signup`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    /// Email address; normalised (trimmed, lower-cased) by the server.
+    pub email: String,
+    /// Password in clear, over TLS only.
+    pub password: String,
+}
+
+/// Where the refresh token goes after login or refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// In an HTTP-only cookie, with a CSRF token (browsers). The default.
+    #[default]
+    Cookie,
+    /// In the JSON body (native apps, CLIs, services).
+    Body,
+}
+
+/// `POST /auth/login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Cookie (default) or body delivery of the refresh token.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
+}
+
+/// `POST /auth/refresh` with a body-delivered token (cookie clients send no body).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token, for body delivery.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// Which sessions a logout ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogoutScope {
+    /// This session only (the default).
+    #[default]
+    Local,
+    /// Every session of the user.
+    Global,
+    /// Every session of the user but this one.
+    Others,
+}
+
+/// `POST /auth/logout`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// Which sessions to end; `local` when absent.
+    #[serde(default)]
+    pub scope: Option<LogoutScope>,
+    /// The refresh token, for body-delivery clients without a Bearer token.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// `POST /auth/password`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    /// The password in force now.
+    pub current_password: String,
+    /// The new password; must meet the policy.
+    pub new_password: String,
+}
+
+/// `DELETE /auth/account`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    /// The account's password, to confirm.
+    pub password: String,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// User id (UUID).
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// When the account was created (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// The answer to a successful login or refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The signed access token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The session (token family) id, the `sid` claim.
+    pub session_id: String,
+    /// Seconds until the refresh token (its session) expires if not used.
+    pub refresh_expires_in: i64,
+    /// The new refresh token, with body delivery only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The CSRF token to send as `X-CSRF-Token`, with cookie delivery only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+/// One entry of `GET /auth/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: String,
+    /// When the session began (login).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last refresh (or login).
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_used_at: OffsetDateTime,
+    /// User agent seen at login.
+    pub user_agent: Option<String>,
+    /// Client IP seen at login.
+    pub ip: Option<String>,
+    /// Whether the caller's own access token belongs to this session.
+    pub current: bool,
+}

@@ -1,0 +1,95 @@
+//! keycard-store: where users, sessions, refresh-token hashes, signing keys and the audit log live.
+//!
+//! Layout:
+//! - [`model`]: the records the store reads and writes.
+//! - [`Store`]: the trait every backend implements; the server only sees `Arc<dyn Store>`.
+//! - [`sqlite`]: the embedded default (one file, WAL, one writer connection).
+//!
+//! Rotation is one atomic operation of the store ([`Store::rotate_refresh`]): the presented token
+//! is marked used by `UPDATE … WHERE used_at IS NULL`, so of N concurrent refreshes exactly one
+//! wins, and a token that was already used revokes its whole session in the same transaction.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use keycard_core::refresh::TokenHash;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An account with this email already exists.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the store is unreachable (as opposed to a logic error): worth a 503.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+        )
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Persistence for keycard. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a user; [`StoreError::EmailTaken`] when the email exists.
+    async fn create_user(&self, user: &NewUser) -> Result<()>;
+    /// The user with this (normalised) email.
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
+    /// The user with this id.
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>>;
+
+    /// Starts a session with its first refresh token.
+    async fn create_session(&self, session: &NewSession, first_token: &TokenHash) -> Result<()>;
+    /// Marks `presented` used and issues `replacement` in one atomic step; see [`RotateOutcome`].
+    async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome>;
+    /// The live session an unused refresh token belongs to (for logout by refresh token).
+    async fn session_by_refresh(&self, token: &TokenHash, now: i64) -> Result<Option<SessionRecord>>;
+    /// The user behind an access token's session, if that session is live and belongs to `user_id`.
+    async fn session_user(&self, session_id: &str, user_id: &str, now: i64) -> Result<Option<UserRecord>>;
+    /// The user's live sessions, newest first.
+    async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>>;
+    /// Revokes one of the user's sessions; false when it is not theirs or not live.
+    async fn revoke_session(&self, user_id: &str, session_id: &str, reason: &str, now: i64) -> Result<bool>;
+    /// Revokes all the user's live sessions but `except`; returns the revoked ids.
+    async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now: i64)
+    -> Result<Vec<String>>;
+    /// Sets a new password hash and revokes every session but `keep`; returns the revoked ids.
+    async fn set_password(&self, user_id: &str, password_hash: &str, keep: Option<&str>, now: i64)
+    -> Result<Vec<String>>;
+    /// Deletes the user and everything of theirs, revoking their sessions; returns the revoked ids.
+    async fn delete_user(&self, user_id: &str, now: i64) -> Result<Vec<String>>;
+    /// Revocations with a sequence number above `after`, oldest first (the revocation feed).
+    async fn revocations_since(&self, after: i64, limit: i64) -> Result<Vec<Revocation>>;
+
+    /// Every stored signing key.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Stores a signing key; false when one with this kid exists.
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<bool>;
+
+    /// Appends an audit event.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// Audit events matching `filter`, newest first.
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+}

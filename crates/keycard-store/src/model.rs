@@ -1,0 +1,181 @@
+//! Records the store reads and writes. Times are Unix seconds.
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// UUID.
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored user.
+#[derive(Clone)]
+pub struct UserRecord {
+    /// UUID.
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord").field("id", &self.id).field("created_at", &self.created_at).finish_non_exhaustive()
+    }
+}
+
+/// A session (refresh-token family) to create at login.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Session id, the `sid` claim.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Login time.
+    pub created_at: i64,
+    /// Idle expiry: pushed forward by each rotation, never past `absolute_expires_at`.
+    pub idle_expires_at: i64,
+    /// Absolute expiry.
+    pub absolute_expires_at: i64,
+    /// User agent at login.
+    pub user_agent: Option<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+}
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Session id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Login time.
+    pub created_at: i64,
+    /// Last rotation (or login).
+    pub last_used_at: i64,
+    /// Idle expiry.
+    pub idle_expires_at: i64,
+    /// Absolute expiry.
+    pub absolute_expires_at: i64,
+    /// User agent at login.
+    pub user_agent: Option<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+}
+
+/// One refresh: present a token, get a replacement.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// Hash of the presented token.
+    pub presented: keycard_core::refresh::TokenHash,
+    /// Hash of the token that replaces it.
+    pub replacement: keycard_core::refresh::TokenHash,
+    /// Now.
+    pub now: i64,
+    /// Idle lifetime in seconds: the session's idle expiry becomes `now + idle_ttl` (capped).
+    pub idle_ttl: i64,
+    /// Seconds after its use during which a used token still rotates (0 = strictly single-use).
+    pub reuse_interval: i64,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The token was live: it is now used, and the replacement is the session's live token.
+    Rotated(SessionRecord),
+    /// The token had been used already (outside the reuse interval): the session is now revoked.
+    Reused {
+        /// The revoked session.
+        session_id: String,
+        /// Its owner.
+        user_id: String,
+    },
+    /// Unknown token, or its session is revoked or expired. Nothing changed.
+    Invalid,
+}
+
+/// A revoked session, as the revocation feed publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Feed position.
+    pub seq: i64,
+    /// The revoked session.
+    pub session_id: String,
+    /// Its owner.
+    pub user_id: String,
+    /// When.
+    pub revoked_at: i64,
+    /// Why (`logout`, `reuse`, `password_change`, …).
+    pub reason: String,
+}
+
+/// A signing key as stored.
+#[derive(Clone)]
+pub struct StoredKey {
+    /// Key id.
+    pub kid: String,
+    /// JOSE algorithm name.
+    pub alg: String,
+    /// Private key (PKCS#8 DER, possibly encrypted by the server).
+    pub private_key: Vec<u8>,
+    /// Creation time; the newest unretired key is the active one.
+    pub created_at: i64,
+    /// When retired, if it is.
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+/// An audit event to record. Never holds a token, a hash or a password.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent {
+    /// When.
+    pub at: i64,
+    /// What: `login`, `login_failed`, `refresh`, `refresh_reused`, `logout`, …
+    pub kind: String,
+    /// The user concerned.
+    pub user_id: Option<String>,
+    /// The session concerned.
+    pub session_id: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// Free text (reason, scope).
+    pub detail: Option<String>,
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    /// Sequence number.
+    pub id: i64,
+    /// The event.
+    pub event: AuditEvent,
+}
+
+/// Which audit events to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this user's.
+    pub user_id: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only at or after this time.
+    pub since: Option<i64>,
+    /// At most this many (newest first).
+    pub limit: i64,
+}
