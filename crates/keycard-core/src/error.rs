@@ -44,10 +44,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             Self::InvalidRequest => 400,
-            Self::InvalidCredentials
-            | Self::InvalidToken
-            | Self::InvalidGrant
-            | Self::RefreshTokenReused => 401,
+            Self::InvalidCredentials | Self::InvalidToken | Self::InvalidGrant | Self::RefreshTokenReused => 401,
             Self::CsrfFailed | Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,

@@ -127,11 +127,7 @@ impl SigningKey {
     /// A new Ed25519 key with a random `kid`.
     pub fn generate_ed25519() -> Result<Self, KeyError> {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| KeyError::Generate)?;
-        Self::from_material(KeyMaterial {
-            kid: random_kid(),
-            alg: KeyAlg::EdDsa,
-            private_der: pkcs8.as_ref().to_vec(),
-        })
+        Self::from_material(KeyMaterial { kid: random_kid(), alg: KeyAlg::EdDsa, private_der: pkcs8.as_ref().to_vec() })
     }
 
     /// Parses stored material into a usable key.
@@ -255,7 +251,8 @@ mod tests {
 
     #[test]
     fn garbage_material_is_an_error_not_a_panic() {
-        let err = SigningKey::from_material(KeyMaterial { kid: "k".into(), alg: KeyAlg::EdDsa, private_der: vec![1, 2, 3] });
+        let err =
+            SigningKey::from_material(KeyMaterial { kid: "k".into(), alg: KeyAlg::EdDsa, private_der: vec![1, 2, 3] });
         assert!(matches!(err, Err(KeyError::InvalidMaterial { .. })));
     }
 

@@ -130,7 +130,8 @@ impl Validator {
             return Err(TokenError::UnsupportedCritical);
         }
         // RFC 9068 allows the media-type form too.
-        if !matches!(header.typ, Some(t) if t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")) {
+        if !matches!(header.typ, Some(t) if t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt"))
+        {
             return Err(TokenError::WrongType);
         }
         let message_len = header_b64.len() + 1 + payload_b64.len();
@@ -169,7 +170,18 @@ impl Validator {
         let sub = raw.sub.filter(|s| !s.is_empty()).ok_or(TokenError::MissingClaim("sub"))?;
         let sid = raw.sid.filter(|s| !s.is_empty()).ok_or(TokenError::MissingClaim("sid"))?;
         let jti = raw.jti.filter(|s| !s.is_empty()).ok_or(TokenError::MissingClaim("jti"))?;
-        Ok(AccessClaims { iss, aud: self.audience.clone(), sub, exp, iat, nbf, jti, sid, scope: raw.scope, role: raw.role })
+        Ok(AccessClaims {
+            iss,
+            aud: self.audience.clone(),
+            sub,
+            exp,
+            iat,
+            nbf,
+            jti,
+            sid,
+            scope: raw.scope,
+            role: raw.role,
+        })
     }
 }
 
@@ -231,13 +243,37 @@ mod tests {
             c
         };
         let cases: Vec<(&str, String, TokenError)> = vec![
-            ("alg none", forge(&ring, json!({"alg": "none", "typ": "at+jwt", "kid": kid}), good_claims(now)), TokenError::AlgorithmMismatch),
-            ("alg HS256", forge(&ring, json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}), good_claims(now)), TokenError::AlgorithmMismatch),
-            ("unknown kid", forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "nope"}), good_claims(now)), TokenError::UnknownKey),
-            ("no kid", forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt"}), good_claims(now)), TokenError::UnknownKey),
-            ("typ JWT", forge(&ring, json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}), good_claims(now)), TokenError::WrongType),
+            (
+                "alg none",
+                forge(&ring, json!({"alg": "none", "typ": "at+jwt", "kid": kid}), good_claims(now)),
+                TokenError::AlgorithmMismatch,
+            ),
+            (
+                "alg HS256",
+                forge(&ring, json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}), good_claims(now)),
+                TokenError::AlgorithmMismatch,
+            ),
+            (
+                "unknown kid",
+                forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "nope"}), good_claims(now)),
+                TokenError::UnknownKey,
+            ),
+            (
+                "no kid",
+                forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt"}), good_claims(now)),
+                TokenError::UnknownKey,
+            ),
+            (
+                "typ JWT",
+                forge(&ring, json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}), good_claims(now)),
+                TokenError::WrongType,
+            ),
             ("no typ", forge(&ring, json!({"alg": "EdDSA", "kid": kid}), good_claims(now)), TokenError::WrongType),
-            ("crit", forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "crit": ["b64"]}), good_claims(now)), TokenError::UnsupportedCritical),
+            (
+                "crit",
+                forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "crit": ["b64"]}), good_claims(now)),
+                TokenError::UnsupportedCritical,
+            ),
             ("wrong iss", forge(&ring, hdr.clone(), with("iss", json!("https://evil"))), TokenError::WrongIssuer),
             ("wrong aud", forge(&ring, hdr.clone(), with("aud", json!("other"))), TokenError::WrongAudience),
             ("expired", forge(&ring, hdr.clone(), with("exp", json!(now - 31))), TokenError::Expired),

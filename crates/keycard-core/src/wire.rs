@@ -142,3 +142,26 @@ pub struct SessionInfo {
     /// Whether the caller's own access token belongs to this session.
     pub current: bool,
 }
+
+/// One entry of the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedSession {
+    /// Feed position; ask for entries after the last one seen.
+    pub seq: i64,
+    /// The revoked session id (`sid` claim).
+    pub sid: String,
+    /// When it was revoked (Unix seconds).
+    pub revoked_at: i64,
+    /// After this time (Unix seconds) no access token of this session can still be valid
+    /// (revocation time + access-token lifetime + leeway): verifiers may forget the entry.
+    pub expires_at: i64,
+}
+
+/// `GET /auth/revocations?after=<seq>`: revoked sessions after a feed position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationFeed {
+    /// Entries, oldest first.
+    pub revocations: Vec<RevokedSession>,
+    /// The position to ask from next time (the last `seq` returned, or `after` when none).
+    pub next: i64,
+}

@@ -1,1 +1,28 @@
+//! keycard-server: the keycard HTTP API as a library. The `keycard` binary only reads the
+//! configuration and calls [`Application::build`].
+//!
+//! Layout:
+//! - [`settings`]: typed configuration in layers (defaults, TOML, `KEYCARD_*`, flags).
+//! - [`startup`]: [`Application`] (bind, store, keys) and [`app`] (routes + layers).
+//! - `routes`: a file per resource; handlers are thin.
+//! - [`state`], [`error`], [`extract`]: shared state, the one error→HTTP mapping, extractors.
+//! - [`password`]: Argon2id with bounded concurrency; [`cookies`]: browser delivery and CSRF.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod cookies;
+pub mod error;
+pub mod extract;
+pub mod issue;
+pub mod keys;
+pub mod middleware;
+pub mod password;
+pub mod redact;
+mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+
+pub use settings::Settings;
+pub use startup::{Application, app};
+pub use state::AppState;

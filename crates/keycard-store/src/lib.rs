@@ -39,7 +39,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+            )
         )
     }
 }
@@ -73,11 +75,21 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes one of the user's sessions; false when it is not theirs or not live.
     async fn revoke_session(&self, user_id: &str, session_id: &str, reason: &str, now: i64) -> Result<bool>;
     /// Revokes all the user's live sessions but `except`; returns the revoked ids.
-    async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now: i64)
-    -> Result<Vec<String>>;
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<String>>;
     /// Sets a new password hash and revokes every session but `keep`; returns the revoked ids.
-    async fn set_password(&self, user_id: &str, password_hash: &str, keep: Option<&str>, now: i64)
-    -> Result<Vec<String>>;
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<String>>;
     /// Deletes the user and everything of theirs, revoking their sessions; returns the revoked ids.
     async fn delete_user(&self, user_id: &str, now: i64) -> Result<Vec<String>>;
     /// Revocations with a sequence number above `after`, oldest first (the revocation feed).

@@ -1,1 +1,111 @@
-fn main() {}
+//! The `keycard` command: `serve` runs the token service; the other subcommands operate on it.
+//! Clap and glue only: the server lives in `keycard-server`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use keycard_server::{Application, Settings};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(name = "keycard", version, about = "Self-hosted token service: JWT authentication, safe by default")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the token service (defaults: 127.0.0.1:8080, SQLite file keycard.db).
+    Serve(ServeArgs),
+}
+
+/// Flags override `KEYCARD_*` variables, which override the TOML file, which overrides defaults.
+#[derive(Args, Serialize, Default)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "KEYCARD_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bind: Option<String>,
+    /// SQLite file (created on first start).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<String>,
+    /// Issuer URL (`iss`); default http://<bind>.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    /// Audience (`aud`) of access tokens.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
+    /// Access-token lifetime, e.g. 15m.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_ttl: Option<String>,
+    /// Session idle lifetime, e.g. 7d.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_idle_ttl: Option<String>,
+    /// Session absolute lifetime, e.g. 30d.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_absolute_ttl: Option<String>,
+    /// Clock leeway, e.g. 30s.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leeway: Option<String>,
+    /// Grace period for retrying a used refresh token, e.g. 10s (default 0: strictly single-use).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reuse_interval: Option<String>,
+    /// Comma-separated origins allowed for cookie requests and CORS.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_origins: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYCARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args.config.as_ref(), &args)?;
+    let app = Application::build(settings).await?;
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("keycard stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so in-flight requests finish before exit.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

@@ -33,7 +33,13 @@ fn live(sql: &str, now: u8) -> sqlx::AssertSqlSafe<String> {
 }
 
 /// Revokes the given live sessions inside `tx` and records them in the revocation feed.
-async fn revoke_in(tx: &mut Transaction<'static, Sqlite>, ids: &[String], user_id: &str, reason: &str, now: i64) -> Result<()> {
+async fn revoke_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    ids: &[String],
+    user_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
     for id in ids {
         sqlx::query("UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 WHERE id = ?3 AND revoked_at IS NULL")
             .bind(now)
@@ -105,10 +111,11 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> = sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
         Ok(row.map(user))
     }
 
@@ -140,12 +147,13 @@ impl Store for SqliteStore {
     async fn rotate_refresh(&self, r: &Rotation) -> Result<RotateOutcome> {
         let mut tx = self.write_tx().await?;
         // The one step that decides the winner: only a still-unused token gets a row back.
-        let won: Option<(String,)> =
-            sqlx::query_as("UPDATE refresh_tokens SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL RETURNING session_id")
-                .bind(r.now)
-                .bind(r.presented.as_bytes())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let won: Option<(String,)> = sqlx::query_as(
+            "UPDATE refresh_tokens SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL RETURNING session_id",
+        )
+        .bind(r.now)
+        .bind(r.presented.as_bytes())
+        .fetch_optional(&mut *tx)
+        .await?;
         let session_id = match won {
             Some((sid,)) => sid,
             None => {
@@ -154,16 +162,21 @@ impl Store for SqliteStore {
                         .bind(r.presented.as_bytes())
                         .fetch_optional(&mut *tx)
                         .await?;
-                let Some((sid, Some(used_at))) = used else { return Ok(RotateOutcome::Invalid) };
+                let Some((sid, Some(used_at))) = used else {
+                    return Ok(RotateOutcome::Invalid);
+                };
                 let current: Option<SessionRow> =
                     sqlx::query_as(live("SELECT {cols} FROM sessions s WHERE s.id = ?1 AND {live}", 2))
                         .bind(&sid)
                         .bind(r.now)
                         .fetch_optional(&mut *tx)
                         .await?;
-                let Some(current) = current.map(session) else { return Ok(RotateOutcome::Invalid) };
+                let Some(current) = current.map(session) else {
+                    return Ok(RotateOutcome::Invalid);
+                };
                 if r.now - used_at >= r.reuse_interval {
-                    revoke_in(&mut tx, std::slice::from_ref(&sid), &current.user_id, "refresh_token_reused", r.now).await?;
+                    revoke_in(&mut tx, std::slice::from_ref(&sid), &current.user_id, "refresh_token_reused", r.now)
+                        .await?;
                     tx.commit().await?;
                     return Ok(RotateOutcome::Reused { session_id: sid, user_id: current.user_id });
                 }
@@ -229,12 +242,14 @@ impl Store for SqliteStore {
     }
 
     async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>> {
-        let rows: Vec<SessionRow> =
-            sqlx::query_as(live("SELECT {cols} FROM sessions s WHERE s.user_id = ?1 AND {live} ORDER BY s.created_at DESC, s.id", 2))
-                .bind(user_id)
-                .bind(now)
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<SessionRow> = sqlx::query_as(live(
+            "SELECT {cols} FROM sessions s WHERE s.user_id = ?1 AND {live} ORDER BY s.created_at DESC, s.id",
+            2,
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?;
         Ok(rows.into_iter().map(session).collect())
     }
 
@@ -253,7 +268,13 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now: i64) -> Result<Vec<String>> {
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<String>> {
         let mut tx = self.write_tx().await?;
         let ids = live_session_ids(&mut tx, user_id, except, now).await?;
         revoke_in(&mut tx, &ids, user_id, reason, now).await?;
@@ -261,7 +282,13 @@ impl Store for SqliteStore {
         Ok(ids)
     }
 
-    async fn set_password(&self, user_id: &str, password_hash: &str, keep: Option<&str>, now: i64) -> Result<Vec<String>> {
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<String>> {
         let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3")
             .bind(password_hash)
@@ -296,18 +323,31 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(seq, session_id, user_id, revoked_at, reason)| Revocation { seq, session_id, user_id, revoked_at, reason })
+            .map(|(seq, session_id, user_id, revoked_at, reason)| Revocation {
+                seq,
+                session_id,
+                user_id,
+                revoked_at,
+                reason,
+            })
             .collect())
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
-        let rows: Vec<(String, String, Vec<u8>, i64, Option<i64>)> =
-            sqlx::query_as("SELECT kid, alg, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid")
-                .fetch_all(&self.writer)
-                .await?;
+        let rows: Vec<(String, String, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT kid, alg, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.writer)
+        .await?;
         Ok(rows
             .into_iter()
-            .map(|(kid, alg, private_key, created_at, retired_at)| StoredKey { kid, alg, private_key, created_at, retired_at })
+            .map(|(kid, alg, private_key, created_at, retired_at)| StoredKey {
+                kid,
+                alg,
+                private_key,
+                created_at,
+                retired_at,
+            })
             .collect())
     }
 

@@ -1,0 +1,103 @@
+//! The one place errors become HTTP responses: the JSON error body of SPEC.md, with
+//! `WWW-Authenticate` on 401s and `Retry-After` on 429s. Internal causes are logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keycard_core::{ErrorBody, ErrorCode, TokenError};
+use keycard_store::StoreError;
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A client mistake or refusal, sent as is.
+    #[error("{code}: {description}")]
+    Client {
+        /// Wire code (and status).
+        code: ErrorCode,
+        /// Human text; never holds a secret.
+        description: String,
+    },
+    /// The access token failed a check of the validation checklist.
+    #[error("invalid access token: {0}")]
+    Token(#[from] TokenError),
+    /// Too many requests; retry after this many seconds.
+    #[error("rate limited for {0} s")]
+    RateLimited(u64),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else that failed inside keycard.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A client error with this code and text.
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self::Client { code, description: description.into() }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn bad_request(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, description)
+    }
+
+    /// 401 `invalid_grant`: the refresh token is unknown, expired or its session is over.
+    pub fn invalid_grant() -> Self {
+        Self::new(ErrorCode::InvalidGrant, "the refresh token is invalid, expired or revoked")
+    }
+
+    /// 401 `invalid_credentials`, the same answer for unknown email and wrong password.
+    pub fn invalid_credentials() -> Self {
+        Self::new(ErrorCode::InvalidCredentials, "email or password is incorrect")
+    }
+
+    fn parts(&self) -> (ErrorCode, String) {
+        match self {
+            Self::Client { code, description } => (*code, description.clone()),
+            Self::Token(e) => (ErrorCode::InvalidToken, e.to_string()),
+            Self::RateLimited(_) => (ErrorCode::RateLimited, "too many requests; slow down".into()),
+            Self::Store(e) if e.is_unavailable() => {
+                (ErrorCode::TemporarilyUnavailable, "the token store is unavailable; retry shortly".into())
+            }
+            Self::Store(StoreError::EmailTaken) => (ErrorCode::EmailTaken, "an account with this email exists".into()),
+            Self::Store(_) | Self::Internal(_) => (ErrorCode::ServerError, "internal error".into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, description) = self.parts();
+        if code.status() >= 500 {
+            tracing::error!(error = %self, "request failed");
+        }
+        error_response(code, description, self.retry_after())
+    }
+}
+
+impl ApiError {
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(secs) => Some(*secs),
+            Self::Store(e) if e.is_unavailable() => Some(1),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the JSON error response for `code`.
+pub fn error_response(code: ErrorCode, description: String, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(ErrorBody::new(code, description))).into_response();
+    let headers = response.headers_mut();
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = if code == ErrorCode::InvalidToken { "Bearer error=\"invalid_token\"" } else { "Bearer" };
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    if let Some(secs) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

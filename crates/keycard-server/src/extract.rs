@@ -1,0 +1,136 @@
+//! Extractors: JSON bodies that fail with the JSON error of SPEC.md, the authenticated caller
+//! behind a Bearer token, and the client's IP and user agent.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use keycard_core::claims::AccessClaims;
+use keycard_core::{ErrorCode, TokenError};
+use keycard_store::UserRecord;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn body_rejection(status: StatusCode, detail: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+    } else {
+        ApiError::bad_request(detail)
+    }
+}
+
+/// A JSON body; malformed JSON, wrong types, unknown fields and a missing content type are 400
+/// `invalid_request`, an oversized body 413 `payload_too_large`.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let detail = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            "expected a JSON body with Content-Type: application/json".to_owned()
+        }
+        other => format!("invalid JSON body: {}", other.body_text()),
+    };
+    body_rejection(rejection.status(), detail)
+}
+
+/// A JSON body that may be absent (empty): then `T::default()`. Used where cookie clients send
+/// no body (refresh, logout).
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| body_rejection(r.status(), r.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        serde_json::from_slice(&bytes).map(Self).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The caller's address and user agent, for sessions and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// Peer IP.
+    pub ip: Option<String>,
+    /// `User-Agent`, truncated to 512 bytes.
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect::<String>());
+        Ok(Self { ip, user_agent })
+    }
+}
+
+/// The Bearer token from a present `Authorization` header.
+pub fn bearer_token_from(headers: &HeaderMap) -> Result<&str, TokenError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(TokenError::Malformed);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty());
+    token.ok_or(TokenError::Malformed)
+}
+
+/// A caller whose access token passed the whole checklist: signature and claims, session not
+/// revoked, user still there.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The validated claims.
+    pub claims: AccessClaims,
+    /// The user, as stored now.
+    pub user: UserRecord,
+}
+
+impl Authenticated {
+    /// Validates `token` and looks its session and user up.
+    pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let now = keycard_core::now_unix();
+        let claims = state.validator().validate(&state.keys(), token, now)?;
+        let user = state.store.session_user(&claims.sid, &claims.sub, now).await?.ok_or(TokenError::Revoked)?;
+        Ok(Self { claims, user })
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::new(ErrorCode::InvalidToken, "a Bearer access token is required"));
+        }
+        let token = bearer_token_from(&parts.headers)?;
+        Self::from_token(state, token).await
+    }
+}

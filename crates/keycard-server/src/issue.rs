@@ -1,0 +1,55 @@
+//! Issuing: an access token for a session, and the token response in the chosen delivery.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use keycard_core::claims::AccessClaims;
+use keycard_core::refresh::RefreshToken;
+use keycard_core::wire::{Delivery, TokenResponse};
+use keycard_store::SessionRecord;
+
+use crate::cookies;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Signs an access token for `session`, valid from `now`.
+pub fn access_token(state: &AppState, session: &SessionRecord, now: i64) -> Result<String, ApiError> {
+    let c = &state.config;
+    let claims = AccessClaims::new(&c.issuer, &c.audience, &session.user_id, &session.id, now, c.access_ttl);
+    state.keys().sign(&claims).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// The 200 token response: access token in the body; the refresh token in the body or in the
+/// HTTP-only cookie (with a fresh CSRF token), per `delivery`.
+pub fn token_response(
+    state: &AppState,
+    jar: CookieJar,
+    session: &SessionRecord,
+    refresh: &RefreshToken,
+    delivery: Delivery,
+    now: i64,
+) -> Result<Response, ApiError> {
+    let access = access_token(state, session, now)?;
+    let refresh_expires_in = session.idle_expires_at.min(session.absolute_expires_at) - now;
+    let mut body = TokenResponse {
+        access_token: access,
+        token_type: "Bearer".into(),
+        expires_in: state.config.access_ttl,
+        session_id: session.id.clone(),
+        refresh_expires_in,
+        refresh_token: None,
+        csrf_token: None,
+    };
+    match delivery {
+        Delivery::Body => {
+            body.refresh_token = Some(refresh.expose().to_owned());
+            Ok((jar, Json(body)).into_response())
+        }
+        Delivery::Cookie => {
+            let csrf = cookies::new_csrf_token();
+            let jar = cookies::set_session_cookies(jar, &state.config, refresh.expose(), &csrf, refresh_expires_in);
+            body.csrf_token = Some(csrf);
+            Ok((jar, Json(body)).into_response())
+        }
+    }
+}

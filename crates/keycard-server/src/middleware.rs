@@ -1,0 +1,79 @@
+//! Cross-cutting layers: tokens in URLs refused, JSON 404/405/500, security headers, CORS, and
+//! request tracing that never records a header or a query string.
+
+use std::any::Any;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use keycard_core::ErrorCode;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::{ApiError, error_response};
+
+/// Query parameters that mean a token travelled in a URL (logs, history, Referer leak it).
+const TOKEN_PARAMS: [&str; 3] = ["access_token", "refresh_token", "id_token"];
+
+/// 400 for any request carrying a token in its query string.
+pub async fn reject_tokens_in_query(req: Request, next: Next) -> Response {
+    if let Some(query) = req.uri().query() {
+        let leaked = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| TOKEN_PARAMS.contains(&k.as_ref()));
+        if leaked {
+            return error_response(
+                ErrorCode::InvalidRequest,
+                "tokens must never be sent in a URL; use the Authorization header, a cookie or the body".into(),
+                None,
+            );
+        }
+    }
+    next.run(req).await
+}
+
+/// JSON 404 for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+/// JSON 405 for a known path with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept this method")
+}
+
+/// Turns a handler panic into the generic JSON 500 (the panic message is logged, not sent).
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = %crate::redact::redact(what), "handler panicked");
+    error_response(ErrorCode::ServerError, "internal error".into(), None)
+}
+
+/// Security headers every response carries unless the handler set its own.
+pub fn security_headers() -> [(HeaderName, HeaderValue); 5] {
+    [
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'")),
+        // Token responses must never be cached; JWKS overrides this with its own max-age.
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]
+}
+
+/// CORS for the allowed origins, with credentials (so cookies flow) and never a wildcard.
+pub fn cors(allowed_origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(crate::cookies::CSRF_HEADER),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}

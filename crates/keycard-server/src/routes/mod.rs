@@ -1,0 +1,82 @@
+//! The HTTP API v1 routes, a file per resource, and the small shared helpers of handlers.
+
+mod account;
+mod discovery;
+mod login;
+mod refresh;
+mod revocations;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use keycard_core::wire::UserInfo;
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route of the API, without middleware.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/signup", post(login::signup))
+        .route("/auth/login", post(login::login))
+        .route("/auth/refresh", post(refresh::refresh))
+        .route("/auth/logout", post(refresh::logout))
+        .route("/auth/me", get(account::me))
+        .route("/auth/sessions", get(account::list_sessions))
+        .route("/auth/sessions/{id}", delete(account::revoke_session))
+        .route("/auth/password", post(account::change_password))
+        .route("/auth/account", delete(account::delete_account))
+        .route("/auth/revocations", get(revocations::feed))
+        .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route("/healthz", get(discovery::healthz))
+        .route("/readyz", get(discovery::readyz))
+}
+
+/// An email address, trimmed and lower-cased, checked for a plausible shape.
+pub struct Email(pub String);
+
+impl Email {
+    /// Longest address SMTP allows.
+    const MAX_LEN: usize = 254;
+
+    /// Normalises and checks `raw`; 400 `invalid_request` when it is not an address.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let email = raw.trim().to_lowercase();
+        let valid = email.len() <= Self::MAX_LEN
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && matches!(email.split_once('@'), Some((local, domain))
+                if !local.is_empty() && local.len() <= 64 && !domain.contains('@')
+                   && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'));
+        if valid { Ok(Self(email)) } else { Err(ApiError::bad_request("email must be a valid email address")) }
+    }
+}
+
+/// Unix seconds as a UTC timestamp.
+pub fn timestamp(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The public view of a user.
+pub fn user_info(id: &str, email: &str, created_at: i64) -> UserInfo {
+    UserInfo { id: id.to_owned(), email: email.to_owned(), created_at: timestamp(created_at) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Email;
+
+    #[test]
+    fn emails_are_normalised() {
+        assert_eq!(Email::parse("  Alice@Example.COM ").map(|e| e.0).ok(), Some("alice@example.com".into()));
+    }
+
+    #[test]
+    fn non_addresses_are_refused() {
+        for bad in
+            ["", "alice", "@example.com", "alice@", "alice@localhost", "a@b@c.com", "al ice@example.com", "a@.com"]
+        {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

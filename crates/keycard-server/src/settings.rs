@@ -1,0 +1,226 @@
+//! Typed configuration, loaded in layers: defaults → TOML file → `KEYCARD_*` env → flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Default listen address: loopback only, so a first `keycard serve` exposes nothing.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// All of keycard's settings. Field names are the TOML keys and, upper-cased with the
+/// `KEYCARD_` prefix, the environment variables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port (tests).
+    pub bind: SocketAddr,
+    /// SQLite file path (or `sqlite://…` URL).
+    pub database: String,
+    /// `iss` of issued tokens and base of discovery URLs; `http://{bind}` when unset.
+    pub issuer: Option<String>,
+    /// `aud` of issued tokens.
+    pub audience: String,
+    /// Access-token lifetime.
+    pub access_ttl: HumanDuration,
+    /// Session idle lifetime, extended by each rotation.
+    pub session_idle_ttl: HumanDuration,
+    /// Session absolute lifetime.
+    pub session_absolute_ttl: HumanDuration,
+    /// Clock leeway for `exp`, `nbf` and `iat`.
+    pub leeway: HumanDuration,
+    /// How long a used refresh token may still be retried (0 = strictly single-use).
+    pub reuse_interval: HumanDuration,
+    /// Origins allowed to make cookie-authenticated requests (and CORS). The issuer's origin
+    /// is always allowed.
+    pub allowed_origins: StringList,
+    /// Whether cookies carry `Secure` and the `__Secure-` prefix. Browsers accept them on
+    /// http://localhost and http://127.0.0.1; turn off only for plain-HTTP non-loopback tests.
+    pub cookie_secure: bool,
+    /// Password hashes computed at once (≈ cores); more logins wait, then get 503.
+    pub hash_concurrency: usize,
+    /// How long a login waits for a hashing slot before 503.
+    pub hash_queue_timeout: HumanDuration,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Reader connections to the SQLite file.
+    pub db_readers: u32,
+    /// Argon2 memory cost in KiB (OWASP: 19456). Lower only for tests.
+    pub argon2_memory_kib: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self {
+            #[allow(clippy::unwrap_used)] // a constant that parses
+            bind: DEFAULT_BIND.parse().unwrap(),
+            database: "keycard.db".into(),
+            issuer: None,
+            audience: "keycard".into(),
+            access_ttl: HumanDuration::secs(15 * 60),
+            session_idle_ttl: HumanDuration::secs(7 * 86_400),
+            session_absolute_ttl: HumanDuration::secs(30 * 86_400),
+            leeway: HumanDuration::secs(30),
+            reuse_interval: HumanDuration::secs(0),
+            allowed_origins: StringList::default(),
+            cookie_secure: true,
+            hash_concurrency: cores,
+            hash_queue_timeout: HumanDuration::secs(5),
+            max_body_bytes: 64 * 1024,
+            db_readers: 4,
+            argon2_memory_kib: 19_456,
+        }
+    }
+}
+
+/// Errors loading settings.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// Loads defaults, then `file` (TOML) if given, then `KEYCARD_*` variables, then `overrides`
+    /// (command-line flags already turned into a settings fragment).
+    pub fn load(file: Option<&PathBuf>, overrides: impl Serialize) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(SettingsError(format!("config file {} not found", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only variables naming a setting are read: KEYCARD_CONFIG, KEYCARD_MASTER_KEY or a test's
+        // KEYCARD_TEST_* belong to others, and must not trip `deny_unknown_fields`.
+        let known = Self::field_names();
+        let env = Env::prefixed("KEYCARD_").filter(move |key| known.iter().any(|k| key.as_str() == k));
+        let settings: Settings = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| SettingsError(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn field_names() -> Vec<String> {
+        match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        if self.access_ttl.0.is_zero() {
+            return Err(SettingsError("access_ttl must be positive".into()));
+        }
+        if self.session_idle_ttl.0 > self.session_absolute_ttl.0 || self.session_idle_ttl.0.is_zero() {
+            return Err(SettingsError("session_idle_ttl must be positive and at most session_absolute_ttl".into()));
+        }
+        if self.hash_concurrency == 0 {
+            return Err(SettingsError("hash_concurrency must be at least 1".into()));
+        }
+        for origin in self.allowed_origins.0.iter() {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+                return Err(SettingsError(format!("allowed origin {origin:?} must look like https://host[:port]")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The issuer, defaulting to `http://{bind}` with the actual bound address.
+    pub fn issuer_for(&self, bound: SocketAddr) -> String {
+        self.issuer.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+/// A duration written like `15m`, `7d`, `30s` (or a plain number of seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// `n` seconds.
+    pub const fn secs(n: u64) -> Self {
+        Self(Duration::from_secs(n))
+    }
+
+    /// Whole seconds, as the store counts time.
+    pub fn as_secs_i64(self) -> i64 {
+        i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX / 4)
+    }
+
+    /// Parses `15m`, `7d`, `1h 30m`, or a bare number of seconds.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Ok(secs) = text.parse::<u64>() {
+            return Ok(Self::secs(secs));
+        }
+        humantime::parse_duration(text).map(Self).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(Self::secs(n)),
+            Raw::Text(t) => Self::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A list given as a TOML array or a comma-separated string (`KEYCARD_ALLOWED_ORIGINS=a,b`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<String>),
+            Text(String),
+        }
+        let items = match Raw::deserialize(d)? {
+            Raw::List(v) => v,
+            Raw::Text(t) => t.split(',').map(str::to_owned).collect(),
+        };
+        Ok(Self(items.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        for (text, secs) in [("15m", 900), ("7d", 604_800), ("30s", 30), ("0", 0), ("90", 90), ("1h 30m", 5400)] {
+            assert_eq!(HumanDuration::parse(text).unwrap().0.as_secs(), secs, "{text}");
+        }
+        for bad in ["", "soon", "-5m", "15 parsecs"] {
+            assert!(HumanDuration::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origins_come_from_a_list_or_a_comma_string() {
+        let from_text: StringList = serde_json::from_str("\"https://a.example, https://b.example\"").unwrap();
+        let from_list: StringList = serde_json::from_str("[\"https://a.example\", \"https://b.example\"]").unwrap();
+        assert_eq!(from_text, from_list);
+    }
+}

@@ -1,0 +1,122 @@
+//! Building and running the server: `Application::build(settings)` binds (port 0 works),
+//! opens the store, loads keys, and reports its address; `app(state)` is the router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use keycard_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::password::Passwords;
+use crate::settings::Settings;
+use crate::state::{AppState, RuntimeConfig};
+use crate::{keys, middleware, routes};
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `settings.bind`, opens the store (creating and migrating it), loads or generates the
+    /// signing key, and assembles the router.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind).await?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: put TLS in front (or use --tls-cert/--tls-key)");
+        }
+        let store = open_store(&settings).await?;
+        let keys = keys::load_or_create(store.as_ref(), keycard_core::now_unix()).await?;
+        let passwords =
+            Passwords::new(settings.argon2_memory_kib, settings.hash_concurrency, settings.hash_queue_timeout.0)?;
+        let issuer = settings.issuer_for(addr);
+        let config = RuntimeConfig {
+            allowed_origins: allowed_origins(&settings, &issuer, addr),
+            issuer,
+            audience: settings.audience.clone(),
+            access_ttl: settings.access_ttl.as_secs_i64(),
+            idle_ttl: settings.session_idle_ttl.as_secs_i64(),
+            absolute_ttl: settings.session_absolute_ttl.as_secs_i64(),
+            leeway: settings.leeway.as_secs_i64(),
+            reuse_interval: settings.reuse_interval.as_secs_i64(),
+            cookie_secure: settings.cookie_secure,
+        };
+        let state = AppState::new(store, passwords, config, keys);
+        let router = app(state.clone(), &settings);
+        Ok(Self { listener, router, addr, state })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests reach the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(addr = %self.addr, issuer = %self.state.config.issuer, "keycard listening");
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Opens the store named by `settings.database`.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let url = settings.database.as_str();
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        anyhow::bail!("the PostgreSQL backend is not available in this build yet; use a SQLite file");
+    }
+    Ok(Arc::new(SqliteStore::open(url, settings.db_readers).await?))
+}
+
+/// The configured origins, plus the issuer's own origin and, on loopback, its `localhost` twin.
+fn allowed_origins(settings: &Settings, issuer: &str, addr: SocketAddr) -> Vec<String> {
+    let mut origins = settings.allowed_origins.0.clone();
+    let issuer_origin = match issuer.find("://") {
+        Some(i) => issuer[..i + 3 + issuer[i + 3..].find('/').unwrap_or(issuer.len() - i - 3)].to_owned(),
+        None => issuer.to_owned(),
+    };
+    origins.push(issuer_origin);
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+        origins.push(format!("http://127.0.0.1:{}", addr.port()));
+    }
+    origins.sort();
+    origins.dedup();
+    origins
+}
+
+/// The whole application: routes plus every layer.
+pub fn app(state: AppState, settings: &Settings) -> Router {
+    let mut router = routes::router()
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(axum::middleware::from_fn(middleware::reject_tokens_in_query))
+        .layer(middleware::cors(&state.config.allowed_origins));
+    for (name, value) in middleware::security_headers() {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    router
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            // Method and path only: the query string and headers may carry secrets.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(state)
+}

@@ -1,0 +1,90 @@
+//! Shared state: one cheap-to-clone handle given to the router once.
+
+use std::sync::{Arc, RwLock};
+
+use keycard_core::keys::KeyRing;
+use keycard_core::validate::Validator;
+use keycard_store::{AuditEvent, Store};
+
+use crate::password::Passwords;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Users, sessions, keys, audit log.
+    pub store: Arc<dyn Store>,
+    /// Password hashing with bounded concurrency.
+    pub passwords: Passwords,
+    /// Settings resolved for request handling.
+    pub config: Arc<RuntimeConfig>,
+    keys: Arc<RwLock<Arc<KeyRing>>>,
+    validator: Arc<Validator>,
+}
+
+/// The settings handlers need, resolved once (issuer known, durations in seconds).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// `aud` of issued tokens.
+    pub audience: String,
+    /// Access-token lifetime, seconds.
+    pub access_ttl: i64,
+    /// Session idle lifetime, seconds.
+    pub idle_ttl: i64,
+    /// Session absolute lifetime, seconds.
+    pub absolute_ttl: i64,
+    /// Clock leeway, seconds.
+    pub leeway: i64,
+    /// Reuse interval, seconds.
+    pub reuse_interval: i64,
+    /// Origins allowed for cookie-authenticated requests and CORS (issuer origin included).
+    pub allowed_origins: Vec<String>,
+    /// Whether cookies are `Secure` with the `__Secure-` prefix.
+    pub cookie_secure: bool,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(store: Arc<dyn Store>, passwords: Passwords, config: RuntimeConfig, keys: KeyRing) -> Self {
+        let validator = Validator::new(&config.issuer, &config.audience, config.leeway.unsigned_abs());
+        Self {
+            store,
+            passwords,
+            config: Arc::new(config),
+            keys: Arc::new(RwLock::new(Arc::new(keys))),
+            validator: Arc::new(validator),
+        }
+    }
+
+    /// The current key ring (cheap: an `Arc` clone under a read lock).
+    pub fn keys(&self) -> Arc<KeyRing> {
+        match self.keys.read() {
+            Ok(ring) => ring.clone(),
+            // A writer panicked mid-swap; the ring inside is still a whole value.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The access-token validator.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    /// Records an audit event in the store and as a structured log line. A failed audit write is
+    /// logged but does not fail the request that caused it.
+    pub async fn audit(&self, event: AuditEvent) {
+        tracing::info!(
+            target: "keycard::audit",
+            kind = %event.kind,
+            user_id = event.user_id.as_deref().unwrap_or("-"),
+            session_id = event.session_id.as_deref().unwrap_or("-"),
+            ip = event.ip.as_deref().unwrap_or("-"),
+            detail = event.detail.as_deref().unwrap_or(""),
+            "audit"
+        );
+        if let Err(e) = self.store.append_audit(&event).await {
+            tracing::error!(error = %e, kind = %event.kind, "could not write audit event");
+        }
+    }
+}
