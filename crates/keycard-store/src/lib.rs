@@ -4,6 +4,7 @@
 //! - [`model`]: the records the store reads and writes.
 //! - [`Store`]: the trait every backend implements; the server only sees `Arc<dyn Store>`.
 //! - [`sqlite`]: the embedded default (one file, WAL, one writer connection).
+//! - [`postgres`]: the shared backend for several instances (a pool per instance).
 //!
 //! Rotation is one atomic operation of the store ([`Store::rotate_refresh`]): the presented token
 //! is marked used by `UPDATE … WHERE used_at IS NULL`, so of N concurrent refreshes exactly one
@@ -12,12 +13,14 @@
 #![warn(missing_docs)]
 
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use keycard_core::refresh::TokenHash;
 
 pub use model::*;
+pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store.
@@ -36,13 +39,25 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether the store is unreachable (as opposed to a logic error): worth a 503.
+    ///
+    /// A refused connection surfaces as [`sqlx::Error::PoolTimedOut`] (the pool retries refused
+    /// connects until its acquire timeout), other network failures as `Io`/`Tls`. PostgreSQL
+    /// also answers some requests with an error while it is unable to serve, by SQLSTATE: class
+    /// 08 (connection exception), class 53 (insufficient resources, e.g. too many connections),
+    /// 57P01–57P03 (shutting down, crash recovery, not accepting connections yet), 57014 (our
+    /// `statement_timeout` fired: overloaded) and 25006 (a read-only standby after a fail-over).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
-            )
-        )
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_),
+            ) => true,
+            Self::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(&*code, "57P01" | "57P02" | "57P03" | "57014" | "25006")
+            }),
+            _ => false,
+        }
     }
 }
 

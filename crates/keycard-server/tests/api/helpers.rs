@@ -1,0 +1,159 @@
+//! `spawn_app()` and the small helpers every test uses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use keycard_core::wire::TokenResponse;
+use keycard_server::settings::HumanDuration;
+use keycard_server::{AppState, Application, Settings};
+use keycard_store::{AuditFilter, Store};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running server and a client for it.
+#[allow(dead_code)] // not every test binary reads every field
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub settings: Settings,
+    /// Keeps the database directory alive as long as the app.
+    pub dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Settings for a test server on port 0 with a database in `dir`.
+pub fn test_settings(dir: &TempDir) -> Settings {
+    let _ = tracing_subscriber_init();
+    Settings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database: dir.path().join("keycard.db").display().to_string(),
+        ..Settings::default()
+    }
+}
+
+fn tracing_subscriber_init() -> Option<()> {
+    // Test logs stay quiet unless TEST_LOG is set.
+    std::env::var_os("TEST_LOG")?;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    });
+    Some(())
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(&dir);
+    configure(&mut settings);
+    start(settings, dir).await
+}
+
+/// Starts a server with exactly these settings (the restart test reuses a directory).
+pub async fn start(settings: Settings, dir: Arc<TempDir>) -> TestApp {
+    let app = Application::build(settings.clone()).await.expect("the server starts");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder().cookie_store(false).build().unwrap(),
+        state,
+        settings,
+        dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.store
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(&body).send().await.unwrap()
+    }
+
+    pub async fn signup(&self, email: &str) -> Value {
+        let resp = self.post_json("/auth/signup", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "signup of {email}");
+        resp.json().await.unwrap()
+    }
+
+    /// Logs in with body delivery.
+    pub async fn login(&self, email: &str) -> TokenResponse {
+        let resp = self.post_json("/auth/login", json!({"email": email, "password": PASSWORD, "delivery": "body"})).await;
+        assert_eq!(resp.status(), StatusCode::OK, "login of {email}");
+        resp.json().await.unwrap()
+    }
+
+    /// Signs a new user up and logs in (body delivery).
+    pub async fn user(&self) -> (String, TokenResponse) {
+        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+        self.signup(&email).await;
+        let tokens = self.login(&email).await;
+        (email, tokens)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post_json("/auth/refresh", json!({"refresh_token": refresh_token})).await
+    }
+
+    pub async fn get_authed(&self, path: &str, access: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(access).send().await.unwrap()
+    }
+
+    pub async fn audit_kinds(&self, user_id: &str) -> Vec<String> {
+        let filter = AuditFilter { user_id: Some(user_id.to_owned()), limit: 1000, ..Default::default() };
+        let mut events = self.store().audit_events(&filter).await.unwrap();
+        events.reverse();
+        events.into_iter().map(|e| e.event.kind).collect()
+    }
+}
+
+/// Asserts the JSON error shape of SPEC.md and returns the response's headers.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> reqwest::header::HeaderMap {
+    let headers = resp.headers().clone();
+    let actual = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("error bodies are JSON");
+    assert_eq!((actual, body["error"].as_str().unwrap_or("<none>")), (status, code), "body: {body}");
+    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "body: {body}");
+    if status == 401 && code == "invalid_token" {
+        assert_eq!(headers.get("www-authenticate").unwrap(), "Bearer error=\"invalid_token\"");
+    }
+    headers
+}
+
+pub fn secs(n: u64) -> HumanDuration {
+    HumanDuration::secs(n)
+}

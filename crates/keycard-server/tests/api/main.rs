@@ -1,0 +1,12 @@
+//! Integration tests of the keycard HTTP API: each test starts the real server on port 0 with a
+//! fresh database and talks HTTP to it.
+
+mod account;
+mod attacks;
+mod bad_input;
+mod discovery;
+mod helpers;
+mod lifecycle;
+mod logout;
+mod refresh;
+mod restart;

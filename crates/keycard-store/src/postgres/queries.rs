@@ -1,0 +1,284 @@
+//! The [`Store`] trait for [`PgStore`]: each method is one statement or one transaction, with
+//! the same results as the SQLite backend (the conformance suite in `tests/` runs on both).
+
+use async_trait::async_trait;
+use keycard_core::refresh::TokenHash;
+use sqlx::AssertSqlSafe;
+
+use super::PgStore;
+use super::revoke::{self, Which};
+use super::rotate::{self, SESSION_COLUMNS, SessionRow, session};
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+
+type UserRow = (String, String, String, i64);
+
+fn user((id, email, password_hash, created_at): UserRow) -> UserRecord {
+    UserRecord { id, email, password_hash, created_at }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: &NewUser) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(user))
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
+        let row: Option<UserRow> = sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(user))
+    }
+
+    async fn create_session(&self, s: &NewSession, first_token: &TokenHash) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
+        )
+        .bind(&s.id)
+        .bind(&s.user_id)
+        .bind(s.created_at)
+        .bind(s.idle_expires_at)
+        .bind(s.absolute_expires_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
+            .bind(first_token.as_bytes())
+            .bind(&s.id)
+            .bind(s.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rotate_refresh(&self, r: &Rotation) -> Result<RotateOutcome> {
+        rotate::rotate(self.write_tx().await?, r).await
+    }
+
+    async fn session_by_refresh(&self, token: &TokenHash, now: i64) -> Result<Option<SessionRecord>> {
+        let row: Option<SessionRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+             WHERE t.hash = $1 AND t.used_at IS NULL
+               AND s.revoked_at IS NULL AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2"
+        )))
+        .bind(token.as_bytes())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(session))
+    }
+
+    async fn session_user(&self, session_id: &str, user_id: &str, now: i64) -> Result<Option<UserRecord>> {
+        // Idle expiry does not end an access token early: only revocation and the absolute limit do.
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT u.id, u.email, u.password_hash, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.absolute_expires_at > $3",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(user))
+    }
+
+    async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s
+             WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2
+             ORDER BY s.created_at DESC, s.id"
+        )))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(session).collect())
+    }
+
+    async fn revoke_session(&self, user_id: &str, session_id: &str, reason: &str, now: i64) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let ids = revoke::mark(&mut tx, user_id, Which::Only(session_id), reason, now).await?;
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        revoke::publish(&mut tx, &ids, user_id, reason, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        except: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.write_tx().await?;
+        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(except), reason, now).await?;
+        revoke::publish(&mut tx, &ids, user_id, reason, now).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.write_tx().await?;
+        // Updating the user row first keeps the lock order: user, sessions, tokens, feed.
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(password_hash)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(keep), "password_change", now).await?;
+        revoke::publish(&mut tx, &ids, user_id, "password_change", now).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn delete_user(&self, user_id: &str, now: i64) -> Result<Vec<String>> {
+        let mut tx = self.write_tx().await?;
+        // Lock the user first: a login creating a session for them (its foreign-key check takes a
+        // KEY SHARE lock on this row) either committed before — and its session is revoked and
+        // published below — or waits and then fails because the user is gone. Without this, a
+        // session committed between our revocation and our DELETE would vanish in the cascade
+        // without ever reaching the revocation feed.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE").bind(user_id).execute(&mut *tx).await?;
+        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(None), "account_deleted", now).await?;
+        // Sessions and their token hashes go with the user (ON DELETE CASCADE); the revocation
+        // feed keeps the session ids so resource servers still reject their access tokens.
+        sqlx::query("DELETE FROM users WHERE id = $1").bind(user_id).execute(&mut *tx).await?;
+        revoke::publish(&mut tx, &ids, user_id, "account_deleted", now).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn revocations_since(&self, after: i64, limit: i64) -> Result<Vec<Revocation>> {
+        let rows: Vec<(i64, String, String, i64, String)> = sqlx::query_as(
+            "SELECT seq, session_id, user_id, revoked_at, reason FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        // SQLite reads a negative LIMIT as "no limit"; PostgreSQL rejects it but reads NULL so.
+        .bind((limit >= 0).then_some(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, session_id, user_id, revoked_at, reason)| Revocation {
+                seq,
+                session_id,
+                user_id,
+                revoked_at,
+                reason,
+            })
+            .collect())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows: Vec<(String, String, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT kid, alg, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, alg, private_key, created_at, retired_at)| StoredKey {
+                kid,
+                alg,
+                private_key,
+                created_at,
+                retired_at,
+            })
+            .collect())
+    }
+
+    async fn insert_signing_key(&self, k: &StoredKey) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(&k.private_key)
+        .bind(k.created_at)
+        .bind(k.retired_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.user_id)
+        .bind(&e.session_id)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        type Row = (i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events
+             WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR kind = $2) AND ($3::bigint IS NULL OR at >= $3)
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(&f.user_id)
+        .bind(&f.kind)
+        .bind(f.since)
+        .bind(if f.limit > 0 { f.limit } else { 100 })
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, kind, user_id, session_id, ip, user_agent, detail)| AuditRecord {
+                id,
+                event: AuditEvent { at, kind, user_id, session_id, ip, user_agent, detail },
+            })
+            .collect())
+    }
+}

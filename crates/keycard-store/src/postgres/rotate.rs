@@ -1,0 +1,108 @@
+//! Refresh-token rotation on PostgreSQL: one winner across every instance.
+//!
+//! The decision is the conditional `UPDATE refresh_tokens SET used_at = now WHERE hash = $1 AND
+//! used_at IS NULL RETURNING session_id`. At READ COMMITTED, a second transaction updating the
+//! same row waits for the first; when the first commits, PostgreSQL re-evaluates the WHERE clause
+//! on the committed row, finds `used_at` set, and updates nothing. So of N concurrent rotations of
+//! one token exactly one gets a row back; the others see the token as used — reuse.
+//!
+//! Before that UPDATE the session row is locked (`SELECT … FOR UPDATE`). That is not the
+//! decision (the token's session never changes, so reading it first decides nothing); it keeps
+//! the lock order of every write path — session, then tokens — so a rotation racing a logout
+//! or a reuse revocation of the same family waits instead of deadlocking, and it makes the
+//! reuse-interval retry (which retires the family's other live token) one at a time per family.
+//! Nothing is written until the transaction commits; an error or a dropped future rolls it back.
+
+use sqlx::{Postgres, Transaction};
+
+use super::revoke::{self, Which};
+use crate::Result;
+use crate::model::{RotateOutcome, Rotation, SessionRecord};
+
+/// A session row as selected by [`SESSION_COLUMNS`].
+pub(super) type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>);
+
+/// The columns of a [`SessionRow`], on the table alias `s`.
+pub(super) const SESSION_COLUMNS: &str =
+    "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip";
+
+/// A row as a record.
+pub(super) fn session(row: SessionRow) -> SessionRecord {
+    let (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip) = row;
+    SessionRecord { id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip }
+}
+
+/// Runs one rotation in `tx`, committing when something changed; see the module docs.
+pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation) -> Result<RotateOutcome> {
+    // Lock the token's family if it is live. Waiting here for a concurrent rotation, PostgreSQL
+    // re-checks the liveness conditions on the row that transaction committed.
+    let family: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions s
+         WHERE s.id = (SELECT t.session_id FROM refresh_tokens t WHERE t.hash = $1)
+           AND s.revoked_at IS NULL AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2
+         FOR UPDATE OF s"
+    )))
+    .bind(r.presented.as_bytes())
+    .bind(r.now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(family) = family.map(session) else {
+        // Unknown token, or its session is revoked or expired: nothing changes.
+        return Ok(RotateOutcome::Invalid);
+    };
+
+    // The one step that decides the winner: only a still-unused token gets a row back.
+    let won: Option<(String,)> =
+        sqlx::query_as("UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL RETURNING session_id")
+            .bind(r.now)
+            .bind(r.presented.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?;
+    if won.is_none() {
+        let used: Option<(Option<i64>,)> = sqlx::query_as("SELECT used_at FROM refresh_tokens WHERE hash = $1")
+            .bind(r.presented.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((Some(used_at),)) = used else {
+            // Gone meanwhile (cannot happen while we hold the session lock; be safe anyway).
+            return Ok(RotateOutcome::Invalid);
+        };
+        if r.now - used_at >= r.reuse_interval {
+            let ids = revoke::mark(&mut tx, &family.user_id, Which::Only(&family.id), "refresh_token_reused", r.now)
+                .await?;
+            revoke::publish(&mut tx, &ids, &family.user_id, "refresh_token_reused", r.now).await?;
+            tx.commit().await?;
+            return Ok(RotateOutcome::Reused { session_id: family.id, user_id: family.user_id });
+        }
+        // Inside the reuse interval: the client lost our answer. Retire whichever token we handed
+        // out in it, so the family keeps exactly one live token.
+        sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE session_id = $2 AND used_at IS NULL")
+            .bind(r.now)
+            .bind(&family.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    let rotated: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE sessions s SET last_used_at = $3, idle_expires_at = LEAST($2 + $3, s.absolute_expires_at)
+         WHERE s.id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $3 AND s.absolute_expires_at > $3
+         RETURNING {SESSION_COLUMNS}"
+    )))
+    .bind(&family.id)
+    .bind(r.idle_ttl)
+    .bind(r.now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(rotated) = rotated.map(session) else {
+        // Cannot happen under the lock; roll back so the presented token stays as it was.
+        return Ok(RotateOutcome::Invalid);
+    };
+    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
+        .bind(r.replacement.as_bytes())
+        .bind(&family.id)
+        .bind(r.now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(RotateOutcome::Rotated(rotated))
+}

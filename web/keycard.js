@@ -1,0 +1,458 @@
+// keycard.js: the browser client of a keycard token service. An ES module, no dependencies.
+//
+//   import { createKeycard } from '/keycard.js';
+//   const keycard = createKeycard();                 // same origin as the page
+//   await keycard.restore();                         // after a reload: silent refresh from the cookie
+//   await keycard.login('ada@example.com', 'correct horse battery');
+//   const res = await keycard.fetch('/auth/me');     // Bearer added, refreshed when needed
+//   await keycard.logout();                          // 'local' (default), 'global' or 'others'
+//
+// Where the tokens live:
+// - The refresh token is in the `__Secure-keycard_refresh` cookie: HttpOnly, so no script
+//   (this one included) can read it; Path=/auth, so it only travels to keycard.
+// - The access token lives in this module's closure only: never localStorage, sessionStorage,
+//   IndexedDB or a readable cookie. A reload loses it; `restore()` gets a new one.
+// - Refreshing is a cookie-authenticated POST, so it carries `X-CSRF-Token`, copied from the
+//   readable `__Secure-keycard_csrf` cookie (double submit). The server rotates both cookies on
+//   every refresh.
+//
+// Refresh tokens are single-use: presenting one twice is "reuse" and the server revokes the whole
+// session. Every tab shares the cookie, so refreshes are single-flight inside a tab (one promise)
+// and across the tabs of the origin (Web Locks, or a BroadcastChannel election where Web Locks
+// are missing). A tab that waited for another tab's refresh takes that tab's result, broadcast
+// on the channel, instead of refreshing again.
+
+const LOCK_NAME = 'keycard-refresh';
+const CHANNEL_NAME = 'keycard';
+const CSRF_COOKIES = ['__Secure-keycard_csrf', 'keycard_csrf'];
+/// How long a tab that saw another tab rotate the cookie waits for that tab's broadcast.
+const ADOPT_WAIT_MS = 1000;
+/// Without Web Locks: how long tabs collect competing claims before the oldest one refreshes.
+const ELECTION_WINDOW_MS = 60;
+/// Without Web Locks: how long a tab waits for the elected tab's result before trying itself.
+const ELECTION_TIMEOUT_MS = 10000;
+
+/** An error answered by keycard (or a network failure): `status`, `code`, `description`. */
+export class KeycardError extends Error {
+  constructor(status, code, description) {
+    super(description ? `${code}: ${description}` : code);
+    this.name = 'KeycardError';
+    this.status = status;
+    this.code = code;
+    this.description = description || '';
+  }
+}
+
+/**
+ * A keycard client for one page.
+ *
+ * Options:
+ * - `baseUrl`: where keycard runs; default: this page's origin.
+ * - `apiOrigins`: origins `fetch()` may send the access token to; default: the page's and keycard's.
+ *   A call to any other origin throws, so the token never leaks to a third party.
+ * - `refreshMargin`: seconds before expiry to refresh proactively (default 60, at most a fifth of the
+ *   token's lifetime).
+ */
+export function createKeycard(options = {}) {
+  const here = globalThis.location ? globalThis.location.href : 'http://localhost/';
+  const baseUrl = new URL(options.baseUrl || '/', here).origin;
+  const apiOrigins = new Set((options.apiOrigins || [new URL(here).origin, baseUrl]).map((o) => new URL(o).origin));
+  const refreshMargin = options.refreshMargin ?? 60;
+  const tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
+
+  // --- state, in this closure only ---------------------------------------------------------
+  let current = null; // { accessToken, expiresAt (ms, local clock), sessionId }
+  let generation = 0; // bumped each time `current` changes
+  let csrfInMemory = null; // the body's csrf_token: the fallback when the cookie is not readable
+  let inflight = null; // this tab's refresh, shared by every caller
+  let timer = null;
+  const listeners = new Set();
+  const adoptWaiters = new Set();
+  const election = { claims: new Map(), busyUntil: 0 }; // fallback without Web Locks
+
+  const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CHANNEL_NAME) : null;
+  if (channel) channel.onmessage = (event) => onMessage(event.data || {});
+
+  function emit(event) {
+    for (const fn of listeners) {
+      try {
+        fn(event);
+      } catch (err) {
+        console.error('keycard listener failed', err);
+      }
+    }
+  }
+
+  function setSession(token, { broadcast }) {
+    // Expiry on the local clock, from `expires_in`: the JWT's `exp` is on the server's clock.
+    const lifetimeMs = token.lifetimeMs ?? token.expires_in * 1000;
+    current = {
+      accessToken: token.access_token,
+      expiresAt: token.expiresAt ?? Date.now() + lifetimeMs,
+      lifetimeMs,
+      sessionId: token.session_id,
+    };
+    generation += 1;
+    if (token.csrf_token) csrfInMemory = token.csrf_token;
+    schedule();
+    if (broadcast && channel) {
+      channel.postMessage({
+        type: 'token',
+        from: tabId,
+        access_token: current.accessToken,
+        expiresAt: current.expiresAt,
+        lifetimeMs: current.lifetimeMs,
+        session_id: current.sessionId,
+        csrf: readCsrf(),
+      });
+    }
+    emit({ type: 'session', session: snapshot() });
+    return current.accessToken;
+  }
+
+  function clearSession({ broadcast, reason }) {
+    const had = current !== null;
+    current = null;
+    generation += 1;
+    csrfInMemory = null;
+    clearTimeout(timer);
+    if (broadcast && channel) channel.postMessage({ type: 'logout', from: tabId, reason });
+    if (had) emit({ type: 'session', session: null, reason });
+  }
+
+  function onMessage(msg) {
+    if (msg.from === tabId) return;
+    if (msg.type === 'token') {
+      // Another tab logged in or refreshed: its token is as good as ours, and newer.
+      if (!current || msg.expiresAt >= current.expiresAt) {
+        const { access_token, expiresAt, lifetimeMs, session_id } = msg;
+        setSession({ access_token, expiresAt, lifetimeMs, session_id }, { broadcast: false });
+        emit({ type: 'adopted', from: 'another tab' });
+      }
+      for (const waiter of adoptWaiters) waiter(msg);
+      election.busyUntil = 0;
+    } else if (msg.type === 'logout') {
+      clearSession({ broadcast: false, reason: msg.reason || 'logged out in another tab' });
+      for (const waiter of adoptWaiters) waiter(msg);
+      election.busyUntil = 0;
+    } else if (msg.type === 'refresh-failed') {
+      for (const waiter of adoptWaiters) waiter(msg);
+      election.busyUntil = 0;
+    } else if (msg.type === 'claim') {
+      election.claims.set(msg.from, msg.at);
+      election.busyUntil = Date.now() + ELECTION_TIMEOUT_MS;
+    }
+  }
+
+  // --- cookies and time --------------------------------------------------------------------
+
+  function readCookie(name) {
+    if (typeof document === 'undefined') return null;
+    for (const part of document.cookie.split(';')) {
+      const eq = part.indexOf('=');
+      if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    }
+    return null;
+  }
+
+  /// The CSRF token: from the cookie when keycard shares the page's origin (so every tab sees the
+  /// latest rotation), else the last one a response body gave this tab.
+  function readCsrf() {
+    for (const name of CSRF_COOKIES) {
+      const value = readCookie(name);
+      if (value) return value;
+    }
+    return csrfInMemory;
+  }
+
+  function needsRefresh() {
+    return !current || Date.now() >= current.expiresAt - proactiveMs();
+  }
+
+  /// Refresh this long before expiry: `refreshMargin`, but at most a fifth of the lifetime.
+  function proactiveMs() {
+    return Math.min(refreshMargin * 1000, current.lifetimeMs / 5);
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    if (!current) return;
+    const due = current.expiresAt - proactiveMs() - Date.now();
+    const seen = generation;
+    timer = setTimeout(() => {
+      if (generation !== seen) return;
+      refresh().catch((err) => emit({ type: 'error', error: err }));
+    }, Math.max(0, due));
+  }
+
+  // A tab coming back from the background may have slept through its timer.
+  if (typeof document !== 'undefined') {
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible' && current && needsRefresh()) {
+        refresh().catch((err) => emit({ type: 'error', error: err }));
+      }
+    });
+  }
+
+  // --- HTTP ------------------------------------------------------------------------------
+
+  async function call(path, init = {}) {
+    let res;
+    try {
+      res = await fetch(baseUrl + path, { credentials: 'include', ...init });
+    } catch (err) {
+      throw new KeycardError(0, 'network_error', String(err && err.message ? err.message : err));
+    }
+    emit({ type: 'request', method: init.method || 'GET', path, status: res.status });
+    return res;
+  }
+
+  async function failure(res) {
+    let body = {};
+    try {
+      body = await res.json();
+    } catch {
+      // not JSON: keep the status only
+    }
+    return new KeycardError(res.status, body.error || `http_${res.status}`, body.error_description || '');
+  }
+
+  function json(body, extra = {}) {
+    return { headers: { 'Content-Type': 'application/json', ...extra }, body: JSON.stringify(body) };
+  }
+
+  // --- refresh: single-flight in the tab and across tabs ---------------------------------
+
+  /// Rotates the refresh cookie for a new access token, unless another tab just did it.
+  /// Resolves to the access token, or `null` when there is no session (anymore).
+  function refresh() {
+    if (!inflight) inflight = refreshOnce().finally(() => (inflight = null));
+    return inflight;
+  }
+
+  async function refreshOnce() {
+    const seenGeneration = generation;
+    const csrfBefore = readCsrf();
+    return withCrossTabLock(async () => {
+      // While this tab waited, did another tab refresh (and broadcast its token)?
+      if (generation !== seenGeneration && current && !needsRefresh()) return current.accessToken;
+      const csrfNow = readCsrf();
+      if (csrfBefore && csrfNow && csrfNow !== csrfBefore) {
+        // The cookie rotated under us: another tab refreshed. Take its result rather than spend
+        // the new cookie too (which is safe, but rotates for nothing).
+        const adopted = await waitForBroadcast(csrfNow, ADOPT_WAIT_MS);
+        if (adopted && adopted.type === 'token' && current) return current.accessToken;
+        if (adopted && adopted.type === 'logout') return null;
+      }
+      return exchange();
+    });
+  }
+
+  /// The actual POST /auth/refresh; call only while holding the cross-tab lock.
+  async function exchange() {
+    const csrf = readCsrf();
+    if (!csrf) {
+      // No CSRF cookie, so no refresh cookie either (they are set and cleared together).
+      clearSession({ broadcast: false, reason: 'no session cookie' });
+      return null;
+    }
+    const res = await call('/auth/refresh', { method: 'POST', headers: { 'X-CSRF-Token': csrf } });
+    if (res.ok) {
+      const token = await res.json();
+      emit({ type: 'refreshed' });
+      return setSession(token, { broadcast: true });
+    }
+    const err = await failure(res);
+    if (res.status === 401 || res.status === 403) {
+      // invalid_grant (expired / revoked / logged out), refresh_token_reused (the server revoked
+      // the session) or csrf_failed: this session is over, in every tab.
+      clearSession({ broadcast: true, reason: err.code });
+      return null;
+    }
+    if (channel) channel.postMessage({ type: 'refresh-failed', from: tabId });
+    throw err; // 429, 5xx: transient; the session may still be fine
+  }
+
+  function waitForBroadcast(csrf, ms) {
+    return new Promise((resolve) => {
+      const done = (msg) => {
+        clearTimeout(t);
+        adoptWaiters.delete(waiter);
+        resolve(msg);
+      };
+      // `csrf` null: any outcome will do; else the token that goes with this CSRF cookie.
+      const waiter = (msg) => {
+        if (csrf === null || msg.type !== 'token' || !msg.csrf || msg.csrf === csrf) done(msg);
+      };
+      const t = setTimeout(() => done(null), ms);
+      adoptWaiters.add(waiter);
+    });
+  }
+
+  function withCrossTabLock(fn) {
+    if (globalThis.navigator && navigator.locks && typeof navigator.locks.request === 'function') {
+      return navigator.locks.request(LOCK_NAME, { mode: 'exclusive' }, fn);
+    }
+    if (channel) return withElection(fn);
+    return fn(); // a lone tab: the in-tab promise is all the single-flight there is
+  }
+
+  /// Without Web Locks: claim the refresh on the channel, wait a moment for competing claims, and
+  /// let the oldest claim win. The others wait for its broadcast, then run `fn`, which sees the
+  /// new token (or the rotated cookie) and takes that result. Best effort: Web Locks are exact.
+  async function withElection(fn) {
+    if (election.busyUntil > Date.now()) {
+      await waitForBroadcast(null, election.busyUntil - Date.now());
+    } else {
+      const at = Date.now();
+      election.claims.clear();
+      channel.postMessage({ type: 'claim', from: tabId, at });
+      await new Promise((r) => setTimeout(r, ELECTION_WINDOW_MS));
+      const beaten = [...election.claims].some(([id, t]) => t < at || (t === at && id < tabId));
+      if (beaten) await waitForBroadcast(null, ELECTION_TIMEOUT_MS);
+    }
+    try {
+      return await fn();
+    } finally {
+      election.busyUntil = 0;
+    }
+  }
+
+  // --- the public API --------------------------------------------------------------------
+
+  function snapshot() {
+    if (!current) return null;
+    return { sessionId: current.sessionId, expiresAt: current.expiresAt, claims: decodeClaims(current.accessToken) };
+  }
+
+  /// The access token, refreshed first when it is missing or close to expiry.
+  async function accessToken() {
+    if (current && !needsRefresh()) return current.accessToken;
+    if (!current && !readCsrf()) return null;
+    return refresh();
+  }
+
+  function resolveUrl(input) {
+    const url = new URL(input instanceof Request ? input.url : String(input), baseUrl + '/');
+    if (!apiOrigins.has(url.origin)) {
+      throw new KeycardError(0, 'origin_not_allowed', `not sending the access token to ${url.origin}; add it to apiOrigins`);
+    }
+    return url;
+  }
+
+  return {
+    /** Creates an account (it does not log in). Resolves to `{id, email, created_at}`. */
+    async signup(email, password) {
+      const res = await call('/auth/signup', { method: 'POST', ...json({ email, password }) });
+      if (!res.ok) throw await failure(res);
+      return res.json();
+    },
+
+    /** Logs in: the refresh token arrives as the HttpOnly cookie, the access token stays here. */
+    async login(email, password) {
+      const res = await call('/auth/login', { method: 'POST', ...json({ email, password }) });
+      if (!res.ok) throw await failure(res);
+      setSession(await res.json(), { broadcast: true });
+      return snapshot();
+    },
+
+    /**
+     * Ends the session: `'local'` (this browser), `'global'` (every session of the user) or
+     * `'others'` (all but this one). Uses the refresh cookie, so it works with an expired
+     * access token; holds the refresh lock so it never races another tab's rotation.
+     */
+    async logout(scope = 'local') {
+      const body = json({ scope });
+      const res = await withCrossTabLock(async () => {
+        const csrf = readCsrf();
+        if (csrf) {
+          return call('/auth/logout', { method: 'POST', ...body, headers: { ...body.headers, 'X-CSRF-Token': csrf } });
+        }
+        if (current) {
+          const auth = { Authorization: `Bearer ${current.accessToken}` };
+          return call('/auth/logout', { method: 'POST', ...body, headers: { ...body.headers, ...auth } });
+        }
+        return null;
+      });
+      if (scope !== 'others') clearSession({ broadcast: true, reason: 'logged out' });
+      if (res && !res.ok && res.status !== 401) throw await failure(res);
+    },
+
+    /** After a page load: restores the session from the refresh cookie, if there is one. */
+    async restore() {
+      if (current) return snapshot();
+      await refresh();
+      return snapshot();
+    },
+
+    /** Refreshes now (normally automatic). Resolves to the session, or `null`. */
+    async refresh() {
+      await refresh();
+      return snapshot();
+    },
+
+    /**
+     * `fetch` with `Authorization: Bearer`, for keycard and your own APIs (`apiOrigins`).
+     * Refreshes first when the token is about to expire, and once more if the server still
+     * answers 401 `invalid_token`, then retries the call once. Bodies must be re-sendable
+     * (strings, FormData, Blobs; not streams).
+     */
+    async fetch(input, init = {}) {
+      const url = resolveUrl(input);
+      const base = new Request(input instanceof Request ? input : url, init);
+      const send = (token) => {
+        const req = base.clone();
+        if (token) req.headers.set('Authorization', `Bearer ${token}`);
+        return fetch(req).then((res) => {
+          emit({ type: 'request', method: req.method, path: url.pathname, status: res.status });
+          return res;
+        });
+      };
+      const token = await accessToken();
+      let res = await send(token);
+      if (res.status === 401 && token && (await isInvalidToken(res))) {
+        const fresh = current && current.accessToken !== token ? current.accessToken : await refresh();
+        if (fresh) res = await send(fresh);
+      }
+      return res;
+    },
+
+    /** The current session: `{sessionId, expiresAt, claims}`, or `null`. */
+    session: snapshot,
+
+    /** The access token's claims, decoded for display only (the signature is not checked here). */
+    claims() {
+      return current ? decodeClaims(current.accessToken) : null;
+    },
+
+    /** Calls `listener(event)` on `session` changes, `request`s, `refreshed`, `adopted` and `error`s. Returns an unsubscribe function. */
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
+
+/// 401 with `error="invalid_token"`: in `WWW-Authenticate` (same origin), else in the JSON body
+/// (a cross-origin response exposes no such header).
+async function isInvalidToken(res) {
+  const challenge = res.headers.get('WWW-Authenticate');
+  if (challenge) return challenge.includes('invalid_token');
+  try {
+    const body = await res.clone().json();
+    return body.error === 'invalid_token';
+  } catch {
+    return false;
+  }
+}
+
+/** Decodes a JWT's payload for display. Trust nothing in it: only the server verifies tokens. */
+export function decodeClaims(jwt) {
+  try {
+    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(part + '='.repeat((4 - (part.length % 4)) % 4)), (c) => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return null;
+  }
+}
