@@ -3,14 +3,15 @@
 //! Claims are checked here, on the payload the signature covers, rather than by the JOSE crate's
 //! `Validation`: that never checks `typ`, `iat`, `jti` or `sid`, and its own claim pass costs more
 //! than the signature for HS256 (docs/BENCHMARKS.md). The signature itself is checked by
-//! `jsonwebtoken::crypto::verify` with the algorithm of the key found by `kid`.
+//! `jsonwebtoken::crypto::verify` with the algorithm of the key found by `kid` in any
+//! [`KeySource`]: a signer's `KeyRing` or a resource server's `PublicKeys`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::claims::AccessClaims;
-use crate::keys::KeyRing;
+use crate::keys::KeySource;
 use crate::{ACCESS_TOKEN_TYP, MAX_TOKEN_BYTES};
 
 /// Why a token was rejected. Every variant means 401 `invalid_token`; the text is safe to log.
@@ -109,8 +110,24 @@ impl Validator {
         }
     }
 
-    /// Runs the whole checklist except "session not revoked" (the caller knows its sessions).
-    pub fn validate(&self, ring: &KeyRing, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+    /// The accepted issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The accepted audience.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// The clock leeway, in seconds.
+    pub fn leeway_secs(&self) -> i64 {
+        self.leeway
+    }
+
+    /// Runs the whole checklist except "session not revoked" (the caller knows its sessions),
+    /// looking the key up by `kid` in `keys` (a `KeyRing`, `PublicKeys`, or an `Arc` of either).
+    pub fn validate<K: KeySource + ?Sized>(&self, keys: &K, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -122,7 +139,7 @@ impl Validator {
         };
         let header_json = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::Malformed)?;
         let header: JoseHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
-        let key = header.kid.as_deref().and_then(|kid| ring.get(kid)).ok_or(TokenError::UnknownKey)?;
+        let key = header.kid.as_deref().and_then(|kid| keys.verifying_key(kid)).ok_or(TokenError::UnknownKey)?;
         if header.alg != Some(key.alg().as_str()) {
             return Err(TokenError::AlgorithmMismatch);
         }
@@ -150,7 +167,7 @@ impl Validator {
         }
         let aud_ok = match raw.aud.ok_or(TokenError::MissingClaim("aud"))? {
             Audience::One(a) => a == self.audience,
-            Audience::Many(list) => list.iter().any(|a| *a == self.audience),
+            Audience::Many(list) => list.contains(&self.audience),
         };
         if !aud_ok {
             return Err(TokenError::WrongAudience);
@@ -188,8 +205,9 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::SigningKey;
+    use crate::keys::{KeyAlg, KeyRing, PublicKeys, SigningKey};
     use serde_json::json;
+    use std::sync::Arc;
 
     const ISS: &str = "https://id.example";
     const AUD: &str = "api";
@@ -317,5 +335,146 @@ mod tests {
         let token = ring.sign(&AccessClaims::new(ISS, AUD, "u", "s", now + 20, 900)).unwrap();
         assert!(Validator::new(ISS, AUD, 30).validate(&ring, &token, now).is_ok());
         assert_eq!(Validator::new(ISS, AUD, 0).validate(&ring, &token, now), Err(TokenError::NotYetValid));
+    }
+
+    /// A token with arbitrary header and claims, signed by `key` with the algorithm `as_alg`
+    /// (which may differ from the key's own).
+    fn forge_with(key: &SigningKey, as_alg: KeyAlg, header: serde_json::Value, claims: serde_json::Value) -> String {
+        let message = format!("{}.{}", b64(&header), b64(&claims));
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key.encoding_key(), as_alg.algorithm()).unwrap();
+        format!("{message}.{sig}")
+    }
+
+    fn keys_of_every_algorithm() -> Vec<SigningKey> {
+        KeyAlg::ALL.iter().map(|alg| SigningKey::generate(*alg).unwrap()).collect()
+    }
+
+    #[test]
+    fn every_algorithm_round_trips_through_the_ring_and_through_public_keys() {
+        let now = crate::now_unix();
+        let v = Validator::new(ISS, AUD, 30);
+        for key in keys_of_every_algorithm() {
+            let alg = key.alg();
+            let ring = KeyRing::new(vec![key.clone()], key.kid().to_owned()).unwrap();
+            let token = ring.sign(&AccessClaims::new(ISS, AUD, "u", "s", now, 900)).unwrap();
+            assert_eq!(v.validate(&ring, &token, now).map(|c| c.sub), Ok("u".into()), "{alg} via ring");
+            let shared = Arc::new(ring.clone());
+            assert!(v.validate(&shared, &token, now).is_ok(), "{alg} via Arc<KeyRing>");
+            assert!(v.validate(&PublicKeys::from(&ring), &token, now).is_ok(), "{alg} via PublicKeys");
+            if !alg.is_symmetric() {
+                let (public, _) = PublicKeys::from_jwk_set(&ring.jwks());
+                assert!(v.validate(&public, &token, now).is_ok(), "{alg} via JWKS");
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_naming_another_algorithm_than_the_key_is_rejected_for_every_pair() {
+        let now = crate::now_unix();
+        let v = Validator::new(ISS, AUD, 30);
+        let keys = keys_of_every_algorithm();
+        let ring = KeyRing::new(keys.clone(), keys[0].kid().to_owned()).unwrap();
+        for target in &keys {
+            for signer in &keys {
+                if signer.alg() == target.alg() {
+                    continue;
+                }
+                // The attacker names the target's kid but another algorithm, and signs properly
+                // with a key of that algorithm.
+                let header = json!({"alg": signer.alg().as_str(), "typ": "at+jwt", "kid": target.kid()});
+                let token = forge_with(signer, signer.alg(), header, good_claims(now));
+                assert_eq!(
+                    v.validate(&ring, &token, now),
+                    Err(TokenError::AlgorithmMismatch),
+                    "{} key, header {}",
+                    target.alg(),
+                    signer.alg()
+                );
+                // Naming the right algorithm but signing with another key type fails the signature.
+                let header = json!({"alg": target.alg().as_str(), "typ": "at+jwt", "kid": target.kid()});
+                let token = forge_with(signer, signer.alg(), header, good_claims(now));
+                assert_eq!(v.validate(&ring, &token, now), Err(TokenError::BadSignature), "{} key", target.alg());
+            }
+            let none = format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "at+jwt", "kid": target.kid()})),
+                b64(&good_claims(now))
+            );
+            assert_eq!(v.validate(&ring, &none, now), Err(TokenError::AlgorithmMismatch), "none, {}", target.alg());
+        }
+    }
+
+    #[test]
+    fn hs256_signed_with_a_public_key_is_rejected() {
+        let now = crate::now_unix();
+        let v = Validator::new(ISS, AUD, 30);
+        for alg in [KeyAlg::EdDsa, KeyAlg::Es256, KeyAlg::Rs256] {
+            let key = SigningKey::generate(alg).unwrap();
+            let ring = KeyRing::new(vec![key.clone()], key.kid().to_owned()).unwrap();
+            let public = PublicKeys::from_jwk_set(&ring.jwks()).0;
+            let jwk_json = serde_json::to_vec(key.jwk()).unwrap();
+            let raw = [key.jwk().x.clone(), key.jwk().n.clone()].into_iter().flatten().next().unwrap();
+            let raw = URL_SAFE_NO_PAD.decode(raw).unwrap();
+            // Every byte string an attacker might think a naive verifier would use as the secret.
+            for secret in [jwk_json.clone(), raw.clone(), [raw.as_slice(), &[0u8; 32]].concat()] {
+                let hmac = SigningKey::from_material(crate::keys::KeyMaterial {
+                    kid: "attacker".into(),
+                    alg: KeyAlg::Hs256,
+                    private_der: [secret.as_slice(), &[0u8; 32]].concat()[..secret.len().max(32)].to_vec(),
+                })
+                .unwrap();
+                for alg_named in ["HS256", alg.as_str()] {
+                    let header = json!({"alg": alg_named, "typ": "at+jwt", "kid": key.kid()});
+                    let token = forge_with(&hmac, KeyAlg::Hs256, header, good_claims(now));
+                    let expected =
+                        if alg_named == "HS256" { TokenError::AlgorithmMismatch } else { TokenError::BadSignature };
+                    assert_eq!(v.validate(&ring, &token, now), Err(expected.clone()), "{alg}, header {alg_named}");
+                    assert_eq!(v.validate(&public, &token, now), Err(expected), "{alg} public, header {alg_named}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tampered_payload_fails_the_signature_for_every_algorithm() {
+        let now = crate::now_unix();
+        for key in keys_of_every_algorithm() {
+            let ring = KeyRing::new(vec![key.clone()], key.kid().to_owned()).unwrap();
+            let token = ring.sign(&AccessClaims::new(ISS, AUD, "u", "s", now, 900)).unwrap();
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            parts[1] = b64(&with_sub(&parts[1], "admin"));
+            let tampered = parts.join(".");
+            let result = Validator::new(ISS, AUD, 30).validate(&ring, &tampered, now);
+            assert_eq!(result, Err(TokenError::BadSignature), "{}", key.alg());
+        }
+    }
+
+    #[test]
+    fn a_token_from_another_key_with_the_same_kid_fails_the_signature() {
+        let now = crate::now_unix();
+        for alg in KeyAlg::ALL {
+            let ours = SigningKey::generate(alg).unwrap();
+            let mut theirs = SigningKey::generate(alg).unwrap().material().clone();
+            theirs.kid = ours.kid().to_owned();
+            let theirs = SigningKey::from_material(theirs).unwrap();
+            let ring = KeyRing::new(vec![ours.clone()], ours.kid().to_owned()).unwrap();
+            let token = theirs.sign(&AccessClaims::new(ISS, AUD, "u", "s", now, 900)).unwrap();
+            let result = Validator::new(ISS, AUD, 30).validate(&ring, &token, now);
+            assert_eq!(result, Err(TokenError::BadSignature), "{alg}");
+        }
+    }
+
+    #[test]
+    fn a_removed_key_no_longer_validates_its_tokens() {
+        let now = crate::now_unix();
+        let (old, new) = (SigningKey::generate(KeyAlg::EdDsa).unwrap(), SigningKey::generate(KeyAlg::Es256).unwrap());
+        let claims = AccessClaims::new(ISS, AUD, "u", "s", now, 900);
+        let (old_token, new_token) = (old.sign(&claims).unwrap(), new.sign(&claims).unwrap());
+        let mut keys = PublicKeys::new([old.verifying_key().clone(), new.verifying_key().clone()]);
+        let v = Validator::new(ISS, AUD, 30);
+        assert!(v.validate(&keys, &old_token, now).is_ok() && v.validate(&keys, &new_token, now).is_ok());
+        keys.remove(old.kid());
+        assert_eq!(v.validate(&keys, &old_token, now), Err(TokenError::UnknownKey));
+        assert!(v.validate(&keys, &new_token, now).is_ok());
     }
 }
