@@ -117,7 +117,13 @@ impl Authenticated {
     /// Validates `token` and looks its session and user up.
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let now = keycard_core::now_unix();
-        let claims = state.validator().validate(&state.keys(), token, now)?;
+        let claims = match state.validator().validate(&state.keys(), token, now) {
+            // A key rotated by another process: look again, once.
+            Err(TokenError::UnknownKey) if state.reload_keys_for_unknown_kid().await => {
+                state.validator().validate(&state.keys(), token, now)?
+            }
+            other => other?,
+        };
         let user = state.store.session_user(&claims.sid, &claims.sub, now).await?.ok_or(TokenError::Revoked)?;
         Ok(Self { claims, user })
     }

@@ -108,3 +108,26 @@ impl Passwords {
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("password hashing task failed: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unknown_user_costs_a_full_verification() {
+        let passwords = Passwords::new(19_456, 2, Duration::from_secs(5)).unwrap();
+        let real = passwords.hash("the real password".into()).await.unwrap();
+        assert!(passwords.verify("the real password".into(), Some(real.clone())).await.unwrap());
+        let time = |stored: Option<String>| {
+            let passwords = passwords.clone();
+            async move {
+                let t = std::time::Instant::now();
+                assert!(!passwords.verify("a wrong password".into(), stored).await.unwrap());
+                t.elapsed()
+            }
+        };
+        let (known, unknown) = (time(Some(real)).await, time(None).await);
+        let ratio = known.as_secs_f64() / unknown.as_secs_f64();
+        assert!((0.5..2.0).contains(&ratio), "known {known:?} unknown {unknown:?}");
+    }
+}

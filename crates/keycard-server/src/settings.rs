@@ -50,6 +50,16 @@ pub struct Settings {
     pub db_readers: u32,
     /// Argon2 memory cost in KiB (OWASP: 19456). Lower only for tests.
     pub argon2_memory_kib: u32,
+    /// Master key sealing signing keys at rest (32 bytes, base64url or hex); usually given as
+    /// `KEYCARD_MASTER_KEY`.
+    pub master_key: Option<Secret>,
+    /// File holding the master key. Default for SQLite: `<database>.master-key`, created on
+    /// first start.
+    pub master_key_file: Option<String>,
+    /// Algorithm of the first generated signing key (`EdDSA`, …).
+    pub signing_alg: String,
+    /// How often the key ring is re-read from the store (rotation by other processes).
+    pub key_reload_interval: HumanDuration,
 }
 
 impl Default for Settings {
@@ -73,6 +83,10 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             db_readers: 4,
             argon2_memory_kib: 19_456,
+            master_key: None,
+            master_key_file: None,
+            signing_alg: "EdDSA".into(),
+            key_reload_interval: HumanDuration::secs(5),
         }
     }
 }
@@ -131,9 +145,47 @@ impl Settings {
         Ok(())
     }
 
+    /// Whether the database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database.starts_with("postgres:") || self.database.starts_with("postgresql:")
+    }
+
+    /// The SQLite file path of `database` (without a `sqlite://` prefix or query string).
+    pub fn sqlite_path(&self) -> &str {
+        let path = self
+            .database
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database.strip_prefix("sqlite:"))
+            .unwrap_or(&self.database);
+        path.split('?').next().unwrap_or(path)
+    }
+
     /// The issuer, defaulting to `http://{bind}` with the actual bound address.
     pub fn issuer_for(&self, bound: SocketAddr) -> String {
         self.issuer.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+/// A secret setting: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
 }
 

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
+use keycard_core::keys::KeyAlg;
 use keycard_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -24,6 +26,8 @@ pub struct Application {
     router: Router,
     addr: SocketAddr,
     state: AppState,
+    /// Background tasks (key reloading), stopped with the server.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Application {
@@ -36,7 +40,15 @@ impl Application {
             tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: put TLS in front (or use --tls-cert/--tls-key)");
         }
         let store = open_store(&settings).await?;
-        let keys = keys::load_or_create(store.as_ref(), keycard_core::now_unix()).await?;
+        let master = keys::master_key(&settings, store.as_ref()).await?;
+        let key_overlap = settings.access_ttl.as_secs_i64()
+            + settings.leeway.as_secs_i64()
+            + 2 * settings.key_reload_interval.as_secs_i64();
+        let first_alg = KeyAlg::parse(&settings.signing_alg)
+            .ok_or_else(|| anyhow::anyhow!("unsupported signing_alg {:?}", settings.signing_alg))?;
+        let ring = keys::KeyManager::new(store.as_ref(), &master, key_overlap)
+            .ring(keycard_core::now_unix(), first_alg)
+            .await?;
         let passwords =
             Passwords::new(settings.argon2_memory_kib, settings.hash_concurrency, settings.hash_queue_timeout.0)?;
         let issuer = settings.issuer_for(addr);
@@ -49,11 +61,14 @@ impl Application {
             absolute_ttl: settings.session_absolute_ttl.as_secs_i64(),
             leeway: settings.leeway.as_secs_i64(),
             reuse_interval: settings.reuse_interval.as_secs_i64(),
+            key_overlap,
+            signing_alg: first_alg,
             cookie_secure: settings.cookie_secure,
         };
-        let state = AppState::new(store, passwords, config, keys);
+        let state = AppState::new(store, passwords, config, ring, master);
+        let background = spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         let router = app(state.clone(), &settings);
-        Ok(Self { listener, router, addr, state })
+        Ok(Self { listener, router, addr, state, background })
     }
 
     /// The address actually bound.
@@ -69,10 +84,31 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, issuer = %self.state.config.issuer, "keycard listening");
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        for task in self.background {
+            task.abort();
+        }
+        served
     }
+}
+
+/// Re-reads the key ring every `every`, so a rotation made elsewhere reaches this instance.
+fn spawn_key_reloader(state: AppState, every: std::time::Duration) -> Option<JoinHandle<()>> {
+    if every.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.reload_keys().await {
+                tracing::warn!(error = %e, "could not reload signing keys");
+            }
+        }
+    }))
 }
 
 /// Opens the store named by `settings.database`.

@@ -1,11 +1,13 @@
 //! Shared state: one cheap-to-clone handle given to the router once.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use keycard_core::keys::KeyRing;
 use keycard_core::validate::Validator;
 use keycard_store::{AuditEvent, Store};
 
+use crate::keys::{KeyManager, MasterKey};
 use crate::password::Passwords;
 
 /// Everything handlers share.
@@ -18,6 +20,9 @@ pub struct AppState {
     /// Settings resolved for request handling.
     pub config: Arc<RuntimeConfig>,
     keys: Arc<RwLock<Arc<KeyRing>>>,
+    master: Arc<MasterKey>,
+    /// When the key ring was last read from the store (Unix seconds).
+    keys_loaded_at: Arc<AtomicI64>,
     validator: Arc<Validator>,
 }
 
@@ -36,6 +41,10 @@ pub struct RuntimeConfig {
     pub absolute_ttl: i64,
     /// Clock leeway, seconds.
     pub leeway: i64,
+    /// Seconds a superseded signing key keeps verifying (access TTL + leeway + reload interval).
+    pub key_overlap: i64,
+    /// Algorithm of a key generated when none is active.
+    pub signing_alg: keycard_core::keys::KeyAlg,
     /// Reuse interval, seconds.
     pub reuse_interval: i64,
     /// Origins allowed for cookie-authenticated requests and CORS (issuer origin included).
@@ -46,14 +55,57 @@ pub struct RuntimeConfig {
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(store: Arc<dyn Store>, passwords: Passwords, config: RuntimeConfig, keys: KeyRing) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        passwords: Passwords,
+        config: RuntimeConfig,
+        keys: KeyRing,
+        master: MasterKey,
+    ) -> Self {
         let validator = Validator::new(&config.issuer, &config.audience, config.leeway.unsigned_abs());
         Self {
             store,
             passwords,
             config: Arc::new(config),
             keys: Arc::new(RwLock::new(Arc::new(keys))),
+            master: Arc::new(master),
+            keys_loaded_at: Arc::new(AtomicI64::new(keycard_core::now_unix())),
             validator: Arc::new(validator),
+        }
+    }
+
+    /// Key management with this server's overlap window.
+    pub fn key_manager(&self) -> KeyManager<'_> {
+        KeyManager::new(self.store.as_ref(), &self.master, self.config.key_overlap)
+    }
+
+    /// Re-reads the key ring from the store (rotation by `keycard keys` or another instance).
+    pub async fn reload_keys(&self) -> anyhow::Result<()> {
+        let now = keycard_core::now_unix();
+        let ring = self.key_manager().ring(now, self.config.signing_alg).await?;
+        self.keys_loaded_at.store(now, Ordering::Relaxed);
+        match self.keys.write() {
+            Ok(mut slot) => *slot = Arc::new(ring),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(ring),
+        }
+        Ok(())
+    }
+
+    /// Reloads keys after an unknown `kid`, at most once a second (a flood of forged kids must
+    /// not become a flood of store reads). True when a reload happened.
+    pub async fn reload_keys_for_unknown_kid(&self) -> bool {
+        let now = keycard_core::now_unix();
+        let last = self.keys_loaded_at.load(Ordering::Relaxed);
+        if now <= last || self.keys_loaded_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            return false;
+        }
+        match self.reload_keys().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload signing keys");
+                false
+            }
         }
     }
 

@@ -51,11 +51,14 @@ impl StoreError {
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_),
             ) => true,
-            Self::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
-                code.starts_with("08")
-                    || code.starts_with("53")
-                    || matches!(&*code, "57P01" | "57P02" | "57P03" | "57014" | "25006")
-            }),
+            Self::Database(sqlx::Error::Database(e)) => {
+                e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some_and(|e| {
+                    let code = e.code();
+                    code.starts_with("08")
+                        || code.starts_with("53")
+                        || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25006")
+                })
+            }
             _ => false,
         }
     }
@@ -114,6 +117,9 @@ pub trait Store: Send + Sync + 'static {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
     /// Stores a signing key; false when one with this kid exists.
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<bool>;
+    /// Marks a key retired at `now` (it leaves JWKS and verification at once); false when there
+    /// is no such unretired key.
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool>;
 
     /// Appends an audit event.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;

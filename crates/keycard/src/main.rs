@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use keycard_server::{Application, Settings};
 use serde::Serialize;
 
+mod keys;
+
 #[derive(Parser)]
 #[command(name = "keycard", version, about = "Self-hosted token service: JWT authentication, safe by default")]
 struct Cli {
@@ -18,6 +20,32 @@ struct Cli {
 enum Command {
     /// Run the token service (defaults: 127.0.0.1:8080, SQLite file keycard.db).
     Serve(ServeArgs),
+    /// Manage signing keys: list, rotate, retire.
+    Keys {
+        #[command(subcommand)]
+        action: keys::KeysCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Which deployment an operator command works on: the same config, env and database as `serve`.
+#[derive(Args, Serialize, Default, Clone)]
+struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "KEYCARD_CONFIG", global = true)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// SQLite file or postgres:// URL.
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<String>,
+}
+
+impl StoreArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(Settings::load(self.config.as_ref(), self)?)
+    }
 }
 
 /// Flags override `KEYCARD_*` variables, which override the TOML file, which overrides defaults.
@@ -74,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Keys { action, store } => keys::run(action, &store.settings()?).await,
     }
 }
 

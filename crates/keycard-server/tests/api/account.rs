@@ -91,9 +91,15 @@ async fn deleting_the_account_revokes_everything_and_frees_the_email() {
         assert_error(app.get_authed("/auth/me", &t.access_token).await, 401, "invalid_token").await;
         assert_error(app.refresh(t.refresh_token.as_deref().unwrap()).await, 401, "invalid_grant").await;
     }
-    assert_error(app.post_json("/auth/login", json!({"email": email, "password": PASSWORD})).await, 401, "invalid_credentials").await;
+    assert_error(
+        app.post_json("/auth/login", json!({"email": email, "password": PASSWORD})).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
     // The revocation feed still lists the sessions, for resource servers.
-    let feed: serde_json::Value = app.client.get(app.url("/auth/revocations?after=0")).send().await.unwrap().json().await.unwrap();
+    let feed: serde_json::Value =
+        app.client.get(app.url("/auth/revocations?after=0")).send().await.unwrap().json().await.unwrap();
     let sids: Vec<&str> = feed["revocations"].as_array().unwrap().iter().map(|r| r["sid"].as_str().unwrap()).collect();
     assert!(sids.contains(&a.session_id.as_str()) && sids.contains(&b.session_id.as_str()), "{feed}");
     app.signup(&email).await;

@@ -89,7 +89,9 @@ async fn every_checklist_attack_is_a_401_invalid_token() {
         Algorithm::HS256,
     )
     .unwrap();
-    let hs_text = jsonwebtoken::crypto::sign(hs_msg.as_bytes(), &EncodingKey::from_secret(x.as_bytes()), Algorithm::HS256).unwrap();
+    let hs_text =
+        jsonwebtoken::crypto::sign(hs_msg.as_bytes(), &EncodingKey::from_secret(x.as_bytes()), Algorithm::HS256)
+            .unwrap();
 
     // Tampered payload: the victim's id under the attacker's signature.
     let mut parts: Vec<String> = tokens.access_token.split('.').map(str::to_owned).collect();

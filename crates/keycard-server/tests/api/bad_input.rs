@@ -11,15 +11,45 @@ async fn malformed_bodies_are_400_invalid_request() {
         ("not JSON", "/auth/signup", Some("application/json"), "{nope".into()),
         ("empty body", "/auth/login", Some("application/json"), String::new()),
         ("no content type", "/auth/signup", None, json!({"email": "a@b.co", "password": PASSWORD}).to_string()),
-        ("wrong type", "/auth/signup", Some("application/json"), json!({"email": 42, "password": PASSWORD}).to_string()),
+        (
+            "wrong type",
+            "/auth/signup",
+            Some("application/json"),
+            json!({"email": 42, "password": PASSWORD}).to_string(),
+        ),
         ("missing field", "/auth/login", Some("application/json"), json!({"email": "a@b.co"}).to_string()),
-        ("unknown field", "/auth/signup", Some("application/json"), json!({"email": "a@b.co", "password": PASSWORD, "admin": true}).to_string()),
+        (
+            "unknown field",
+            "/auth/signup",
+            Some("application/json"),
+            json!({"email": "a@b.co", "password": PASSWORD, "admin": true}).to_string(),
+        ),
         ("array", "/auth/login", Some("application/json"), "[1,2,3]".into()),
-        ("bad delivery", "/auth/login", Some("application/json"), json!({"email": "a@b.co", "password": PASSWORD, "delivery": "carrier-pigeon"}).to_string()),
-        ("invalid email", "/auth/signup", Some("application/json"), json!({"email": "not-an-email", "password": PASSWORD}).to_string()),
+        (
+            "bad delivery",
+            "/auth/login",
+            Some("application/json"),
+            json!({"email": "a@b.co", "password": PASSWORD, "delivery": "carrier-pigeon"}).to_string(),
+        ),
+        (
+            "invalid email",
+            "/auth/signup",
+            Some("application/json"),
+            json!({"email": "not-an-email", "password": PASSWORD}).to_string(),
+        ),
         ("refresh body not JSON", "/auth/refresh", Some("application/json"), "refresh_token=abc".into()),
-        ("refresh token not a string", "/auth/refresh", Some("application/json"), json!({"refresh_token": 5}).to_string()),
-        ("utf-8 garbage", "/auth/signup", Some("application/json"), String::from_utf8_lossy(&[0xff, 0xfe, 0x7b]).into_owned()),
+        (
+            "refresh token not a string",
+            "/auth/refresh",
+            Some("application/json"),
+            json!({"refresh_token": 5}).to_string(),
+        ),
+        (
+            "utf-8 garbage",
+            "/auth/signup",
+            Some("application/json"),
+            String::from_utf8_lossy(&[0xff, 0xfe, 0x7b]).into_owned(),
+        ),
     ];
     for (why, path, content_type, body) in cases {
         let mut req = app.client.post(app.url(path)).body(body);
@@ -37,9 +67,23 @@ async fn malformed_bodies_are_400_invalid_request() {
 async fn a_huge_body_is_413_payload_too_large() {
     let app = spawn_app().await;
     let huge = json!({"email": "a@b.co", "password": "x".repeat(200_000)}).to_string();
-    let resp = app.client.post(app.url("/auth/signup")).header("content-type", "application/json").body(huge.clone()).send().await.unwrap();
+    let resp = app
+        .client
+        .post(app.url("/auth/signup"))
+        .header("content-type", "application/json")
+        .body(huge.clone())
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, 413, "payload_too_large").await;
-    let resp = app.client.post(app.url("/auth/refresh")).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let resp = app
+        .client
+        .post(app.url("/auth/refresh"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, 413, "payload_too_large").await;
 }
 

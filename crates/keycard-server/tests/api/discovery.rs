@@ -14,12 +14,19 @@ async fn jwks_publishes_the_public_ed25519_key_and_nothing_private() {
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     let key = &keys[0];
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()), (Some("OKP"), Some("Ed25519"), Some("EdDSA")));
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
     assert!(key.get("d").is_none(), "no private part");
     // The published key verifies a token the server issued.
     let (_, tokens) = app.user().await;
     let header: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, tokens.access_token.split('.').next().unwrap()).unwrap(),
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            tokens.access_token.split('.').next().unwrap(),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(header["kid"], key["kid"]);
@@ -37,7 +44,8 @@ async fn jwks_publishes_the_public_ed25519_key_and_nothing_private() {
 #[tokio::test]
 async fn openid_configuration_points_at_this_issuer() {
     let app = spawn_app().await;
-    let conf: Value = app.client.get(app.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    let conf: Value =
+        app.client.get(app.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
     assert_eq!(conf["issuer"], app.base.as_str());
     assert_eq!(conf["jwks_uri"], format!("{}/.well-known/jwks.json", app.base));
     assert_eq!(conf["token_endpoint"], format!("{}/auth/refresh", app.base));
@@ -64,8 +72,15 @@ async fn the_revocation_feed_pages_from_a_position() {
     assert_eq!(entries[0]["sid"], a.session_id.as_str());
     assert!(entries[0]["expires_at"].as_i64().unwrap() > entries[0]["revoked_at"].as_i64().unwrap());
     let first = entries[0]["seq"].as_i64().unwrap();
-    let rest: Value =
-        app.client.get(app.url(&format!("/auth/revocations?after={first}"))).send().await.unwrap().json().await.unwrap();
+    let rest: Value = app
+        .client
+        .get(app.url(&format!("/auth/revocations?after={first}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(rest["revocations"].as_array().unwrap().len(), 1);
     assert_eq!(rest["next"], entries[1]["seq"]);
     let bad = app.client.get(app.url("/auth/revocations?after=soon")).send().await.unwrap();

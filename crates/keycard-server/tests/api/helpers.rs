@@ -112,7 +112,8 @@ impl TestApp {
 
     /// Logs in with body delivery.
     pub async fn login(&self, email: &str) -> TokenResponse {
-        let resp = self.post_json("/auth/login", json!({"email": email, "password": PASSWORD, "delivery": "body"})).await;
+        let resp =
+            self.post_json("/auth/login", json!({"email": email, "password": PASSWORD, "delivery": "body"})).await;
         assert_eq!(resp.status(), StatusCode::OK, "login of {email}");
         resp.json().await.unwrap()
     }

@@ -45,7 +45,8 @@ async fn others_logout_keeps_this_session_and_ends_the_rest() {
     for t in [&b, &c] {
         assert_error(app.get_authed("/auth/me", &t.access_token).await, 401, "invalid_token").await;
     }
-    let sessions: Vec<serde_json::Value> = app.get_authed("/auth/sessions", &a.access_token).await.json().await.unwrap();
+    let sessions: Vec<serde_json::Value> =
+        app.get_authed("/auth/sessions", &a.access_token).await.json().await.unwrap();
     assert_eq!(sessions.len(), 1);
 }
 
@@ -65,7 +66,10 @@ async fn logout_clears_both_cookies() {
     let resp = logout(&app, &a.access_token, "local").await;
     let cookies: Vec<String> =
         resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-    assert!(cookies.iter().any(|c| c.starts_with("__Secure-keycard_refresh=;") && c.contains("Max-Age=0")), "{cookies:?}");
+    assert!(
+        cookies.iter().any(|c| c.starts_with("__Secure-keycard_refresh=;") && c.contains("Max-Age=0")),
+        "{cookies:?}"
+    );
     assert!(cookies.iter().any(|c| c.starts_with("__Secure-keycard_csrf=;") && c.contains("Max-Age=0")), "{cookies:?}");
 }
 

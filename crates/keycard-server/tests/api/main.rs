@@ -6,6 +6,7 @@ mod attacks;
 mod bad_input;
 mod discovery;
 mod helpers;
+mod keys;
 mod lifecycle;
 mod logout;
 mod refresh;

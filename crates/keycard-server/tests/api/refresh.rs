@@ -107,19 +107,31 @@ async fn an_idle_session_expires() {
 #[tokio::test]
 async fn rotation_never_extends_a_session_past_its_absolute_lifetime() {
     let app = spawn_app_with(|s| {
-        s.session_idle_ttl = secs(2);
-        s.session_absolute_ttl = secs(3);
+        s.session_idle_ttl = secs(4);
+        s.session_absolute_ttl = secs(6);
     })
     .await;
     let (_, tokens) = app.user().await;
+    let session = app
+        .store()
+        .list_sessions(&app.get_authed_user_id_from_token(&tokens.access_token), keycard_core::now_unix())
+        .await
+        .unwrap();
+    let absolute = session[0].absolute_expires_at;
     let mut refresh = tokens.refresh_token.unwrap();
     for _ in 0..2 {
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        let next: Value = app.refresh(&refresh).await.json().await.unwrap();
-        assert!(next["refresh_expires_in"].as_i64().unwrap() <= 2);
+        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+        let resp = app.refresh(&refresh).await;
+        assert_eq!(resp.status(), 200);
+        let next: Value = resp.json().await.unwrap();
+        let now = keycard_core::now_unix();
+        let left = next["refresh_expires_in"].as_i64().unwrap();
+        assert!(left <= 4 && now + left <= absolute, "idle expiry {left} s past the absolute limit");
         refresh = next["refresh_token"].as_str().unwrap().to_owned();
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    while keycard_core::now_unix() < absolute {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert_error(app.refresh(&refresh).await, 401, "invalid_grant").await;
 }
 
@@ -177,7 +189,11 @@ async fn cookie_refresh_with_matching_csrf_header_rotates_the_cookie() {
 async fn cookie_refresh_without_or_with_a_wrong_csrf_header_is_403() {
     let app = spawn_app().await;
     let (refresh, csrf) = cookie_login(&app).await;
-    let cases = [("no header", None, None), ("wrong header", Some("nope"), None), ("foreign origin", Some(csrf.as_str()), Some("https://evil.example"))];
+    let cases = [
+        ("no header", None, None),
+        ("wrong header", Some("nope"), None),
+        ("foreign origin", Some(csrf.as_str()), Some("https://evil.example")),
+    ];
     for (why, header, origin) in cases {
         let mut req = app.client.post(app.url("/auth/refresh")).header("cookie", cookie_header(&refresh, &csrf));
         if let Some(h) = header {

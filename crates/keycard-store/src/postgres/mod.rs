@@ -78,8 +78,10 @@ impl PgStore {
         let mut connect = PgConnectOptions::from_str(url)?.application_name("keycard").statement_cache_capacity(128);
         if let Some(timeout) = options.statement_timeout {
             let ms = timeout.as_millis().max(1);
-            connect = connect
-                .options([("statement_timeout", format!("{ms}ms")), ("idle_in_transaction_session_timeout", format!("{ms}ms"))]);
+            connect = connect.options([
+                ("statement_timeout", format!("{ms}ms")),
+                ("idle_in_transaction_session_timeout", format!("{ms}ms")),
+            ]);
         }
 
         let mut migrator = PgConnection::connect_with(&connect).await?;

@@ -51,10 +51,11 @@ impl Store for PgStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> = sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(user))
     }
 
@@ -241,6 +242,15 @@ impl Store for PgStore {
         .bind(k.retired_at)
         .execute(&self.pool)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
+            .bind(now)
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

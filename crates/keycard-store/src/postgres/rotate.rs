@@ -52,12 +52,13 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
     };
 
     // The one step that decides the winner: only a still-unused token gets a row back.
-    let won: Option<(String,)> =
-        sqlx::query_as("UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL RETURNING session_id")
-            .bind(r.now)
-            .bind(r.presented.as_bytes())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let won: Option<(String,)> = sqlx::query_as(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL RETURNING session_id",
+    )
+    .bind(r.now)
+    .bind(r.presented.as_bytes())
+    .fetch_optional(&mut *tx)
+    .await?;
     if won.is_none() {
         let used: Option<(Option<i64>,)> = sqlx::query_as("SELECT used_at FROM refresh_tokens WHERE hash = $1")
             .bind(r.presented.as_bytes())
@@ -68,8 +69,8 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
             return Ok(RotateOutcome::Invalid);
         };
         if r.now - used_at >= r.reuse_interval {
-            let ids = revoke::mark(&mut tx, &family.user_id, Which::Only(&family.id), "refresh_token_reused", r.now)
-                .await?;
+            let ids =
+                revoke::mark(&mut tx, &family.user_id, Which::Only(&family.id), "refresh_token_reused", r.now).await?;
             revoke::publish(&mut tx, &ids, &family.user_id, "refresh_token_reused", r.now).await?;
             tx.commit().await?;
             return Ok(RotateOutcome::Reused { session_id: family.id, user_id: family.user_id });

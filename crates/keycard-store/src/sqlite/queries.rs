@@ -366,6 +366,15 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE signing_keys SET retired_at = ?1 WHERE kid = ?2 AND retired_at IS NULL")
+            .bind(now)
+            .bind(kid)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
