@@ -242,7 +242,7 @@ impl<'a> KeyManager<'a> {
 
     /// Creates a new key that becomes active at once; the previous one enters its overlap window.
     pub async fn rotate(&self, alg: KeyAlg, now: i64) -> anyhow::Result<String> {
-        let key = generate(alg)?;
+        let key = SigningKey::generate(alg)?;
         let sealed = self.master.seal(key.kid(), alg.as_str(), &key.material().private_der)?;
         // Strictly newer than every existing key, so "newest wins" has no ties.
         let newest = self.store.signing_keys().await?.iter().map(|k| k.created_at).max().unwrap_or(i64::MIN);
@@ -262,14 +262,6 @@ impl<'a> KeyManager<'a> {
     /// Retires a key at once (e.g. after a compromise): tokens it signed stop verifying.
     pub async fn retire(&self, kid: &str, now: i64) -> anyhow::Result<bool> {
         Ok(self.store.retire_signing_key(kid, now).await?)
-    }
-}
-
-fn generate(alg: KeyAlg) -> anyhow::Result<SigningKey> {
-    match alg {
-        KeyAlg::EdDsa => Ok(SigningKey::generate_ed25519()?),
-        #[allow(unreachable_patterns)]
-        other => anyhow::bail!("generating {} keys is not supported", other.as_str()),
     }
 }
 
