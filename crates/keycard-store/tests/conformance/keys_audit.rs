@@ -1,0 +1,81 @@
+//! Signing keys and the audit log.
+
+use std::sync::Arc;
+
+use keycard_store::{AuditEvent, AuditFilter, Store, StoredKey};
+
+use crate::harness::NOW;
+
+fn key(kid: &str, created_at: i64) -> StoredKey {
+    StoredKey { kid: kid.into(), alg: "EdDSA".into(), private_key: vec![1, 2, 3, 0, 255], created_at, retired_at: None }
+}
+
+pub async fn signing_keys_are_stored_once_per_kid(store: Arc<dyn Store>) {
+    assert!(store.signing_keys().await.unwrap().is_empty(), "a fresh store has no keys");
+
+    assert!(store.insert_signing_key(&key("k2", NOW + 10)).await.unwrap());
+    assert!(store.insert_signing_key(&key("k1", NOW)).await.unwrap());
+    let duplicate = StoredKey { private_key: vec![9; 8], ..key("k1", NOW + 99) };
+    assert!(!store.insert_signing_key(&duplicate).await.unwrap(), "a duplicate kid is refused");
+    let retired = StoredKey { retired_at: Some(NOW + 5), ..key("k0", NOW - 10) };
+    assert!(store.insert_signing_key(&retired).await.unwrap());
+
+    let keys = store.signing_keys().await.unwrap();
+    let summary: Vec<(&str, i64, Option<i64>)> =
+        keys.iter().map(|k| (k.kid.as_str(), k.created_at, k.retired_at)).collect();
+    assert_eq!(
+        summary,
+        vec![("k0", NOW - 10, Some(NOW + 5)), ("k1", NOW, None), ("k2", NOW + 10, None)],
+        "oldest first"
+    );
+    assert_eq!(keys[1].private_key, vec![1, 2, 3, 0, 255], "the first k1 was kept, byte for byte");
+    assert_eq!(keys[1].alg, "EdDSA");
+}
+
+pub async fn audit_events_are_appended_and_filtered_newest_first(store: Arc<dyn Store>) {
+    let event = |at: i64, kind: &str, user: Option<&str>| AuditEvent {
+        at,
+        kind: kind.into(),
+        user_id: user.map(Into::into),
+        session_id: Some("s".into()),
+        ip: Some("192.0.2.1".into()),
+        user_agent: Some("ua".into()),
+        detail: Some(format!("{kind} at {at}")),
+    };
+    store.append_audit(&event(NOW, "login", Some("ada"))).await.unwrap();
+    store.append_audit(&event(NOW + 1, "login_failed", None)).await.unwrap();
+    store.append_audit(&event(NOW + 2, "refresh", Some("ada"))).await.unwrap();
+    store.append_audit(&event(NOW + 3, "login", Some("eve"))).await.unwrap();
+    store.append_audit(&event(NOW + 4, "logout", Some("ada"))).await.unwrap();
+
+    let kinds = |filter: AuditFilter| {
+        let store = store.clone();
+        async move { store.audit_events(&filter).await.unwrap().into_iter().map(|r| r.event.kind).collect::<Vec<_>>() }
+    };
+    assert_eq!(
+        kinds(AuditFilter::default()).await,
+        ["logout", "login", "refresh", "login_failed", "login"],
+        "newest first; limit 0 means the default"
+    );
+    assert_eq!(
+        kinds(AuditFilter { user_id: Some("ada".into()), ..Default::default() }).await,
+        ["logout", "refresh", "login"]
+    );
+    assert_eq!(kinds(AuditFilter { kind: Some("login".into()), ..Default::default() }).await, ["login", "login"]);
+    assert_eq!(kinds(AuditFilter { since: Some(NOW + 2), ..Default::default() }).await, ["logout", "login", "refresh"]);
+    assert_eq!(kinds(AuditFilter { limit: 2, ..Default::default() }).await, ["logout", "login"]);
+    let both = AuditFilter { user_id: Some("ada".into()), kind: Some("login".into()), since: Some(NOW), limit: 10 };
+    assert_eq!(kinds(both).await, ["login"]);
+
+    let all = store.audit_events(&AuditFilter::default()).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "ids decrease");
+    let failed = &all[3].event;
+    assert_eq!(
+        (failed.at, failed.user_id.as_deref(), failed.detail.as_deref()),
+        (NOW + 1, None, Some("login_failed at 1700000001"))
+    );
+    assert_eq!(
+        (failed.session_id.as_deref(), failed.ip.as_deref(), failed.user_agent.as_deref()),
+        (Some("s"), Some("192.0.2.1"), Some("ua"))
+    );
+}

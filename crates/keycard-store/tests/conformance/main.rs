@@ -1,0 +1,74 @@
+//! The store conformance suite: every case runs against every backend.
+//!
+//! Each case is written once, as `async fn case(store: Arc<dyn Store>)` in a module per feature;
+//! [`conformance!`] turns the list below into `sqlite::<case>` and `postgres::<case>` tests, each
+//! on a fresh database (see `harness`). Cases that only make sense on PostgreSQL (outages,
+//! timeouts) live in `postgres_outage`.
+//!
+//! Run with PostgreSQL: `KEYCARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test
+//! cargo test -p keycard-store`.
+
+mod harness;
+
+mod keys_audit;
+mod postgres_outage;
+mod revocation;
+mod rotation;
+mod sessions;
+mod users;
+
+/// Declares each `module::case` as a test on SQLite and on PostgreSQL.
+macro_rules! conformance {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let backend = crate::harness::Backend::sqlite().await;
+                    crate::$module::$case(backend.store.clone()).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(backend) = crate::harness::Backend::postgres().await else { return };
+                    crate::$module::$case(backend.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    users::users_are_created_and_found_by_email_and_by_id,
+    users::a_second_account_with_the_same_email_is_refused_as_email_taken,
+    users::ping_answers,
+
+    sessions::a_new_session_is_listed_and_found_by_its_refresh_token,
+    sessions::sessions_are_listed_newest_first_and_only_to_their_owner,
+    sessions::rotation_pushes_idle_expiry_forward_but_never_past_the_absolute_limit,
+    sessions::an_idle_session_cannot_rotate_but_its_access_tokens_live_until_the_absolute_limit,
+    sessions::a_session_past_its_absolute_limit_is_over_everywhere,
+
+    rotation::rotation_marks_the_token_used_and_makes_the_replacement_live,
+    rotation::an_unknown_token_is_invalid_and_changes_nothing,
+    rotation::reusing_a_rotated_token_revokes_the_session_and_its_replacement,
+    rotation::a_retry_inside_the_reuse_interval_rotates_again_and_retires_the_unreceived_token,
+    rotation::a_retry_after_the_reuse_interval_is_reuse,
+    rotation::fifty_concurrent_rotations_of_one_token_have_exactly_one_winner,
+    rotation::concurrent_retries_inside_the_reuse_interval_leave_exactly_one_live_token,
+
+    revocation::revoking_one_session_leaves_the_others_alone,
+    revocation::revoking_all_sessions_but_one_keeps_only_that_one,
+    revocation::revoking_all_sessions_ends_every_one,
+    revocation::changing_the_password_revokes_every_other_session,
+    revocation::deleting_a_user_cascades_and_keeps_its_revocations_in_the_feed,
+    revocation::the_revocation_feed_pages_in_order,
+    revocation::concurrent_logouts_publish_each_session_once,
+
+    keys_audit::signing_keys_are_stored_once_per_kid,
+    keys_audit::audit_events_are_appended_and_filtered_newest_first,
+}
