@@ -31,6 +31,8 @@ const ADOPT_WAIT_MS = 1000;
 const ELECTION_WINDOW_MS = 60;
 /// Without Web Locks: how long a tab waits for the elected tab's result before trying itself.
 const ELECTION_TIMEOUT_MS = 10000;
+/// keycard calls give up after this long, so a stalled refresh cannot hold every tab's lock forever.
+const REQUEST_TIMEOUT_MS = 30000;
 
 /** An error answered by keycard (or a network failure): `status`, `code`, `description`. */
 export class KeycardError extends Error {
@@ -199,7 +201,8 @@ export function createKeycard(options = {}) {
   async function call(path, init = {}) {
     let res;
     try {
-      res = await fetch(baseUrl + path, { credentials: 'include', ...init });
+      const signal = typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(REQUEST_TIMEOUT_MS) : undefined;
+      res = await fetch(baseUrl + path, { credentials: 'include', signal, ...init });
     } catch (err) {
       throw new KeycardError(0, 'network_error', String(err && err.message ? err.message : err));
     }
@@ -363,18 +366,24 @@ export function createKeycard(options = {}) {
      */
     async logout(scope = 'local') {
       const body = json({ scope });
-      const res = await withCrossTabLock(async () => {
-        const csrf = readCsrf();
-        if (csrf) {
-          return call('/auth/logout', { method: 'POST', ...body, headers: { ...body.headers, 'X-CSRF-Token': csrf } });
-        }
-        if (current) {
-          const auth = { Authorization: `Bearer ${current.accessToken}` };
-          return call('/auth/logout', { method: 'POST', ...body, headers: { ...body.headers, ...auth } });
-        }
-        return null;
-      });
-      if (scope !== 'others') clearSession({ broadcast: true, reason: 'logged out' });
+      let res = null;
+      try {
+        res = await withCrossTabLock(async () => {
+          const csrf = readCsrf();
+          if (csrf) {
+            return call('/auth/logout', { method: 'POST', ...body, headers: { ...body.headers, 'X-CSRF-Token': csrf } });
+          }
+          if (current) {
+            const auth = { Authorization: `Bearer ${current.accessToken}` };
+            return call('/auth/logout', { method: 'POST', ...body, headers: { ...body.headers, ...auth } });
+          }
+          return null;
+        });
+      } finally {
+        // Even when keycard cannot be reached, this browser forgets the access token.
+        if (scope !== 'others') clearSession({ broadcast: true, reason: 'logged out' });
+      }
+      // 401: the session was already over, which is what was asked.
       if (res && !res.ok && res.status !== 401) throw await failure(res);
     },
 

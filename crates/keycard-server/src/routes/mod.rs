@@ -5,6 +5,7 @@ mod discovery;
 mod login;
 mod refresh;
 mod revocations;
+mod web;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -31,6 +32,10 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
+        .route("/", get(web::index))
+        .route("/keycard.js", get(web::keycard_js))
+        .route("/demo.js", get(web::demo_js))
+        .route("/style.css", get(web::style_css))
 }
 
 /// An email address, trimmed and lower-cased, checked for a plausible shape.

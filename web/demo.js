@@ -1,0 +1,218 @@
+// The demo page's logic: every call goes through keycard.js. The DOM is built with
+// textContent only (the page's CSP requires Trusted Types, so no HTML strings).
+
+import { createKeycard } from '/keycard.js';
+
+const keycard = createKeycard();
+window.keycard = keycard; // for the console: await keycard.fetch('/auth/me')
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  const { dataset, ...rest } = props;
+  Object.assign(node, rest);
+  Object.assign(node.dataset, dataset || {});
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+// --- the log ---------------------------------------------------------------------------------
+
+function log(text, kind = 'info') {
+  const time = new Date().toLocaleTimeString([], { hour12: false });
+  $('log').prepend(el('li', { className: kind }, el('time', { textContent: time }), text));
+  while ($('log').children.length > 40) $('log').lastChild.remove();
+}
+
+const explain = {
+  'POST /auth/login': 'access token in the body, refresh token in an HttpOnly cookie',
+  'POST /auth/refresh': 'cookie rotated: the old refresh token is now spent',
+  'POST /auth/logout': 'session revoked, cookies cleared',
+  'POST /auth/signup': 'account created',
+};
+
+keycard.subscribe((event) => {
+  if (event.type === 'request') {
+    const what = `${event.method} ${event.path}`;
+    const ok = event.status < 400;
+    const note = ok && explain[what] ? ` · ${explain[what]}` : '';
+    log(`${what} → ${event.status}${note}`, ok ? 'ok' : 'bad');
+  } else if (event.type === 'adopted') {
+    log('took the token another tab just refreshed (no second refresh)', 'info');
+  } else if (event.type === 'session') {
+    if (!event.session && event.reason) log(`signed out: ${event.reason}`, 'bad');
+    render();
+  } else if (event.type === 'error') {
+    showError(event.error);
+  }
+});
+
+// --- rendering -------------------------------------------------------------------------------
+
+let email = null;
+
+function showError(err) {
+  $('error').hidden = !err;
+  $('error').textContent = err ? (err.description || err.message || String(err)) : '';
+}
+
+function render() {
+  const session = keycard.session();
+  const signedIn = session !== null;
+  if (!signedIn) email = null;
+  $('status').dataset.state = signedIn ? 'in' : 'out';
+  $('status').className = `pill ${signedIn ? 'pill-in' : 'pill-out'}`;
+  $('status').textContent = signedIn ? `Signed in${email ? ` · ${email}` : ''}` : 'Signed out';
+  $('auth-form').hidden = signedIn;
+  $('signed-in').hidden = !signedIn;
+  $('who').textContent = email || session?.claims?.sub || '…';
+  $('no-token').hidden = signedIn;
+  $('token').hidden = !signedIn;
+  $('reload-sessions').disabled = !signedIn;
+  if (signedIn) {
+    renderClaims(session.claims || {});
+  } else {
+    $('me-output').hidden = true;
+    $('sessions').hidden = true;
+    $('no-sessions').hidden = false;
+  }
+  tick();
+}
+
+const claimNotes = {
+  iss: 'issuer',
+  aud: 'audience',
+  sub: 'user id',
+  sid: 'session id',
+  jti: 'token id',
+  iat: 'issued at',
+  nbf: 'not before',
+  exp: 'expires',
+  scope: 'scope',
+  role: 'role',
+};
+
+function renderClaims(claims) {
+  const rows = Object.entries(claims).map(([name, value]) => {
+    const shown = ['iat', 'nbf', 'exp'].includes(name)
+      ? `${value} · ${new Date(value * 1000).toLocaleTimeString([], { hour12: false })}`
+      : String(value);
+    return el('tr', {}, el('th', { textContent: name, title: claimNotes[name] || '' }),
+      el('td', { textContent: shown }), el('td', { className: 'muted', textContent: claimNotes[name] || '' }));
+  });
+  $('claims').tBodies[0].replaceChildren(...rows);
+}
+
+// The countdown to `exp` (on this machine's clock, from `expires_in`).
+function tick() {
+  const session = keycard.session();
+  if (!session) return;
+  const claims = session.claims || {};
+  const left = Math.max(0, session.expiresAt - Date.now());
+  const total = claims.exp && claims.iat ? (claims.exp - claims.iat) * 1000 : left;
+  const secs = Math.ceil(left / 1000);
+  $('countdown').textContent = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`;
+  $('bar-fill').style.width = `${total ? Math.min(100, (100 * left) / total) : 0}%`;
+  $('bar-fill').className = left < total * 0.2 ? 'low' : '';
+}
+setInterval(tick, 250);
+
+function shortAgent(ua) {
+  if (!ua) return 'unknown client';
+  const browser = ua.match(/(HeadlessChrome|Edg|Firefox|Chrome|Safari)\/(\d+)/);
+  const os = ua.match(/(Windows|Mac OS X|Android|iPhone|Linux)/);
+  return browser ? `${browser[1]} ${browser[2]}${os ? ` on ${os[1]}` : ''}` : ua.slice(0, 40);
+}
+
+function when(iso) {
+  const d = new Date(iso);
+  return d.toLocaleString([], { hour12: false, month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+async function loadSessions() {
+  const res = await keycard.fetch('/auth/sessions');
+  if (!res.ok) return;
+  const sessions = await res.json();
+  const rows = sessions.map((s) => {
+    const action = s.current
+      ? el('span', { className: 'badge', textContent: 'this browser' })
+      : el('button', { type: 'button', className: 'small danger', textContent: 'Revoke', onclick: () => revoke(s.id) });
+    return el('tr', { dataset: { id: s.id, current: String(s.current) } },
+      el('td', { title: s.user_agent || '' }, shortAgent(s.user_agent), el('div', { className: 'muted mono', textContent: s.id.slice(0, 8) })),
+      el('td', { className: 'mono', textContent: s.ip || '–' }),
+      el('td', { textContent: when(s.created_at) }),
+      el('td', { textContent: when(s.last_used_at) }),
+      el('td', {}, action));
+  });
+  $('sessions').tBodies[0].replaceChildren(...rows);
+  $('sessions').hidden = rows.length === 0;
+  $('no-sessions').hidden = rows.length > 0;
+}
+
+async function revoke(id) {
+  const res = await keycard.fetch(`/auth/sessions/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  if (res.ok) log(`session ${id.slice(0, 8)} revoked`, 'ok');
+  await loadSessions();
+}
+
+async function loadMe() {
+  const res = await keycard.fetch('/auth/me');
+  const body = await res.json();
+  $('me-output').hidden = false;
+  $('me-output').textContent = `${res.status} ${JSON.stringify(body, null, 2)}`;
+  if (res.ok) {
+    email = body.email;
+    render();
+  }
+  return res.ok;
+}
+
+// --- actions ---------------------------------------------------------------------------------
+
+async function action(fn) {
+  showError(null);
+  document.body.classList.add('busy');
+  try {
+    await fn();
+  } catch (err) {
+    showError(err);
+  } finally {
+    document.body.classList.remove('busy');
+  }
+}
+
+async function signIn(withSignup) {
+  const address = $('email').value.trim();
+  const password = $('password').value;
+  if (withSignup) await keycard.signup(address, password);
+  await keycard.login(address, password);
+  $('password').value = '';
+  await loadMe();
+  await loadSessions();
+}
+
+$('auth-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  action(() => signIn(false));
+});
+$('signup').addEventListener('click', () => {
+  if ($('auth-form').reportValidity()) action(() => signIn(true));
+});
+$('me').addEventListener('click', () => action(loadMe));
+$('refresh').addEventListener('click', () => action(() => keycard.refresh()));
+$('logout').addEventListener('click', () => action(() => keycard.logout('local')));
+$('logout-global').addEventListener('click', () => action(() => keycard.logout('global')));
+$('reload-sessions').addEventListener('click', () => action(loadSessions));
+
+// After a reload: the access token is gone; the HttpOnly cookie (if any) brings it back.
+action(async () => {
+  const session = await keycard.restore();
+  if (session) {
+    log('session restored from the cookie by a silent refresh', 'ok');
+    await loadMe();
+    await loadSessions();
+  } else {
+    render();
+  }
+});
