@@ -8,6 +8,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use crate::claims::AccessClaims;
@@ -74,30 +76,85 @@ pub struct Validator {
 struct JoseHeader<'a> {
     alg: Option<&'a str>,
     #[serde(borrow)]
-    kid: Option<std::borrow::Cow<'a, str>>,
+    kid: Option<Cow<'a, str>>,
     typ: Option<&'a str>,
     crit: Option<serde::de::IgnoredAny>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
+/// `aud`: one string or a list. Deserialized by hand: serde's `untagged` buffers the value and
+/// retries each variant, which cost more than the HS256 signature check (docs/BENCHMARKS.md).
+enum Audience<'a> {
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
 }
 
+impl Audience<'_> {
+    fn contains(&self, audience: &str) -> bool {
+        match self {
+            Self::One(a) => a == audience,
+            Self::Many(list) => list.iter().any(|a| a == audience),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Audience<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Audience::One(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Audience::One(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = Vec::new();
+                while let Some(BorrowedStr(item)) = seq.next_element()? {
+                    list.push(item);
+                }
+                Ok(Audience::Many(list))
+            }
+        }
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
+}
+
+/// A string that borrows from the input unless it holds escapes.
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Inner<'a>(#[serde(borrow)] Cow<'a, str>);
+        Inner::deserialize(d).map(|Inner(s)| Self(s))
+    }
+}
+
+/// The claims as they come, borrowing from the decoded payload: only what the result keeps is
+/// copied, once.
 #[derive(Deserialize)]
-struct RawClaims {
-    iss: Option<String>,
-    aud: Option<Audience>,
-    sub: Option<String>,
+struct RawClaims<'a> {
+    #[serde(borrow)]
+    iss: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    aud: Option<Audience<'a>>,
+    #[serde(borrow)]
+    sub: Option<Cow<'a, str>>,
     exp: Option<i64>,
     iat: Option<i64>,
     nbf: Option<i64>,
-    jti: Option<String>,
-    sid: Option<String>,
-    scope: Option<String>,
-    role: Option<String>,
+    #[serde(borrow)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    scope: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
 }
 
 impl Validator {
@@ -160,16 +217,11 @@ impl Validator {
         self.check_claims(raw, now)
     }
 
-    fn check_claims(&self, raw: RawClaims, now: i64) -> Result<AccessClaims, TokenError> {
-        let iss = raw.iss.ok_or(TokenError::MissingClaim("iss"))?;
-        if iss != self.issuer {
+    fn check_claims(&self, raw: RawClaims<'_>, now: i64) -> Result<AccessClaims, TokenError> {
+        if raw.iss.ok_or(TokenError::MissingClaim("iss"))? != self.issuer.as_str() {
             return Err(TokenError::WrongIssuer);
         }
-        let aud_ok = match raw.aud.ok_or(TokenError::MissingClaim("aud"))? {
-            Audience::One(a) => a == self.audience,
-            Audience::Many(list) => list.contains(&self.audience),
-        };
-        if !aud_ok {
+        if !raw.aud.ok_or(TokenError::MissingClaim("aud"))?.contains(&self.audience) {
             return Err(TokenError::WrongAudience);
         }
         let exp = raw.exp.ok_or(TokenError::MissingClaim("exp"))?;
@@ -184,11 +236,15 @@ impl Validator {
         if iat.saturating_sub(self.leeway) > now {
             return Err(TokenError::IssuedInFuture);
         }
-        let sub = raw.sub.filter(|s| !s.is_empty()).ok_or(TokenError::MissingClaim("sub"))?;
-        let sid = raw.sid.filter(|s| !s.is_empty()).ok_or(TokenError::MissingClaim("sid"))?;
-        let jti = raw.jti.filter(|s| !s.is_empty()).ok_or(TokenError::MissingClaim("jti"))?;
+        let required = |value: Option<Cow<'_, str>>, name| match value {
+            Some(v) if !v.is_empty() => Ok(v.into_owned()),
+            _ => Err(TokenError::MissingClaim(name)),
+        };
+        let sub = required(raw.sub, "sub")?;
+        let sid = required(raw.sid, "sid")?;
+        let jti = required(raw.jti, "jti")?;
         Ok(AccessClaims {
-            iss,
+            iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub,
             exp,
@@ -196,8 +252,8 @@ impl Validator {
             nbf,
             jti,
             sid,
-            scope: raw.scope,
-            role: raw.role,
+            scope: raw.scope.map(Cow::into_owned),
+            role: raw.role.map(Cow::into_owned),
         })
     }
 }
@@ -476,5 +532,32 @@ mod tests {
         keys.remove(old.kid());
         assert_eq!(v.validate(&keys, &old_token, now), Err(TokenError::UnknownKey));
         assert!(v.validate(&keys, &new_token, now).is_ok());
+    }
+
+    #[test]
+    fn audience_may_be_a_list_and_claims_may_hold_json_escapes() {
+        let ring = ring();
+        let kid = ring.active().kid().to_owned();
+        let now = crate::now_unix();
+        let v = Validator::new(ISS, AUD, 30);
+        let hdr = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid});
+        let mut claims = good_claims(now);
+        claims["aud"] = json!(["other", AUD]);
+        assert!(v.validate(&ring, &forge(&ring, hdr.clone(), claims.clone()), now).is_ok(), "list");
+        claims["aud"] = json!(["other"]);
+        assert_eq!(v.validate(&ring, &forge(&ring, hdr.clone(), claims.clone()), now), Err(TokenError::WrongAudience));
+        claims["aud"] = json!([1, 2]);
+        assert_eq!(v.validate(&ring, &forge(&ring, hdr.clone(), claims.clone()), now), Err(TokenError::Malformed));
+        // Escaped JSON strings are compared and returned decoded.
+        let header = b64(&hdr);
+        let payload = format!(
+            r#"{{"iss":"https:\/\/id.example","aud":"ap\u0069","sub":"\u0075","exp":{},"iat":{now},"nbf":{now},"jti":"j","sid":"s\"1"}}"#,
+            now + 60
+        );
+        let message = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload));
+        let key = jsonwebtoken::EncodingKey::from_ed_der(&ring.active().material().private_der);
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::EdDSA).unwrap();
+        let claims = v.validate(&ring, &format!("{message}.{sig}"), now).unwrap();
+        assert_eq!((claims.iss.as_str(), claims.sub.as_str(), claims.sid.as_str()), (ISS, "u", "s\"1"));
     }
 }
