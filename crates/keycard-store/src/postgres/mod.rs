@@ -15,6 +15,7 @@ mod rotate;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
 
@@ -101,6 +102,22 @@ impl PgStore {
             .connect_with(connect)
             .await?;
         Ok(Self { pool })
+    }
+
+    /// Creates the database `url` names unless it exists, connecting to the server's `postgres`
+    /// maintenance database as `createdb` does (the URL's user needs `CREATEDB`). For set-up
+    /// scripts and test suites: [`connect`](Self::connect) never creates a database.
+    pub async fn create_database(url: &str) -> Result<()> {
+        if !Postgres::database_exists(url).await? {
+            Postgres::create_database(url).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the database `url` names, ending every other session on it first. For test suites.
+    pub async fn drop_database(url: &str) -> Result<()> {
+        Postgres::force_drop_database(url).await?;
+        Ok(())
     }
 
     /// Closes the pool, waiting for connections in use to come back.

@@ -10,7 +10,6 @@ use std::sync::{Arc, Once};
 
 use keycard_core::refresh::{RefreshToken, TokenHash};
 use keycard_store::{NewSession, NewUser, PgStore, PgStoreOptions, Rotation, SqliteStore, Store};
-use sqlx::{Connection, PgConnection};
 
 /// A fixed "now" (2023-11-14), so expiry arithmetic reads plainly.
 pub const NOW: i64 = 1_700_000_000;
@@ -94,7 +93,6 @@ pub fn with_database(url: &str, db: &str) -> String {
 
 /// A database created for one test, dropped (connections and all) when this drops.
 pub struct TestDatabase {
-    admin_url: String,
     name: String,
     /// URL of the new database.
     pub url: String,
@@ -105,13 +103,11 @@ impl TestDatabase {
     pub async fn create() -> Option<Self> {
         let admin_url = postgres_admin_url()?;
         let name = format!("kc_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR} ({admin_url}): {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
-        let _ = admin.close().await;
         let url = with_database(&admin_url, &name);
-        Some(Self { admin_url, name, url })
+        PgStore::create_database(&url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create a database through {POSTGRES_URL_VAR} ({admin_url}): {e}"));
+        Some(Self { name, url })
     }
 }
 
@@ -119,15 +115,10 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Drop may run inside the test's runtime (and while unwinding): do the async clean-up on
         // a thread of its own with a runtime of its own.
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let url = self.url.clone();
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url).await.ok()?;
-                let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.ok()?;
-                admin.close().await.ok()
-            })
+            rt.block_on(PgStore::drop_database(&url)).ok()
         })
         .join();
         if !matches!(dropped, Ok(Some(()))) {
