@@ -1,6 +1,7 @@
 //! Two keycard servers sharing one PostgreSQL database behave as one service: tokens issued by
 //! either are accepted by both, a rotation on one is seen by the other, reuse detected on one
-//! revokes the family everywhere, and 50 concurrent refreshes across both have one winner.
+//! revokes the family everywhere, and 50 concurrent refreshes across both have one winner. And
+//! an instance that loses the database answers 503 (and `/readyz` fails) until it is back.
 //!
 //! PostgreSQL comes from `KEYCARD_TEST_POSTGRES_URL` (an admin URL such as
 //! `postgres://postgres@127.0.0.1:5432/test`); each test creates its own database and drops it
@@ -226,4 +227,89 @@ async fn logout_on_one_instance_rejects_the_access_token_on_the_other() {
     assert_eq!(b.me(access).await, StatusCode::UNAUTHORIZED, "B rejects the access token of a session ended on A");
     let (status, body) = b.refresh(field(&login, "refresh_token")).await;
     assert_eq!((status, field(&body, "error")), (StatusCode::UNAUTHORIZED, "invalid_grant"), "{body}");
+}
+
+/// A TCP relay to PostgreSQL that can be cut (listener and open connections) and restored.
+struct Relay {
+    addr: SocketAddr,
+    target: SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Self {
+        let mut relay = Self { addr: "127.0.0.1:0".parse().unwrap(), target, task: None };
+        relay.restore().await;
+        relay
+    }
+
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.expect("the relay binds (again)");
+        self.addr = listener.local_addr().unwrap();
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            // Dropping this set (when the task is aborted) aborts every relayed connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// `url` with its `host:port` replaced by `addr`.
+fn via(url: &str, addr: SocketAddr) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    let host_start = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    format!("{}{addr}{}", &url[..host_start], &url[end..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_loses_the_database_answers_503_until_it_is_back() {
+    init_test_log();
+    let Some(db) = TestDatabase::create().await else { return };
+    let authority = db.url.split("://").nth(1).and_then(|rest| rest.split(['/', '?']).next()).unwrap();
+    let host_port = authority.rsplit('@').next().unwrap();
+    let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+    let target = tokio::net::lookup_host(host_port).await.unwrap().next().unwrap();
+    let mut relay = Relay::start(target).await;
+    let (_, master_key) = keycard_server::keys::MasterKey::generate().unwrap();
+    let instance = start(Settings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database: via(&db.url, relay.addr),
+        master_key: Some(Secret::new(master_key)),
+        ..Settings::default()
+    })
+    .await;
+    let login = instance.user("ada@example.com").await;
+    let refresh_token = field(&login, "refresh_token");
+    let readyz = || async { instance.client.get(format!("{}/readyz", instance.base)).send().await.unwrap().status() };
+    assert_eq!(readyz().await, StatusCode::OK);
+
+    relay.cut().await;
+
+    assert_eq!(readyz().await, StatusCode::SERVICE_UNAVAILABLE, "/readyz fails without the database");
+    let resp = instance.post("/auth/refresh", json!({"refresh_token": refresh_token})).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"), "503 says when to retry");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(field(&body, "error"), "temporarily_unavailable", "{body}");
+    assert_eq!(instance.me(field(&login, "access_token")).await, StatusCode::SERVICE_UNAVAILABLE);
+
+    relay.restore().await;
+    assert_eq!(readyz().await, StatusCode::OK, "ready again once the database is back");
+    let (status, body) = instance.refresh(refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "the refresh that failed with 503 used nothing up: {body}");
 }
