@@ -32,6 +32,19 @@ pub async fn signing_keys_are_stored_once_per_kid(store: Arc<dyn Store>) {
     assert_eq!(keys[1].alg, "EdDSA");
 }
 
+pub async fn a_key_is_retired_once_and_kept(store: Arc<dyn Store>) {
+    assert!(store.insert_signing_key(&key("k1", NOW)).await.unwrap());
+    assert!(store.insert_signing_key(&key("k2", NOW + 10)).await.unwrap());
+
+    assert!(store.retire_signing_key("k1", NOW + 20).await.unwrap());
+
+    assert!(!store.retire_signing_key("k1", NOW + 30).await.unwrap(), "already retired: the first time stands");
+    assert!(!store.retire_signing_key("nope", NOW + 30).await.unwrap(), "unknown kid");
+    let keys = store.signing_keys().await.unwrap();
+    let summary: Vec<(&str, Option<i64>)> = keys.iter().map(|k| (k.kid.as_str(), k.retired_at)).collect();
+    assert_eq!(summary, vec![("k1", Some(NOW + 20)), ("k2", None)], "retired keys stay listed");
+}
+
 pub async fn audit_events_are_appended_and_filtered_newest_first(store: Arc<dyn Store>) {
     let event = |at: i64, kind: &str, user: Option<&str>| AuditEvent {
         at,

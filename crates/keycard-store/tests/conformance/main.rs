@@ -70,5 +70,6 @@ conformance! {
     revocation::concurrent_logouts_publish_each_session_once,
 
     keys_audit::signing_keys_are_stored_once_per_kid,
+    keys_audit::a_key_is_retired_once_and_kept,
     keys_audit::audit_events_are_appended_and_filtered_newest_first,
 }
