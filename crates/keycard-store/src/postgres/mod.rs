@@ -16,8 +16,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 
 use crate::Result;
 
@@ -72,11 +72,27 @@ impl PgStore {
     /// releases it after the last migration (`Migrate::lock` for `PgConnection` in
     /// sqlx-postgres 0.9.0, `src/migrate.rs`, called from `Migrator::run_direct`), so the second
     /// instance waits, then finds every migration applied. Each migration runs in its own
-    /// transaction. We migrate on a dedicated connection that is closed afterwards, not a pooled
-    /// one: if a migration fails, sqlx returns without unlocking, and a pooled connection would
-    /// keep holding the lock while the process lives.
+    /// transaction. We migrate on a dedicated connection that is closed afterwards, not one of the
+    /// store's pool: if a migration fails, sqlx returns without unlocking, and a pooled connection
+    /// would keep holding the lock while the process lives.
     pub async fn connect(url: &str, options: PgStoreOptions) -> Result<Self> {
-        let mut connect = PgConnectOptions::from_str(url)?.application_name("keycard").statement_cache_capacity(128);
+        let base = PgConnectOptions::from_str(url)?;
+        // Without our timeouts: waiting for another instance's migrations (on the advisory lock),
+        // or a slow migration, must not be cut off after `statement_timeout`.
+        // A one-connection pool rather than a bare `&mut PgConnection`: with the latter, sqlx's
+        // `Migrator::run` makes this future not `Send` for every lifetime, so it could not be spawned.
+        let migrator = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.clone().application_name("keycard-migrate"))
+            .await?;
+        let migrated = sqlx::migrate!("./migrations/postgres").run(&migrator).await;
+        // Closing ends the session, which releases the advisory lock even when migrating failed.
+        migrator.close().await;
+        migrated?;
+
+        let mut connect = base.application_name("keycard").statement_cache_capacity(128);
         if let Some(timeout) = options.statement_timeout {
             let ms = timeout.as_millis().max(1);
             connect = connect.options([
@@ -84,14 +100,6 @@ impl PgStore {
                 ("idle_in_transaction_session_timeout", format!("{ms}ms")),
             ]);
         }
-
-        let mut migrator = PgConnection::connect_with(&connect).await?;
-        let migrated = sqlx::migrate!("./migrations/postgres").run(&mut migrator).await;
-        // Closing ends the session, which releases the advisory lock even when migrating failed.
-        if let Err(e) = migrator.close().await {
-            tracing::debug!(error = %e, "closing the migration connection");
-        }
-        migrated?;
 
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))

@@ -2,8 +2,8 @@
 //!
 //! Each case is written once, as `async fn case(store: Arc<dyn Store>)` in a module per feature;
 //! [`conformance!`] turns the list below into `sqlite::<case>` and `postgres::<case>` tests, each
-//! on a fresh database (see `harness`). Cases that only make sense on PostgreSQL (outages,
-//! timeouts) live in `postgres_outage`.
+//! on a fresh database (see `harness`). Cases that only make sense on PostgreSQL (concurrent
+//! migrations, outages, timeouts) live in `postgres_only`.
 //!
 //! Run with PostgreSQL: `KEYCARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test
 //! cargo test -p keycard-store`.
@@ -11,7 +11,7 @@
 mod harness;
 
 mod keys_audit;
-mod postgres_outage;
+mod postgres_only;
 mod revocation;
 mod rotation;
 mod sessions;

@@ -1,5 +1,6 @@
-//! PostgreSQL only: an unreachable or failing database gives errors that `is_unavailable()`
-//! (so the server answers 503), never a panic, and never a half-applied rotation.
+//! PostgreSQL only: instances starting at once migrate safely; an unreachable or failing
+//! database gives errors that `is_unavailable()` (so the server answers 503), never a panic,
+//! and never a half-applied rotation.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -16,6 +17,28 @@ use crate::harness::{NOW, TestDatabase, rotation, session, token, user};
 
 fn quick_failing() -> PgStoreOptions {
     PgStoreOptions { acquire_timeout: Duration::from_secs(1), min_connections: 0, ..PgStoreOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_instances_starting_at_once_on_an_empty_database_all_migrate() {
+    let Some(db) = TestDatabase::create().await else { return };
+
+    let mut starts = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let url = db.url.clone();
+        starts.spawn(async move { PgStore::connect(&url, PgStoreOptions::default()).await });
+    }
+    let stores: Vec<PgStore> = starts.join_all().await.into_iter().map(|s| s.expect("every instance starts")).collect();
+
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let (applied,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&mut conn).await.unwrap();
+    let shipped = sqlx::migrate!("./migrations/postgres").iter().count();
+    assert_eq!(usize::try_from(applied).unwrap(), shipped, "each migration applied once");
+    for store in &stores {
+        store.ping().await.unwrap();
+        store.close().await;
+    }
 }
 
 #[tokio::test]
