@@ -1,7 +1,7 @@
 //! Extractors: JSON bodies that fail with the JSON error of SPEC.md, the authenticated caller
 //! behind a Bearer token, and the client's IP and user agent.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
@@ -74,11 +74,12 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let ip = client_ip(peer, &parts.headers, &state.config.trusted_proxies).map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -86,6 +87,27 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
             .map(|ua| ua.chars().take(512).collect::<String>());
         Ok(Self { ip, user_agent })
     }
+}
+
+/// The client's IP: the peer address, or — only when the peer is a trusted proxy — the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let mut hops = forwarded.split(',').rev().map(str::trim).filter(|h| !h.is_empty());
+    let mut client = peer;
+    for hop in hops.by_ref() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => client = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(client)
 }
 
 /// The Bearer token from a present `Authorization` header.

@@ -17,11 +17,13 @@ pub mod issue;
 pub mod keys;
 pub mod middleware;
 pub mod password;
+pub mod ratelimit;
 pub mod redact;
 mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 
 pub use settings::Settings;
 pub use startup::{Application, app};

@@ -21,6 +21,22 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest accepted password, in bytes: hashing cost must not be the client's to choose.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// The bundled list of common passwords (one per line, `#` comments).
+const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
+
+fn is_common(password: &str) -> bool {
+    static SET: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    let set = SET.get_or_init(|| {
+        COMMON_PASSWORDS
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_lowercase)
+            .collect()
+    });
+    set.contains(&password.to_lowercase())
+}
+
 /// Hashes and verifies passwords.
 #[derive(Clone)]
 pub struct Passwords {
@@ -49,8 +65,15 @@ impl Passwords {
         })
     }
 
-    /// Checks the password policy: [`MIN_PASSWORD_CHARS`]..=[`MAX_PASSWORD_BYTES`].
+    /// Checks the password policy: [`MIN_PASSWORD_CHARS`]..=[`MAX_PASSWORD_BYTES`], and not one
+    /// of the bundled most common passwords.
     pub fn check_policy(password: &str) -> Result<(), ApiError> {
+        if is_common(password) {
+            return Err(ApiError::new(
+                ErrorCode::WeakPassword,
+                "this password is among the most commonly used ones; choose another",
+            ));
+        }
         if password.chars().count() < MIN_PASSWORD_CHARS {
             return Err(ApiError::new(
                 ErrorCode::WeakPassword,
@@ -112,6 +135,14 @@ impl Passwords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_passwords_are_weak_whatever_their_case() {
+        for weak in ["password123", "PASSWORD123", "qwertyuiop", "iloveyou", "short"] {
+            assert!(Passwords::check_policy(weak).is_err(), "{weak}");
+        }
+        assert!(Passwords::check_policy("a perfectly decent passphrase").is_ok());
+    }
 
     #[tokio::test]
     async fn an_unknown_user_costs_a_full_verification() {

@@ -47,3 +47,51 @@ mod tests {
         assert!(clean.contains("failed; bearer [redacted] end. v1.2.3"), "{clean}");
     }
 }
+
+/// A log writer that redacts every line before it reaches `inner` (stderr in the binary).
+/// `tracing-subscriber`'s fmt layer writes each event with one `write` call, so each event is
+/// redacted whole, including error messages that quote a request.
+pub struct RedactingWriter<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Makes a [`RedactingWriter`] around stderr for each event.
+#[derive(Clone, Copy, Default)]
+pub struct RedactedStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactingWriter<std::io::Stderr>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter(std::io::stderr())
+    }
+}
+
+/// Installs the process's logger (stderr, redacted; `filter` as in `RUST_LOG`) and a panic hook
+/// that redacts panic messages too. `json` switches to one JSON object per line.
+pub fn init_logging(filter: &str, json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(RedactedStderr).with_target(false);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("panic");
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        tracing::error!(location = %location, "panic: {}", redact(message));
+    }));
+}

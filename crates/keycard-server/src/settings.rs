@@ -60,6 +60,33 @@ pub struct Settings {
     pub signing_alg: String,
     /// How often the key ring is re-read from the store (rotation by other processes).
     pub key_reload_interval: HumanDuration,
+    /// Master switch of every rate limit and login backoff (off for load tests, trusted networks).
+    pub rate_limit_enabled: bool,
+    /// Signups per client IP per minute (0: unlimited).
+    pub signup_per_ip_per_minute: u32,
+    /// Login attempts per client IP per minute.
+    pub login_per_ip_per_minute: u32,
+    /// Login attempts per account per minute.
+    pub login_per_account_per_minute: u32,
+    /// Refreshes per client IP per minute.
+    pub refresh_per_ip_per_minute: u32,
+    /// Failed logins (same account, same IP) before exponential backoff starts.
+    pub login_backoff_after: u32,
+    /// Longest login backoff.
+    pub login_backoff_max: HumanDuration,
+    /// Redis URL for rate-limit state shared by several instances (`redis://…`); in-process when unset.
+    pub redis: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (exact IPs). Empty: the header is ignored.
+    pub trusted_proxies: StringList,
+    /// Refresh-token binding: `none`, `user_agent` or `ip_prefix` (/24 IPv4, /48 IPv6). A refresh
+    /// from another device revokes the session.
+    pub refresh_binding: String,
+    /// How long audit events are kept.
+    pub audit_retention: HumanDuration,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS (and send HSTS).
+    pub tls_cert: Option<String>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -87,6 +114,19 @@ impl Default for Settings {
             master_key_file: None,
             signing_alg: "EdDSA".into(),
             key_reload_interval: HumanDuration::secs(5),
+            rate_limit_enabled: true,
+            signup_per_ip_per_minute: 10,
+            login_per_ip_per_minute: 30,
+            login_per_account_per_minute: 10,
+            refresh_per_ip_per_minute: 600,
+            login_backoff_after: 5,
+            login_backoff_max: HumanDuration::secs(300),
+            redis: None,
+            trusted_proxies: StringList::default(),
+            refresh_binding: "none".into(),
+            audit_retention: HumanDuration::secs(90 * 86_400),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -110,7 +150,7 @@ impl Settings {
         // Only variables naming a setting are read: KEYCARD_CONFIG, KEYCARD_MASTER_KEY or a test's
         // KEYCARD_TEST_* belong to others, and must not trip `deny_unknown_fields`.
         let known = Self::field_names();
-        let env = Env::prefixed("KEYCARD_").filter(move |key| known.iter().any(|k| key.as_str() == k));
+        let env = Env::prefixed("KEYCARD_").filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
         let settings: Settings = figment
             .merge(env)
             .merge(Serialized::defaults(overrides))
@@ -137,6 +177,17 @@ impl Settings {
         if self.hash_concurrency == 0 {
             return Err(SettingsError("hash_concurrency must be at least 1".into()));
         }
+        if !["none", "user_agent", "ip_prefix"].contains(&self.refresh_binding.as_str()) {
+            return Err(SettingsError("refresh_binding must be none, user_agent or ip_prefix".into()));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(SettingsError("tls_cert and tls_key go together".into()));
+        }
+        for proxy in self.trusted_proxies.0.iter() {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                return Err(SettingsError(format!("trusted proxy {proxy:?} is not an IP address")));
+            }
+        }
         for origin in self.allowed_origins.0.iter() {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
                 return Err(SettingsError(format!("allowed origin {origin:?} must look like https://host[:port]")));
@@ -158,6 +209,23 @@ impl Settings {
             .or_else(|| self.database.strip_prefix("sqlite:"))
             .unwrap_or(&self.database);
         path.split('?').next().unwrap_or(path)
+    }
+
+    /// The rate-limit budgets and backoff policy.
+    pub fn limit_config(&self) -> crate::ratelimit::LimitConfig {
+        use crate::ratelimit::Rule;
+        crate::ratelimit::LimitConfig {
+            per_minute: [
+                (Rule::SignupIp, self.signup_per_ip_per_minute),
+                (Rule::LoginIp, self.login_per_ip_per_minute),
+                (Rule::LoginAccount, self.login_per_account_per_minute),
+                (Rule::RefreshIp, self.refresh_per_ip_per_minute),
+            ]
+            .into_iter()
+            .collect(),
+            backoff_after: self.login_backoff_after,
+            backoff_max: self.login_backoff_max.0.as_secs(),
+        }
     }
 
     /// The issuer, defaulting to `http://{bind}` with the actual bound address.

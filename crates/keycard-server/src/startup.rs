@@ -16,6 +16,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::password::Passwords;
+use crate::ratelimit::RateLimits;
 use crate::settings::Settings;
 use crate::state::{AppState, RuntimeConfig};
 use crate::{keys, middleware, routes};
@@ -63,10 +64,20 @@ impl Application {
             reuse_interval: settings.reuse_interval.as_secs_i64(),
             key_overlap,
             signing_alg: first_alg,
+            trusted_proxies: settings.trusted_proxies.0.iter().filter_map(|p| p.parse().ok()).collect(),
+            refresh_binding: crate::state::Binding::parse(&settings.refresh_binding),
+            tls: settings.tls_cert.is_some(),
             cookie_secure: settings.cookie_secure,
         };
-        let state = AppState::new(store, passwords, config, ring, master);
-        let background = spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
+        let limits = match (settings.rate_limit_enabled, settings.redis.as_deref()) {
+            (false, _) => RateLimits::disabled(settings.limit_config()),
+            (true, Some(url)) => RateLimits::redis(settings.limit_config(), url).await?,
+            (true, None) => RateLimits::memory(settings.limit_config()),
+        };
+        let state = AppState::new(store, passwords, config, ring, master, limits);
+        let mut background: Vec<JoinHandle<()>> =
+            spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
+        background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));
         let router = app(state.clone(), &settings);
         Ok(Self { listener, router, addr, state, background })
     }
@@ -111,6 +122,27 @@ fn spawn_key_reloader(state: AppState, every: std::time::Duration) -> Option<Joi
     }))
 }
 
+/// Prunes idle rate-limit state every minute and audit events past their retention hourly.
+fn spawn_housekeeping(state: AppState, audit_retention: i64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::ratelimit::PRUNE_EVERY);
+        let mut rounds: u64 = 0;
+        loop {
+            tick.tick().await;
+            state.limits.prune();
+            if rounds % 60 == 0 && audit_retention > 0 {
+                let before = keycard_core::now_unix() - audit_retention;
+                match state.store.prune_audit(before).await {
+                    Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned audit events past retention"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not prune audit events"),
+                }
+            }
+            rounds += 1;
+        }
+    })
+}
+
 /// Opens the store named by `settings.database`.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database.as_str();
@@ -142,7 +174,10 @@ fn allowed_origins(settings: &Settings, issuer: &str, addr: SocketAddr) -> Vec<S
 
 /// The whole application: routes plus every layer.
 pub fn app(state: AppState, settings: &Settings) -> Router {
+    crate::telemetry::prometheus();
     let mut router = routes::router()
+        .route("/metrics", axum::routing::get(crate::telemetry::render))
+        .route_layer(axum::middleware::from_fn(crate::telemetry::track_latency))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

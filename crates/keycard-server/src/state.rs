@@ -9,6 +9,7 @@ use keycard_store::{AuditEvent, Store};
 
 use crate::keys::{KeyManager, MasterKey};
 use crate::password::Passwords;
+use crate::ratelimit::RateLimits;
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Settings resolved for request handling.
     pub config: Arc<RuntimeConfig>,
+    /// Rate limits and login backoff.
+    pub limits: Arc<RateLimits>,
     keys: Arc<RwLock<Arc<KeyRing>>>,
     master: Arc<MasterKey>,
     /// When the key ring was last read from the store (Unix seconds).
@@ -43,6 +46,12 @@ pub struct RuntimeConfig {
     pub leeway: i64,
     /// Seconds a superseded signing key keeps verifying (access TTL + leeway + reload interval).
     pub key_overlap: i64,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Refresh-token binding policy.
+    pub refresh_binding: Binding,
+    /// Whether the server speaks TLS (then HSTS is sent).
+    pub tls: bool,
     /// Algorithm of a key generated when none is active.
     pub signing_alg: keycard_core::keys::KeyAlg,
     /// Reuse interval, seconds.
@@ -61,12 +70,14 @@ impl AppState {
         config: RuntimeConfig,
         keys: KeyRing,
         master: MasterKey,
+        limits: RateLimits,
     ) -> Self {
         let validator = Validator::new(&config.issuer, &config.audience, config.leeway.unsigned_abs());
         Self {
             store,
             passwords,
             config: Arc::new(config),
+            limits: Arc::new(limits),
             keys: Arc::new(RwLock::new(Arc::new(keys))),
             master: Arc::new(master),
             keys_loaded_at: Arc::new(AtomicI64::new(keycard_core::now_unix())),
@@ -138,5 +149,49 @@ impl AppState {
         if let Err(e) = self.store.append_audit(&event).await {
             tracing::error!(error = %e, kind = %event.kind, "could not write audit event");
         }
+    }
+}
+
+/// Refresh-token binding: what must stay the same between login and each refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// No binding.
+    None,
+    /// The exact `User-Agent`.
+    UserAgent,
+    /// The client IP's network: /24 for IPv4, /48 for IPv6.
+    IpPrefix,
+}
+
+impl Binding {
+    /// Parses the setting (already validated).
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "user_agent" => Self::UserAgent,
+            "ip_prefix" => Self::IpPrefix,
+            _ => Self::None,
+        }
+    }
+
+    /// Whether a refresh from `(ua, ip)` matches a session started from `(login_ua, login_ip)`.
+    pub fn matches(self, login_ua: Option<&str>, login_ip: Option<&str>, ua: Option<&str>, ip: Option<&str>) -> bool {
+        match self {
+            Self::None => true,
+            Self::UserAgent => login_ua == ua,
+            Self::IpPrefix => match (login_ip.and_then(|i| i.parse().ok()), ip.and_then(|i| i.parse().ok())) {
+                (Some(a), Some(b)) => ip_prefix(a) == ip_prefix(b),
+                _ => login_ip == ip,
+            },
+        }
+    }
+}
+
+fn ip_prefix(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.octets()[..3].to_vec(),
+            None => v6.octets()[..6].to_vec(),
+        },
     }
 }

@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an audit event.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// Deletes audit events older than `before`; returns how many.
+    async fn prune_audit(&self, before: i64) -> Result<u64>;
     /// Audit events matching `filter`, newest first.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
 }

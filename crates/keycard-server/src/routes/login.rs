@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ClientInfo};
 use crate::issue;
 use crate::password::{MAX_PASSWORD_BYTES, Passwords};
+use crate::ratelimit::Rule;
 use crate::routes::{Email, user_info};
 use crate::state::AppState;
 
@@ -22,6 +23,7 @@ pub async fn signup(
     client: ClientInfo,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> Result<Response, ApiError> {
+    state.limits.check(Rule::SignupIp, client.ip.as_deref().unwrap_or("-")).await?;
     let email = Email::parse(&req.email)?;
     Passwords::check_policy(&req.password)?;
     let password_hash = state.passwords.hash(req.password).await?;
@@ -51,6 +53,11 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     // A malformed email cannot belong to an account: same answer as a wrong password.
     let email = Email::parse(&req.email).map(|e| e.0).unwrap_or_default();
+    let ip = client.ip.as_deref().unwrap_or("-");
+    state.limits.check(Rule::LoginIp, ip).await?;
+    state.limits.check(Rule::LoginAccount, &email).await?;
+    let backoff_key = format!("{email}|{ip}");
+    state.limits.check_backoff(&backoff_key).await?;
     let user = if email.is_empty() { None } else { state.store.user_by_email(&email).await? };
     let matched = if req.password.len() > MAX_PASSWORD_BYTES {
         false
@@ -61,6 +68,8 @@ pub async fn login(
     let user = match user {
         Some(user) if matched => user,
         other => {
+            state.limits.record_failure(&backoff_key).await?;
+            metrics::counter!("keycard_logins_total", "outcome" => "failure").increment(1);
             state
                 .audit(AuditEvent {
                     at: now,
@@ -74,6 +83,8 @@ pub async fn login(
             return Err(ApiError::invalid_credentials());
         }
     };
+    state.limits.reset_failures(&backoff_key).await?;
+    metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
     let (session, refresh) = start_session(&state, &user.id, &client, now).await?;
     state
         .audit(AuditEvent {

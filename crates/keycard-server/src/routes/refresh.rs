@@ -13,6 +13,7 @@ use crate::cookies;
 use crate::error::ApiError;
 use crate::extract::{Authenticated, ClientInfo, OptionalJson};
 use crate::issue;
+use crate::ratelimit::Rule;
 use crate::state::AppState;
 
 /// Where a presented refresh token came from: the body (no CSRF needed: no ambient credential)
@@ -43,6 +44,7 @@ pub async fn refresh(
     client: ClientInfo,
     OptionalJson(req): OptionalJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
+    state.limits.check(Rule::RefreshIp, client.ip.as_deref().unwrap_or("-")).await?;
     let Some((raw, delivery)) = presented_refresh(req.refresh_token, &headers, &jar, &state)? else {
         return Err(ApiError::new(ErrorCode::InvalidGrant, "no refresh token was presented"));
     };
@@ -68,11 +70,34 @@ pub async fn refresh(
     };
     match state.store.rotate_refresh(&rotation).await? {
         RotateOutcome::Rotated(session) => {
+            let bound = c.refresh_binding.matches(
+                session.user_agent.as_deref(),
+                session.ip.as_deref(),
+                client.user_agent.as_deref(),
+                client.ip.as_deref(),
+            );
+            if !bound {
+                // Another device presents this session's token: it was stolen, or moved. Either
+                // way the session ends.
+                state.store.revoke_session(&session.user_id, &session.id, "binding_mismatch", now).await?;
+                let mut event = audit("session_revoked", Some(session.user_id.clone()), Some(session.id.clone()));
+                event.detail = Some(format!("refresh binding ({:?}) mismatch", c.refresh_binding).to_lowercase());
+                state.audit(event).await;
+                metrics::counter!("keycard_revocations_total", "reason" => "binding_mismatch").increment(1);
+                let err = ApiError::new(
+                    ErrorCode::InvalidGrant,
+                    "this session is bound to another device and has been revoked",
+                );
+                return Ok((cookies::clear_session_cookies(jar, c), err).into_response());
+            }
+            metrics::counter!("keycard_refreshes_total", "outcome" => "rotated").increment(1);
             state.audit(audit("refresh", Some(session.user_id.clone()), Some(session.id.clone()))).await;
             issue::token_response(&state, jar, &session, &replacement, delivery, now)
         }
         RotateOutcome::Reused { session_id, user_id } => {
             tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
+            metrics::counter!("keycard_refreshes_total", "outcome" => "reused").increment(1);
+            metrics::counter!("keycard_revocations_total", "reason" => "refresh_token_reused").increment(1);
             state.audit(audit("refresh_token_reused", Some(user_id), Some(session_id))).await;
             let err = ApiError::new(
                 ErrorCode::RefreshTokenReused,
@@ -80,7 +105,10 @@ pub async fn refresh(
             );
             Ok((cookies::clear_session_cookies(jar, c), err).into_response())
         }
-        RotateOutcome::Invalid => Err(ApiError::invalid_grant()),
+        RotateOutcome::Invalid => {
+            metrics::counter!("keycard_refreshes_total", "outcome" => "invalid").increment(1);
+            Err(ApiError::invalid_grant())
+        }
     }
 }
 
@@ -132,6 +160,7 @@ pub async fn logout(
             detail: Some(format!("scope={scope:?} revoked={}", revoked.len()).to_lowercase()),
         })
         .await;
+    metrics::counter!("keycard_revocations_total", "reason" => "logout").increment(revoked.len() as u64);
     let jar = if scope == LogoutScope::Others { jar } else { cookies::clear_session_cookies(jar, &state.config) };
     Ok((jar, StatusCode::NO_CONTENT).into_response())
 }

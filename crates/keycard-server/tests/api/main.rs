@@ -4,6 +4,7 @@
 mod account;
 mod attacks;
 mod bad_input;
+mod defence;
 mod discovery;
 mod helpers;
 mod keys;

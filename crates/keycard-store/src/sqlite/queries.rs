@@ -391,6 +391,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn prune_audit(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM audit_events WHERE at < ?1").bind(before).execute(&self.writer).await?;
+        Ok(done.rows_affected())
+    }
+
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
         type Row = (i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
         let rows: Vec<Row> = sqlx::query_as(

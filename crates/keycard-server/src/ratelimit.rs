@@ -1,0 +1,236 @@
+//! Rate limits on signup, login and refresh (per client IP and per account), and exponential
+//! backoff after repeated failed logins.
+//!
+//! Two backends behind one type: in-process (governor's GCRA limiters) for a single instance,
+//! and Redis (fixed windows with `INCR` + `EXPIRE`) when several instances share the work, so a
+//! client cannot multiply its budget by the number of instances. Backoff is keyed by account
+//! *and* IP and capped, so failing logins from elsewhere cannot lock the owner out for long.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::error::ApiError;
+
+/// What is being limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// Signups per client IP.
+    SignupIp,
+    /// Login attempts per client IP.
+    LoginIp,
+    /// Login attempts per account (email).
+    LoginAccount,
+    /// Refreshes per client IP.
+    RefreshIp,
+}
+
+impl Rule {
+    fn name(self) -> &'static str {
+        match self {
+            Self::SignupIp => "signup_ip",
+            Self::LoginIp => "login_ip",
+            Self::LoginAccount => "login_account",
+            Self::RefreshIp => "refresh_ip",
+        }
+    }
+}
+
+/// Limits per minute for each rule, and the backoff policy.
+#[derive(Debug, Clone)]
+pub struct LimitConfig {
+    /// Per-minute budget of each rule.
+    pub per_minute: HashMap<Rule, u32>,
+    /// Failed logins (per account and IP) allowed before backoff starts.
+    pub backoff_after: u32,
+    /// Longest backoff, seconds.
+    pub backoff_max: u64,
+}
+
+enum Backend {
+    Memory { limiters: HashMap<Rule, DefaultKeyedRateLimiter<String>>, failures: Mutex<HashMap<String, (u32, i64)>> },
+    Redis(ConnectionManager),
+}
+
+/// The limiter shared by all handlers.
+pub struct RateLimits {
+    config: LimitConfig,
+    backend: Option<Backend>,
+}
+
+impl RateLimits {
+    /// No limits at all (the `rate_limit_enabled = false` setting).
+    pub fn disabled(config: LimitConfig) -> Self {
+        Self { config, backend: None }
+    }
+
+    /// In-process limits.
+    pub fn memory(config: LimitConfig) -> Self {
+        let limiters = config
+            .per_minute
+            .iter()
+            .filter_map(|(rule, n)| NonZeroU32::new(*n).map(|n| (*rule, Governor::keyed(Quota::per_minute(n)))))
+            .collect();
+        Self { config, backend: Some(Backend::Memory { limiters, failures: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// Limits shared through Redis at `url`.
+    pub async fn redis(config: LimitConfig, url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("redis URL: {e}"))?;
+        let manager = ConnectionManager::new(client).await.map_err(|e| anyhow::anyhow!("connecting to redis: {e}"))?;
+        Ok(Self { config, backend: Some(Backend::Redis(manager)) })
+    }
+
+    /// Spends one unit of `rule` for `key`; 429 with `Retry-After` when the budget is gone.
+    pub async fn check(&self, rule: Rule, key: &str) -> Result<(), ApiError> {
+        let Some(backend) = &self.backend else { return Ok(()) };
+        let Some(&limit) = self.config.per_minute.get(&rule).filter(|n| **n > 0) else { return Ok(()) };
+        let retry_after = match backend {
+            Backend::Memory { limiters, .. } => {
+                let Some(limiter) = limiters.get(&rule) else { return Ok(()) };
+                match limiter.check_key(&key.to_owned()) {
+                    Ok(()) => None,
+                    Err(not_until) => {
+                        let wait = not_until
+                            .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+                        Some(wait.as_secs().max(1))
+                    }
+                }
+            }
+            Backend::Redis(conn) => {
+                let now = keycard_core::now_unix();
+                let window = now / 60;
+                let redis_key = format!("keycard:rl:{}:{key}:{window}", rule.name());
+                let mut conn = conn.clone();
+                let count: u64 = redis::pipe()
+                    .atomic()
+                    .incr(&redis_key, 1)
+                    .expire(&redis_key, 120)
+                    .ignore()
+                    .query_async::<(u64,)>(&mut conn)
+                    .await
+                    .map(|(c,)| c)
+                    .map_err(redis_unavailable)?;
+                (count > u64::from(limit)).then(|| u64::try_from((window + 1) * 60 - now).unwrap_or(1).max(1))
+            }
+        };
+        match retry_after {
+            None => Ok(()),
+            Some(secs) => {
+                metrics::counter!("keycard_rate_limited_total", "rule" => rule.name()).increment(1);
+                Err(ApiError::RateLimited(secs))
+            }
+        }
+    }
+
+    /// 429 while `key` (account + IP) is backing off after repeated failed logins.
+    pub async fn check_backoff(&self, key: &str) -> Result<(), ApiError> {
+        let Some(backend) = &self.backend else { return Ok(()) };
+        let (count, last) = match backend {
+            Backend::Memory { failures, .. } => lock(failures).get(key).copied().unwrap_or((0, 0)),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let (count, last): (Option<u32>, Option<i64>) = redis::pipe()
+                    .get(format!("keycard:lf:{key}"))
+                    .get(format!("keycard:lfat:{key}"))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_unavailable)?;
+                (count.unwrap_or(0), last.unwrap_or(0))
+            }
+        };
+        let delay = self.backoff_delay(count);
+        let wait = last + delay - keycard_core::now_unix();
+        if delay > 0 && wait > 0 {
+            metrics::counter!("keycard_rate_limited_total", "rule" => "login_backoff").increment(1);
+            return Err(ApiError::RateLimited(u64::try_from(wait).unwrap_or(1)));
+        }
+        Ok(())
+    }
+
+    /// Seconds to wait after `failures` consecutive failures: 0 until `backoff_after`, then
+    /// 1, 2, 4, … capped at `backoff_max`.
+    pub fn backoff_delay(&self, failures: u32) -> i64 {
+        if failures < self.config.backoff_after {
+            return 0;
+        }
+        let exp = (failures - self.config.backoff_after).min(20);
+        i64::try_from((1u64 << exp).min(self.config.backoff_max)).unwrap_or(i64::MAX)
+    }
+
+    /// Counts a failed login for `key`.
+    pub async fn record_failure(&self, key: &str) -> Result<(), ApiError> {
+        let now = keycard_core::now_unix();
+        let forget_after = self.config.backoff_max.max(60) * 2;
+        match &self.backend {
+            None => {}
+            Some(Backend::Memory { failures, .. }) => {
+                let mut map = lock(failures);
+                if map.len() > 100_000 {
+                    // Bounded memory under a spray of random emails: forget stale entries.
+                    let horizon = now - i64::try_from(forget_after).unwrap_or(i64::MAX);
+                    map.retain(|_, (_, at)| *at > horizon);
+                }
+                let entry = map.entry(key.to_owned()).or_insert((0, now));
+                *entry = (entry.0.saturating_add(1), now);
+            }
+            Some(Backend::Redis(conn)) => {
+                let mut conn = conn.clone();
+                let (count_key, at_key) = (format!("keycard:lf:{key}"), format!("keycard:lfat:{key}"));
+                redis::pipe()
+                    .atomic()
+                    .incr(&count_key, 1)
+                    .expire(&count_key, i64::try_from(forget_after).unwrap_or(3600))
+                    .set_ex(&at_key, now, forget_after)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clears the failure count of `key` after a successful login.
+    pub async fn reset_failures(&self, key: &str) -> Result<(), ApiError> {
+        match &self.backend {
+            None => {}
+            Some(Backend::Memory { failures, .. }) => {
+                lock(failures).remove(key);
+            }
+            Some(Backend::Redis(conn)) => {
+                let mut conn = conn.clone();
+                let _: () = conn
+                    .del(&[format!("keycard:lf:{key}"), format!("keycard:lfat:{key}")])
+                    .await
+                    .map_err(redis_unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops idle in-memory limiter state (called periodically).
+    pub fn prune(&self) {
+        if let Some(Backend::Memory { limiters, .. }) = &self.backend {
+            for limiter in limiters.values() {
+                limiter.retain_recent();
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn redis_unavailable(e: redis::RedisError) -> ApiError {
+    tracing::error!(error = %e, "rate-limit store (redis) failed");
+    ApiError::new(keycard_core::ErrorCode::TemporarilyUnavailable, "the rate-limit store is unavailable; retry shortly")
+}
+
+/// How often in-memory limiter state is pruned.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
