@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use keycard_server::{Application, Settings};
 use serde::Serialize;
 
+mod check;
+mod inspect;
 mod keys;
 
 #[derive(Parser)]
@@ -26,6 +28,13 @@ enum Command {
         action: keys::KeysCommand,
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// Audit a deployment from outside: forged tokens, refresh reuse, CSRF, cookies, headers.
+    Check(check::CheckArgs),
+    /// Local token tools: `keycard token inspect <jwt>`.
+    Token {
+        #[command(subcommand)]
+        action: inspect::TokenCommand,
     },
 }
 
@@ -103,6 +112,8 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Keys { action, store } => keys::run(action, &store.settings()?).await,
+        Command::Check(args) => check::run(args).await,
+        Command::Token { action } => inspect::run(action).await,
     }
 }
 

@@ -1,0 +1,119 @@
+//! `keycard check` against the real keycard server (in process, port 0): every check passes on
+//! the default configuration, and a weakened configuration is caught with a non-zero exit.
+
+use keycard_core::claims::AccessClaims;
+use keycard_server::{Application, Settings};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Server {
+    base: String,
+    state: keycard_server::AppState,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn(configure: impl FnOnce(&mut Settings)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database: dir.path().join("keycard.db").display().to_string(),
+        ..Settings::default()
+    };
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("the server starts");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state().clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    Server { base, state, _dir: dir }
+}
+
+/// Signs a user up and returns an access token of theirs that expired an hour ago, validly
+/// signed by the server's key, for the expiry probe.
+async fn user_with_expired_token(server: &Server, email: &str) -> String {
+    let client = reqwest::Client::new();
+    let signup = client
+        .post(format!("{}/auth/signup", server.base))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let user: Value = signup.json().await.unwrap();
+    let login: Value = client
+        .post(format!("{}/auth/login", server.base))
+        .json(&json!({"email": email, "password": PASSWORD, "delivery": "body"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let c = &server.state.config;
+    let then = keycard_core::now_unix() - 3_600 - c.access_ttl;
+    let sid = login["session_id"].as_str().unwrap();
+    let claims = AccessClaims::new(&c.issuer, &c.audience, user["id"].as_str().unwrap(), sid, then, c.access_ttl);
+    server.state.keys().sign(&claims).unwrap()
+}
+
+async fn check(server: &Server, email: &str, expired: &str) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycard"))
+        .args(["check", &server.base, "--email", email, "--password", PASSWORD, "--expired-token", expired])
+        .env("KEYCARD_LOG", "warn")
+        .output()
+        .await
+        .expect("keycard check runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), stdout)
+}
+
+fn lines_with<'a>(report: &'a str, tag: &str) -> Vec<&'a str> {
+    report.lines().filter(|l| l.starts_with(tag)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_check_passes_against_a_default_keycard() {
+    let server = spawn(|_| {}).await;
+    let email = "check@example.com";
+    let expired = user_with_expired_token(&server, email).await;
+
+    let (ok, report) = check(&server, email, &expired).await;
+
+    assert!(ok, "keycard check failed:\n{report}");
+    assert!(lines_with(&report, "FAIL").is_empty(), "{report}");
+    assert!(lines_with(&report, "WARN").is_empty(), "{report}");
+    for id in [
+        "alg-none",
+        "alg-confusion",
+        "tampered",
+        "expired",
+        "token-in-url",
+        "security-headers",
+        "token-cache",
+        "refresh-rotation",
+        "refresh-reuse",
+        "logout",
+        "cookie-flags",
+        "csrf",
+    ] {
+        assert!(
+            report.lines().any(|l| l.starts_with("PASS") && l[6..].starts_with(id)),
+            "{id} did not pass:\n{report}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_cookie_without_secure_fails_the_check_with_a_non_zero_exit() {
+    let server = spawn(|s| s.cookie_secure = false).await;
+    let email = "weak@example.com";
+    let expired = user_with_expired_token(&server, email).await;
+
+    let (ok, report) = check(&server, email, &expired).await;
+
+    assert!(!ok, "the check should fail:\n{report}");
+    let failed = lines_with(&report, "FAIL");
+    assert_eq!(failed.len(), 1, "{report}");
+    assert!(failed[0].contains("cookie-flags") && failed[0].contains("Secure missing"), "{report}");
+}
