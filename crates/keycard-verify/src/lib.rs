@@ -1,0 +1,89 @@
+//! keycard-verify: verify keycard access tokens in a resource server, without calling keycard
+//! per request.
+//!
+//! A [`Verifier`] discovers keycard's JWKS from the issuer URL
+//! (`{issuer}/.well-known/openid-configuration` → `jwks_uri`) or takes a static key set, and
+//! runs the whole validation checklist of SPEC.md through `keycard_core`'s `Validator`: the
+//! algorithm comes from the key found by `kid` (never from the header), `typ` is `at+jwt`,
+//! `iss`/`aud` match, `exp`/`nbf`/`iat` hold within the leeway, `sub`/`sid`/`jti` are present,
+//! the token is at most 8 KiB, and its session is not revoked. [`VerifierLayer`] (tower) and the
+//! [`Claims`]/[`VerifiedToken`] extractors (axum) answer failures with 401,
+//! `WWW-Authenticate: Bearer error="invalid_token"` and `{"error":"invalid_token",…}`.
+//!
+//! # Keys
+//! The JWKS is cached. A token whose `kid` is not cached triggers one refetch, but at most one
+//! per [`VerifierBuilder::jwks_refetch_interval`] (default 30 s): a flood of forged kids costs
+//! one fetch, not one per request. The JWKS is also refreshed in the background (default every
+//! 5 minutes), which is how retired keys leave the cache. When keycard is unreachable the cached
+//! keys stay in use; failed fetches are logged and counted in [`Verifier::stats`].
+//!
+//! # Revocation guarantee
+//! keycard publishes revoked sessions (logout, refresh-token reuse, password change, account
+//! deletion) at `GET {issuer}/auth/revocations?after=<seq>`. The verifier polls it (default every
+//! 1 s) and refuses tokens whose `sid` is listed. With a staleness bound `B` (default 5 s):
+//!
+//! - **Guarantee.** If keycard committed the revocation of a session at time `T`, every
+//!   verification that starts at `T + B` or later refuses that session's tokens (401
+//!   `invalid_token`), or refuses every token (503, below). Nothing is assumed about clocks: a
+//!   verification accepts a token only if the last *complete* sync round *began* less than `B`
+//!   earlier (measured on the verifier's monotonic clock), and a round that began after `T`
+//!   reads the revocation.
+//! - **Fail closed.** While no sync round has completed within `B` (keycard down, network
+//!   partition, errors, or not yet synced), [`WhenStale::Reject`] (the default) refuses *every*
+//!   token with 503 `temporarily_unavailable` and `Retry-After: 1` — not 401, because the
+//!   token may well be valid and clients should retry rather than throw it away. Service
+//!   resumes with the first successful round. [`WhenStale::Accept`] instead keeps accepting
+//!   tokens (still refusing sessions already known revoked) and gives up the guarantee while
+//!   stale.
+//! - **Forgetting.** An entry is dropped once its `expires_at` (revocation time + keycard's
+//!   access-token lifetime + keycard's leeway) plus this verifier's leeway has passed on the
+//!   verifier's clock: by then every token of the session is refused as expired anyway.
+//! - **Assumptions.** keycard's feed numbers revocations in commit order and is read from the
+//!   store keycard writes to (SQLite; one PostgreSQL primary). The verifier's clock is within
+//!   its leeway of keycard's (as `exp` checks already require).
+//!
+//! Building a verifier fetches the keys and completes a first sync round, or fails.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use keycard_verify::{Claims, Verifier, VerifierLayer};
+//!
+//! async fn hello(Claims(claims): Claims) -> String {
+//!     format!("hello {}", claims.sub)
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::from_issuer("https://auth.example.com", "keycard").await?;
+//! let app: Router = Router::new().route("/hello", get(hello)).route_layer(VerifierLayer::new(verifier));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layout:
+//! - [`verifier`]: [`Verifier`] (verify, key cache, refetch limit, stats).
+//! - [`builder`]: [`VerifierBuilder`] and the defaults.
+//! - [`revocation`]: the feed follower, [`RevocationConfig`], [`WhenStale`].
+//! - [`layer`], [`extract`]: the tower layer and the axum extractors.
+//! - [`error`]: [`VerifyError`] (knows its HTTP answer), [`FetchError`], [`BuildError`].
+//! - `fetch`: discovery, JWKS and feed requests with size caps.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod builder;
+pub mod error;
+pub mod extract;
+mod fetch;
+pub mod layer;
+pub mod revocation;
+pub mod verifier;
+
+pub use builder::VerifierBuilder;
+pub use error::{BuildError, FetchError, VerifyError};
+pub use extract::{Claims, VerifiedToken};
+pub use keycard_core::claims::AccessClaims;
+pub use keycard_core::keys::{KeyAlg, PublicKeys, VerifyingKey};
+pub use layer::{RequireToken, VerifierLayer};
+pub use revocation::{RevocationConfig, WhenStale};
+pub use verifier::{Verifier, VerifierStats, bearer_token};

@@ -1,0 +1,337 @@
+//! The [`Verifier`]: the validation checklist over cached keys, the rate-limited JWKS refetch on
+//! an unknown `kid`, and the revocation check.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use keycard_core::TokenError;
+use keycard_core::claims::AccessClaims;
+use keycard_core::keys::PublicKeys;
+use keycard_core::validate::Validator;
+
+use crate::builder::VerifierBuilder;
+use crate::error::{FetchError, VerifyError};
+use crate::fetch::fetch_keys;
+use crate::revocation::Feed;
+
+/// Verifies keycard access tokens. Cheap to clone (one `Arc`); background tasks (revocation
+/// feed, periodic JWKS refresh) stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct Verifier {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.inner.validator.issuer())
+            .field("audience", &self.inner.validator.audience())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) validator: Validator,
+    pub(crate) http: reqwest::Client,
+    keys: RwLock<KeySnapshot>,
+    pub(crate) remote: Option<RemoteKeys>,
+    pub(crate) feed: Option<Feed>,
+    pub(crate) stats: Counters,
+}
+
+#[derive(Clone)]
+struct KeySnapshot {
+    keys: Arc<PublicKeys>,
+    generation: u64,
+}
+
+/// Keys fetched from a JWKS URL.
+pub(crate) struct RemoteKeys {
+    pub(crate) jwks_uri: String,
+    /// Least time between two refetches caused by unknown kids.
+    pub(crate) refetch_interval: Duration,
+    /// Background refresh period, if any.
+    pub(crate) refresh_interval: Option<Duration>,
+    /// When the last unknown-kid refetch started. The async mutex also makes concurrent
+    /// unknown-kid requests share one fetch instead of each starting one.
+    last_refetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl RemoteKeys {
+    pub(crate) fn new(jwks_uri: String, refetch_interval: Duration, refresh_interval: Option<Duration>) -> Self {
+        Self { jwks_uri, refetch_interval, refresh_interval, last_refetch: tokio::sync::Mutex::new(None) }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    jwks_fetches: AtomicU64,
+    jwks_fetch_failures: AtomicU64,
+    refetches_suppressed: AtomicU64,
+    pub(crate) feed_rounds: AtomicU64,
+    pub(crate) feed_requests: AtomicU64,
+    pub(crate) feed_failures: AtomicU64,
+}
+
+/// What the verifier has done so far, for metrics and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct VerifierStats {
+    /// JWKS requests made (at start, periodic, and on unknown kids), successful or not.
+    pub jwks_fetches: u64,
+    /// JWKS requests that failed; the cached keys stayed in use.
+    pub jwks_fetch_failures: u64,
+    /// Unknown-kid refetches skipped because one happened within the refetch interval.
+    pub refetches_suppressed: u64,
+    /// Keys currently cached.
+    pub cached_keys: usize,
+    /// Revocation-feed sync rounds attempted.
+    pub feed_rounds: u64,
+    /// Revocation-feed page requests made.
+    pub feed_requests: u64,
+    /// Sync rounds that failed.
+    pub feed_failures: u64,
+    /// Revoked sessions currently remembered.
+    pub revoked_sessions: usize,
+    /// Revocation-feed position.
+    pub feed_position: i64,
+    /// Time since the last complete sync round began (`None`: never, or no feed).
+    pub feed_age: Option<Duration>,
+}
+
+impl Verifier {
+    /// Starts configuring a verifier for tokens of `issuer` (a URL such as
+    /// `https://auth.example.com`) meant for `audience`.
+    pub fn builder(issuer: impl Into<String>, audience: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder::new(issuer.into(), audience.into())
+    }
+
+    /// A verifier that discovers keycard's JWKS and revocation feed from `issuer` with the
+    /// defaults (refetch at most every 30 s, feed polled every 1 s, 5 s staleness bound, fail
+    /// closed). Needs a Tokio runtime.
+    pub async fn from_issuer(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Result<Self, crate::error::BuildError> {
+        Self::builder(issuer, audience).build().await
+    }
+
+    /// A verifier with fixed keys and no revocation feed: nothing is fetched, no runtime needed.
+    pub fn from_static_keys(issuer: impl Into<String>, audience: impl Into<String>, keys: PublicKeys) -> Self {
+        let builder = Self::builder(issuer, audience);
+        Self::assemble(builder.validator(), builder.http_client_or_default(), keys, None, None)
+    }
+
+    pub(crate) fn assemble(
+        validator: Validator,
+        http: reqwest::Client,
+        keys: PublicKeys,
+        remote: Option<RemoteKeys>,
+        feed: Option<Feed>,
+    ) -> Self {
+        let keys = RwLock::new(KeySnapshot { keys: Arc::new(keys), generation: 0 });
+        Self { inner: Arc::new(Inner { validator, http, keys, remote, feed, stats: Counters::default() }) }
+    }
+
+    /// The accepted issuer.
+    pub fn issuer(&self) -> &str {
+        self.inner.validator.issuer()
+    }
+
+    /// The accepted audience.
+    pub fn audience(&self) -> &str {
+        self.inner.validator.audience()
+    }
+
+    /// Verifies the Bearer token of a request's headers.
+    pub async fn verify_headers(&self, headers: &HeaderMap) -> Result<AccessClaims, VerifyError> {
+        let token = bearer_token(headers)?;
+        self.verify(token).await
+    }
+
+    /// Runs the whole checklist on `token`: signature with the key its `kid` names (refetching
+    /// the JWKS once if the kid is unknown and no refetch happened within the refetch interval),
+    /// `typ`, `iss`, `aud`, `exp`, `nbf`, `iat`, `sub`/`sid`/`jti`, size, and the revocation feed.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let now = keycard_core::now_unix();
+        let snapshot = self.inner.snapshot();
+        let claims = match self.inner.validator.validate(&snapshot.keys, token, now) {
+            Err(TokenError::UnknownKey) if self.inner.remote.is_some() => {
+                if !self.inner.refetch_for_unknown_kid(snapshot.generation).await {
+                    return Err(TokenError::UnknownKey.into());
+                }
+                self.inner.validator.validate(&self.inner.snapshot().keys, token, now)?
+            }
+            other => other?,
+        };
+        self.check_revocation(&claims)?;
+        Ok(claims)
+    }
+
+    /// Like [`Verifier::verify`], but never fetches: an unknown `kid` is simply refused.
+    pub fn verify_cached(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let now = keycard_core::now_unix();
+        let claims = self.inner.validator.validate(&self.inner.snapshot().keys, token, now)?;
+        self.check_revocation(&claims)?;
+        Ok(claims)
+    }
+
+    fn check_revocation(&self, claims: &AccessClaims) -> Result<(), VerifyError> {
+        match &self.inner.feed {
+            Some(feed) => feed.check(&claims.sid),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces the accepted keys (static key sets: rotate by adding the new key, then remove
+    /// the old one once its tokens have expired). A verifier that fetches its JWKS overwrites
+    /// them at its next fetch.
+    pub fn set_keys(&self, keys: PublicKeys) {
+        self.inner.replace_keys(keys);
+    }
+
+    /// The keys in use now.
+    pub fn keys(&self) -> Arc<PublicKeys> {
+        self.inner.snapshot().keys
+    }
+
+    /// Fetches the JWKS now (not rate-limited); on failure the cached keys stay in use.
+    pub async fn refresh_keys(&self) -> Result<(), FetchError> {
+        self.inner.refresh_keys().await
+    }
+
+    /// Runs one revocation-feed sync round now (normally the background task does).
+    pub async fn sync_revocations(&self) -> Result<(), FetchError> {
+        self.inner.sync_feed().await
+    }
+
+    /// Counters and cache state.
+    pub fn stats(&self) -> VerifierStats {
+        let s = &self.inner.stats;
+        let (revoked_sessions, feed_position, feed_age) =
+            self.inner.feed.as_ref().map_or((0, 0, None), |feed| feed.status());
+        VerifierStats {
+            jwks_fetches: s.jwks_fetches.load(Ordering::Relaxed),
+            jwks_fetch_failures: s.jwks_fetch_failures.load(Ordering::Relaxed),
+            refetches_suppressed: s.refetches_suppressed.load(Ordering::Relaxed),
+            cached_keys: self.inner.snapshot().keys.len(),
+            feed_rounds: s.feed_rounds.load(Ordering::Relaxed),
+            feed_requests: s.feed_requests.load(Ordering::Relaxed),
+            feed_failures: s.feed_failures.load(Ordering::Relaxed),
+            revoked_sessions,
+            feed_position,
+            feed_age,
+        }
+    }
+
+    /// Starts the background tasks: revocation polling and periodic JWKS refresh.
+    pub(crate) fn spawn_background_tasks(&self) {
+        if let Some(feed) = &self.inner.feed {
+            spawn_every(Arc::downgrade(&self.inner), feed.config.poll_interval, |inner| async move {
+                // Failures are counted and logged inside; the next round retries.
+                let _ = inner.sync_feed().await;
+            });
+        }
+        if let Some(period) = self.inner.remote.as_ref().and_then(|r| r.refresh_interval) {
+            spawn_every(Arc::downgrade(&self.inner), period, |inner| async move {
+                let _ = inner.refresh_keys().await;
+            });
+        }
+    }
+}
+
+/// Runs `job` every `period` until the verifier is dropped.
+fn spawn_every<F, Fut>(weak: Weak<Inner>, period: Duration, job: F)
+where
+    F: Fn(Arc<Inner>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(inner) = weak.upgrade() else { break };
+            job(inner).await;
+        }
+    });
+}
+
+impl Inner {
+    fn snapshot(&self) -> KeySnapshot {
+        // Poisoning cannot leave a half-written snapshot: it is replaced whole.
+        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn replace_keys(&self, keys: PublicKeys) {
+        let mut current = self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = KeySnapshot { keys: Arc::new(keys), generation: current.generation + 1 };
+    }
+
+    pub(crate) async fn refresh_keys(&self) -> Result<(), FetchError> {
+        let Some(remote) = &self.remote else { return Ok(()) };
+        self.stats.jwks_fetches.fetch_add(1, Ordering::Relaxed);
+        match fetch_keys(&self.http, &remote.jwks_uri).await {
+            Ok(keys) => {
+                self.replace_keys(keys);
+                Ok(())
+            }
+            Err(error) => {
+                self.stats.jwks_fetch_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "could not refresh the JWKS; keeping the cached keys");
+                Err(error)
+            }
+        }
+    }
+
+    /// Refetches the JWKS for an unknown kid unless a refetch ran within the refetch interval.
+    /// Returns whether the keys changed since `seen_generation` (worth validating again).
+    async fn refetch_for_unknown_kid(&self, seen_generation: u64) -> bool {
+        let Some(remote) = &self.remote else { return false };
+        let mut last = remote.last_refetch.lock().await;
+        if self.snapshot().generation != seen_generation {
+            return true; // someone refreshed while we waited
+        }
+        if last.is_some_and(|at| at.elapsed() < remote.refetch_interval) {
+            self.stats.refetches_suppressed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        *last = Some(Instant::now());
+        self.refresh_keys().await.is_ok()
+    }
+
+    pub(crate) async fn sync_feed(&self) -> Result<(), FetchError> {
+        let Some(feed) = &self.feed else { return Ok(()) };
+        self.stats.feed_rounds.fetch_add(1, Ordering::Relaxed);
+        match feed.sync(&self.http, &self.stats.feed_requests).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.stats.feed_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "revocation feed sync failed");
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The token of the one `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, VerifyError> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(if headers.contains_key(http::header::AUTHORIZATION) {
+            VerifyError::MalformedHeader
+        } else {
+            VerifyError::MissingToken
+        });
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty() && !token.contains(' '))
+        .ok_or(VerifyError::MalformedHeader)
+}
