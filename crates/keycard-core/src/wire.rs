@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 /// `POST /auth/signup`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     /// Email address; normalised (trimmed, lower-cased) by the server.
@@ -17,6 +18,7 @@ pub struct SignupRequest {
 
 /// Where the refresh token goes after login or refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// In an HTTP-only cookie, with a CSRF token (browsers). The default.
@@ -28,6 +30,7 @@ pub enum Delivery {
 
 /// `POST /auth/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Email address.
@@ -41,6 +44,7 @@ pub struct LoginRequest {
 
 /// `POST /auth/refresh` with a body-delivered token (cookie clients send no body).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token, for body delivery.
@@ -50,6 +54,7 @@ pub struct RefreshRequest {
 
 /// Which sessions a logout ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogoutScope {
     /// This session only (the default).
@@ -63,6 +68,7 @@ pub enum LogoutScope {
 
 /// `POST /auth/logout`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
     /// Which sessions to end; `local` when absent.
@@ -75,6 +81,7 @@ pub struct LogoutRequest {
 
 /// `POST /auth/password`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeRequest {
     /// The password in force now.
@@ -85,6 +92,7 @@ pub struct PasswordChangeRequest {
 
 /// `DELETE /auth/account`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeleteAccountRequest {
     /// The account's password, to confirm.
@@ -93,6 +101,7 @@ pub struct DeleteAccountRequest {
 
 /// A user as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     /// User id (UUID).
     pub id: String,
@@ -105,6 +114,7 @@ pub struct UserInfo {
 
 /// The answer to a successful login or refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// The signed access token.
     pub access_token: String,
@@ -126,6 +136,7 @@ pub struct TokenResponse {
 
 /// One entry of `GET /auth/sessions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     /// Session id.
     pub id: String,
@@ -145,6 +156,7 @@ pub struct SessionInfo {
 
 /// One entry of the revocation feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokedSession {
     /// Feed position; ask for entries after the last one seen.
     pub seq: i64,
@@ -159,6 +171,7 @@ pub struct RevokedSession {
 
 /// `GET /auth/revocations?after=<seq>`: revoked sessions after a feed position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevocationFeed {
     /// Entries, oldest first.
     pub revocations: Vec<RevokedSession>,

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod issue;
 pub mod keys;
 pub mod middleware;
+pub mod openapi;
 pub mod password;
 pub mod ratelimit;
 pub mod redact;

@@ -36,6 +36,9 @@ pub fn router() -> Router<AppState> {
         .route("/keycard.js", get(web::keycard_js))
         .route("/demo.js", get(web::demo_js))
         .route("/style.css", get(web::style_css))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route("/docs", get(crate::openapi::docs))
+        .route("/docs.js", get(crate::openapi::docs_js))
 }
 
 /// An email address, trimmed and lower-cased, checked for a plausible shape.

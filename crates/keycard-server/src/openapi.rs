@@ -1,0 +1,584 @@
+//! The OpenAPI 3.1 description of the HTTP API v1 (`GET /openapi.json`), and a small docs page
+//! (`GET /docs` + `GET /docs.js`) that renders it with no external or downloaded asset.
+//!
+//! Operations are described with `#[utoipa::path]` on the dummy functions of [`paths`] (the
+//! handlers in `routes/` stay free of documentation attributes); the error responses of each
+//! operation come from one table, [`ERRORS`], turned into responses by the [`ErrorResponses`]
+//! modifier: each status lists its error codes, with an `ErrorBody` example per code.
+//!
+//! `tests/openapi.rs` checks that the documented operations are exactly the router's routes.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use keycard_core::ErrorCode;
+use serde::Serialize;
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keycard HTTP API",
+        description = "HTTP API v1 of keycard, a self-hosted JWT token service: short-lived signed \
+                       access tokens, single-use rotating refresh tokens with reuse detection, \
+                       revocation, cookie + CSRF delivery for browsers.\n\n\
+                       Every error is `{\"error\": \"<code>\", \"error_description\": \"<text>\"}` \
+                       (`ErrorBody`). A request carrying `access_token=`, `refresh_token=` or \
+                       `id_token=` in its query string is refused with 400 `invalid_request`.",
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0")
+    ),
+    paths(
+        paths::signup,
+        paths::login,
+        paths::refresh,
+        paths::logout,
+        paths::me,
+        paths::list_sessions,
+        paths::revoke_session,
+        paths::change_password,
+        paths::delete_account,
+        paths::revocations,
+        paths::jwks,
+        paths::openid_configuration,
+        paths::healthz,
+        paths::readyz,
+        paths::metrics,
+        paths::index,
+        paths::keycard_js,
+        paths::demo_js,
+        paths::style_css,
+        paths::openapi_json,
+        paths::docs,
+        paths::docs_js,
+    ),
+    components(schemas(keycard_core::ErrorBody, keycard_core::ErrorCode)),
+    modifiers(&SecuritySchemes, &ErrorResponses),
+    tags(
+        (name = "auth", description = "Accounts, login, token refresh and logout."),
+        (name = "account", description = "The signed-in user's own resources (Bearer access token)."),
+        (name = "discovery", description = "Public keys, discovery document and the revocation feed, for resource servers."),
+        (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
+        (name = "web", description = "The demo page, the browser client and these docs."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| ApiDoc::openapi().to_json().expect("the OpenAPI document serializes"))
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi_json() -> Response {
+    let headers: [(HeaderName, HeaderValue); 2] = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    (headers, document()).into_response()
+}
+
+/// The docs page may run its own script and read `/openapi.json`, nothing else; `innerHTML`-style
+/// sinks throw (the script builds elements with `textContent` only).
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; base-uri 'none'; \
+                        form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'";
+const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+const DOCS_HTML: &str = include_str!("openapi/docs.html");
+const DOCS_JS: &str = include_str!("openapi/docs.js");
+
+fn asset(body: &'static str, content_type: &'static str, csp: &'static str) -> Response {
+    let headers: [(HeaderName, HeaderValue); 3] = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp)),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    (headers, body).into_response()
+}
+
+/// `GET /docs`: the API reference page.
+pub async fn docs() -> Response {
+    asset(DOCS_HTML, "text/html; charset=utf-8", DOCS_CSP)
+}
+
+/// `GET /docs.js`: the script that renders `/openapi.json` on the docs page.
+pub async fn docs_js() -> Response {
+    asset(DOCS_JS, "application/javascript", ASSET_CSP)
+}
+
+/// A public key of the JWK set (mirrors `keycard_core::keys::Jwk`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Jwk {
+    /// Key type: `OKP` (Ed25519), `EC` (P-256), `RSA`; `oct` only in an HS256 key's descriptor.
+    kty: String,
+    /// Curve, for OKP and EC keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crv: Option<String>,
+    /// Public key (OKP) or x coordinate (EC), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+    /// y coordinate (EC), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    y: Option<String>,
+    /// Modulus (RSA), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<String>,
+    /// Public exponent (RSA), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    e: Option<String>,
+    /// Key id, the `kid` header of tokens it signed.
+    kid: String,
+    /// Algorithm bound to the key: `EdDSA`, `ES256`, `RS256` or `HS256`.
+    alg: String,
+    /// Always `sig`.
+    #[serde(rename = "use")]
+    use_: String,
+}
+
+/// The JWK set: the active key and those still inside their overlap window.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct JwkSet {
+    /// The public keys.
+    keys: Vec<Jwk>,
+}
+
+/// The discovery document.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct OpenIdConfiguration {
+    /// The `iss` of every access token.
+    issuer: String,
+    /// URL of the JWK set.
+    jwks_uri: String,
+    /// `POST /auth/signup`.
+    signup_endpoint: String,
+    /// `POST /auth/login`.
+    login_endpoint: String,
+    /// `POST /auth/refresh`.
+    token_endpoint: String,
+    /// `POST /auth/refresh`.
+    refresh_endpoint: String,
+    /// `POST /auth/logout`.
+    logout_endpoint: String,
+    /// `GET /auth/me`.
+    userinfo_endpoint: String,
+    /// `GET /auth/sessions`.
+    sessions_endpoint: String,
+    /// `GET /auth/revocations`.
+    revocation_feed_endpoint: String,
+    /// Always `["none"]`: keycard's clients are public.
+    token_endpoint_auth_methods_supported: Vec<String>,
+    /// The active signing algorithm.
+    id_token_signing_alg_values_supported: Vec<String>,
+    /// The active signing algorithm.
+    access_token_signing_alg_values_supported: Vec<String>,
+    /// `password` and `refresh_token`.
+    grant_types_supported: Vec<String>,
+}
+
+/// A probe's answer.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Status {
+    /// `ok` (liveness) or `ready` (readiness).
+    status: String,
+}
+
+/// The operations. The functions are never called: they carry the `#[utoipa::path]` attributes.
+#[allow(dead_code, clippy::unused_async)]
+mod paths {
+    use keycard_core::wire::{
+        DeleteAccountRequest, LoginRequest, LogoutRequest, PasswordChangeRequest, RefreshRequest, RevocationFeed,
+        SessionInfo, SignupRequest, TokenResponse, UserInfo,
+    };
+
+    use super::{JwkSet, OpenIdConfiguration, Status};
+
+    /// Creates an account.
+    ///
+    /// The email is trimmed and lower-cased; the password must meet the policy (length, not a
+    /// common password). Rate-limited per IP.
+    #[utoipa::path(
+        post, path = "/auth/signup", tag = "auth",
+        request_body = SignupRequest,
+        responses((status = 201, description = "The account was created.", body = UserInfo)),
+    )]
+    pub async fn signup() {}
+
+    /// Checks email and password and starts a session (a refresh-token family).
+    ///
+    /// `delivery: "cookie"` (default, browsers): the refresh token is set in the HTTP-only cookie
+    /// `__Secure-keycard_refresh` (Path=/auth) and a CSRF token in the readable cookie
+    /// `__Secure-keycard_csrf` and in the body as `csrf_token`. `delivery: "body"` (native apps,
+    /// CLIs, services): the refresh token is in the body as `refresh_token`, and no cookie is set.
+    /// Unknown email and wrong password answer the same. Rate-limited per IP and per account, with
+    /// backoff after repeated failures.
+    #[utoipa::path(
+        post, path = "/auth/login", tag = "auth",
+        request_body = LoginRequest,
+        responses((
+            status = 200, description = "Signed in: a token response.", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "With cookie delivery: the refresh and CSRF cookies."))
+        )),
+    )]
+    pub async fn login() {}
+
+    /// Rotates a refresh token: the presented one becomes used and a new pair is issued.
+    ///
+    /// The token comes from the body (`{refresh_token}`, body delivery) or from the refresh cookie
+    /// with an `X-CSRF-Token` header equal to the CSRF cookie (and an allowed `Origin` when one is
+    /// sent). Presenting an already-used token revokes the whole session and answers 401
+    /// `refresh_token_reused`.
+    #[utoipa::path(
+        post, path = "/auth/refresh", tag = "auth",
+        request_body(content = Option<RefreshRequest>, description = "Body delivery: the refresh token. Cookie delivery: no body."),
+        security((), ("refresh_cookie" = [], "csrf_token" = [])),
+        responses((
+            status = 200, description = "Rotated: a new token response (same delivery as the login).", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "With cookie delivery: the new refresh and CSRF cookies."))
+        )),
+    )]
+    pub async fn refresh() {}
+
+    /// Ends this session (`local`, the default), every session of the user (`global`) or every
+    /// session but this one (`others`), and clears the session cookies (except for `others`).
+    ///
+    /// Authenticated by a Bearer access token, the refresh cookie (+ `X-CSRF-Token`), or a
+    /// body-delivered `refresh_token`.
+    #[utoipa::path(
+        post, path = "/auth/logout", tag = "auth",
+        request_body(content = Option<LogoutRequest>, description = "Optional: the scope, and the refresh token for body-delivery clients."),
+        security(("bearer" = []), ("refresh_cookie" = [], "csrf_token" = []), ()),
+        responses((
+            status = 204, description = "Signed out.",
+            headers(("Set-Cookie" = String, description = "Clears the refresh and CSRF cookies."))
+        )),
+    )]
+    pub async fn logout() {}
+
+    /// The signed-in user.
+    #[utoipa::path(
+        get, path = "/auth/me", tag = "account",
+        security(("bearer" = [])),
+        responses((status = 200, description = "The user.", body = UserInfo)),
+    )]
+    pub async fn me() {}
+
+    /// The user's live sessions; `current` marks the caller's own.
+    #[utoipa::path(
+        get, path = "/auth/sessions", tag = "account",
+        security(("bearer" = [])),
+        responses((status = 200, description = "The sessions.", body = Vec<SessionInfo>)),
+    )]
+    pub async fn list_sessions() {}
+
+    /// Revokes one of the user's sessions.
+    #[utoipa::path(
+        delete, path = "/auth/sessions/{id}", tag = "account",
+        params(("id" = String, Path, description = "Session id, as listed by `GET /auth/sessions`.")),
+        security(("bearer" = [])),
+        responses((status = 204, description = "The session is revoked.")),
+    )]
+    pub async fn revoke_session() {}
+
+    /// Changes the password and revokes every other session of the user.
+    #[utoipa::path(
+        post, path = "/auth/password", tag = "account",
+        request_body = PasswordChangeRequest,
+        security(("bearer" = [])),
+        responses((status = 204, description = "The password is changed; the other sessions are revoked.")),
+    )]
+    pub async fn change_password() {}
+
+    /// Deletes the user, revokes every session and clears the session cookies.
+    #[utoipa::path(
+        delete, path = "/auth/account", tag = "account",
+        request_body = DeleteAccountRequest,
+        security(("bearer" = [])),
+        responses((
+            status = 204, description = "The account is deleted.",
+            headers(("Set-Cookie" = String, description = "Clears the refresh and CSRF cookies."))
+        )),
+    )]
+    pub async fn delete_account() {}
+
+    /// The revocation feed resource servers follow: sessions revoked after a feed position, so
+    /// their access tokens can be refused before they expire. Public (ids and times only); at
+    /// most 1000 entries per page.
+    #[utoipa::path(
+        get, path = "/auth/revocations", tag = "discovery",
+        params(("after" = Option<i64>, Query, description = "Feed position to start after (0, the default, for the beginning).")),
+        responses((status = 200, description = "A page of the feed.", body = RevocationFeed)),
+    )]
+    pub async fn revocations() {}
+
+    /// The public keys: the active signing key and those still inside their overlap window.
+    #[utoipa::path(
+        get, path = "/.well-known/jwks.json", tag = "discovery",
+        responses((
+            status = 200, description = "The JWK set (`Cache-Control: public, max-age=300`).", body = JwkSet,
+            headers(("Cache-Control" = String, description = "`public, max-age=300`."))
+        )),
+    )]
+    pub async fn jwks() {}
+
+    /// Issuer, JWKS URL and endpoint URLs.
+    #[utoipa::path(
+        get, path = "/.well-known/openid-configuration", tag = "discovery",
+        responses((status = 200, description = "The discovery document.", body = OpenIdConfiguration)),
+    )]
+    pub async fn openid_configuration() {}
+
+    /// Liveness: the process is up.
+    #[utoipa::path(
+        get, path = "/healthz", tag = "operations",
+        responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = Status)),
+    )]
+    pub async fn healthz() {}
+
+    /// Readiness: the store answers.
+    #[utoipa::path(
+        get, path = "/readyz", tag = "operations",
+        responses((status = 200, description = "`{\"status\": \"ready\"}`.", body = Status)),
+    )]
+    pub async fn readyz() {}
+
+    /// Prometheus metrics (text exposition format).
+    #[utoipa::path(
+        get, path = "/metrics", tag = "operations",
+        responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")),
+    )]
+    pub async fn metrics() {}
+
+    /// The demo page.
+    #[utoipa::path(
+        get, path = "/", tag = "web",
+        responses((status = 200, description = "HTML page.", body = String, content_type = "text/html; charset=utf-8")),
+    )]
+    pub async fn index() {}
+
+    /// `keycard.js`, the dependency-free browser client (an ES module).
+    #[utoipa::path(
+        get, path = "/keycard.js", tag = "web",
+        responses((status = 200, description = "JavaScript module.", body = String, content_type = "application/javascript")),
+    )]
+    pub async fn keycard_js() {}
+
+    /// The demo page's script.
+    #[utoipa::path(
+        get, path = "/demo.js", tag = "web",
+        responses((status = 200, description = "JavaScript module.", body = String, content_type = "application/javascript")),
+    )]
+    pub async fn demo_js() {}
+
+    /// The demo page's stylesheet.
+    #[utoipa::path(
+        get, path = "/style.css", tag = "web",
+        responses((status = 200, description = "Stylesheet.", body = String, content_type = "text/css; charset=utf-8")),
+    )]
+    pub async fn style_css() {}
+
+    /// This document (OpenAPI 3.1).
+    #[utoipa::path(
+        get, path = "/openapi.json", tag = "web",
+        responses((status = 200, description = "The OpenAPI document.", body = Object, content_type = "application/json")),
+    )]
+    pub async fn openapi_json() {}
+
+    /// A page listing the operations of this document.
+    #[utoipa::path(
+        get, path = "/docs", tag = "web",
+        responses((status = 200, description = "HTML page.", body = String, content_type = "text/html; charset=utf-8")),
+    )]
+    pub async fn docs() {}
+
+    /// The docs page's script.
+    #[utoipa::path(
+        get, path = "/docs.js", tag = "web",
+        responses((status = 200, description = "JavaScript.", body = String, content_type = "application/javascript")),
+    )]
+    pub async fn docs_js() {}
+}
+
+/// The error codes each operation can answer, beyond `server_error` (500), which any can.
+/// Every operation can also answer 400 `invalid_request` (a token in the query string).
+pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
+    use ErrorCode::*;
+    &[
+        (
+            "post",
+            "/auth/signup",
+            &[InvalidRequest, PayloadTooLarge, EmailTaken, WeakPassword, RateLimited, TemporarilyUnavailable],
+        ),
+        (
+            "post",
+            "/auth/login",
+            &[InvalidRequest, PayloadTooLarge, InvalidCredentials, RateLimited, TemporarilyUnavailable],
+        ),
+        (
+            "post",
+            "/auth/refresh",
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidGrant,
+                RefreshTokenReused,
+                CsrfFailed,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
+        ),
+        (
+            "post",
+            "/auth/logout",
+            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidGrant, CsrfFailed, TemporarilyUnavailable],
+        ),
+        ("get", "/auth/me", &[InvalidToken, TemporarilyUnavailable]),
+        ("get", "/auth/sessions", &[InvalidToken, TemporarilyUnavailable]),
+        ("delete", "/auth/sessions/{id}", &[InvalidToken, NotFound, TemporarilyUnavailable]),
+        (
+            "post",
+            "/auth/password",
+            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, WeakPassword, TemporarilyUnavailable],
+        ),
+        (
+            "delete",
+            "/auth/account",
+            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, TemporarilyUnavailable],
+        ),
+        ("get", "/auth/revocations", &[InvalidRequest, TemporarilyUnavailable]),
+        ("get", "/readyz", &[TemporarilyUnavailable]),
+    ]
+};
+
+/// An example description per code, for the examples of the error responses.
+fn example_description(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidRequest => "the request is malformed (bad JSON, unknown field, token in the URL)",
+        ErrorCode::InvalidCredentials => "email or password is incorrect",
+        ErrorCode::InvalidToken => "the access token is missing, invalid, expired or revoked",
+        ErrorCode::InvalidGrant => "the refresh token is invalid, expired or revoked",
+        ErrorCode::RefreshTokenReused => "this refresh token was already used; the session has been revoked",
+        ErrorCode::CsrfFailed => "the X-CSRF-Token header must match the CSRF cookie",
+        ErrorCode::Forbidden => "not allowed",
+        ErrorCode::NotFound => "no such resource",
+        ErrorCode::MethodNotAllowed => "this endpoint does not accept this method",
+        ErrorCode::EmailTaken => "an account with this email exists",
+        ErrorCode::PayloadTooLarge => "the request body is too large",
+        ErrorCode::WeakPassword => "the password does not meet the policy",
+        ErrorCode::RateLimited => "too many requests; slow down",
+        ErrorCode::ServerError => "internal error",
+        ErrorCode::TemporarilyUnavailable => "the token store is unavailable; retry shortly",
+        _ => "error",
+    }
+}
+
+/// The `bearer` (access token), `refresh_cookie` and `csrf_token` security schemes.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "An access token (JWS, `typ: at+jwt`) from a login or refresh. Failures are 401 with \
+                 `WWW-Authenticate: Bearer error=\"invalid_token\"`.",
+            ))
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        components.add_security_scheme(
+            "refresh_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "__Secure-keycard_refresh",
+                "The HTTP-only refresh cookie of cookie delivery (`keycard_refresh` when the server \
+                 runs without Secure cookies). Always together with `csrf_token`.",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF-Token",
+                "Must equal the readable `__Secure-keycard_csrf` cookie (double submit).",
+            ))),
+        );
+    }
+}
+
+/// Adds the error responses: those of [`ERRORS`], plus 400 `invalid_request` and 500
+/// `server_error` on every operation. One response per status, listing its codes, with the
+/// `ErrorBody` schema and an example per code; 401s carry `WWW-Authenticate`, 429s and 503s
+/// `Retry-After`.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [("get", &mut item.get), ("post", &mut item.post), ("delete", &mut item.delete)];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let mut codes: Vec<ErrorCode> = ERRORS
+                    .iter()
+                    .filter(|(m, p, _)| *m == method && p == path)
+                    .flat_map(|(_, _, codes)| codes.iter().copied())
+                    .collect();
+                codes.extend([ErrorCode::InvalidRequest, ErrorCode::ServerError]);
+                let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
+                for code in codes {
+                    let list = by_status.entry(code.status()).or_default();
+                    if !list.contains(&code) {
+                        list.push(code);
+                    }
+                }
+                for (status, codes) in by_status {
+                    operation.responses.responses.insert(status.to_string(), RefOr::T(error_response(status, &codes)));
+                }
+            }
+        }
+    }
+}
+
+fn error_response(status: u16, codes: &[ErrorCode]) -> utoipa::openapi::Response {
+    let names: Vec<String> = codes.iter().map(|c| format!("`{c}`")).collect();
+    let mut content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody")));
+    for code in codes {
+        let value = serde_json::json!({"error": code.as_str(), "error_description": example_description(*code)});
+        content = content.examples_from_iter([(
+            code.as_str().to_owned(),
+            ExampleBuilder::new().summary(format!("{code} ({status})")).value(Some(value)).build(),
+        )]);
+    }
+    let mut response = ResponseBuilder::new()
+        .description(format!("Error: {}.", names.join(", ")))
+        .content("application/json", content.build());
+    let string = || ObjectBuilder::new().schema_type(Type::String).build();
+    if status == 401 {
+        response = response.header(
+            "WWW-Authenticate",
+            HeaderBuilder::new()
+                .schema(Some(string()))
+                .description(Some("`Bearer error=\"invalid_token\"` for `invalid_token`, `Bearer` otherwise."))
+                .build(),
+        );
+    }
+    if status == 429 || status == 503 {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).build()))
+                .description(Some("Seconds to wait before retrying."))
+                .build(),
+        );
+    }
+    response.build()
+}
