@@ -18,8 +18,9 @@ use serde::Serialize;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Schema, Type};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// The document.
@@ -60,7 +61,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         paths::docs_js,
     ),
     components(schemas(keycard_core::ErrorBody, keycard_core::ErrorCode)),
-    modifiers(&SecuritySchemes, &ErrorResponses),
+    modifiers(&SecuritySchemes, &OptionalBodies, &ErrorResponses),
     tags(
         (name = "auth", description = "Accounts, login, token refresh and logout."),
         (name = "account", description = "The signed-in user's own resources (Bearer access token)."),
@@ -249,10 +250,11 @@ mod paths {
     )]
     pub async fn refresh() {}
 
-    /// Ends this session (`local`, the default), every session of the user (`global`) or every
-    /// session but this one (`others`), and clears the session cookies (except for `others`).
+    /// Ends this session, all the user's sessions, or all but this one.
     ///
-    /// Authenticated by a Bearer access token, the refresh cookie (+ `X-CSRF-Token`), or a
+    /// `scope`: this session (`local`, the default), every session of the user (`global`) or
+    /// every session but this one (`others`); the session cookies are cleared (except for
+    /// `others`). Authenticated by a Bearer access token, the refresh cookie (+ `X-CSRF-Token`), or a
     /// body-delivered `refresh_token`.
     #[utoipa::path(
         post, path = "/auth/logout", tag = "auth",
@@ -311,9 +313,10 @@ mod paths {
     )]
     pub async fn delete_account() {}
 
-    /// The revocation feed resource servers follow: sessions revoked after a feed position, so
-    /// their access tokens can be refused before they expire. Public (ids and times only); at
-    /// most 1000 entries per page.
+    /// The revocation feed: sessions revoked after a feed position.
+    ///
+    /// Resource servers follow it to refuse access tokens of revoked sessions before they expire.
+    /// Public (ids and times only); at most 1000 entries per page, oldest first.
     #[utoipa::path(
         get, path = "/auth/revocations", tag = "discovery",
         params(("after" = Option<i64>, Query, description = "Feed position to start after (0, the default, for the beginning).")),
@@ -512,6 +515,34 @@ impl Modify for SecuritySchemes {
                 "Must equal the readable `__Secure-keycard_csrf` cookie (double submit).",
             ))),
         );
+    }
+}
+
+/// Optional request bodies (`Option<T>`, e.g. refresh and logout, whose cookie clients send no
+/// body) as `T` with `required: false`, instead of `oneOf: [T, null]` (a JSON `null` body).
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let is_null = |schema: &RefOr<Schema>| matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let Some(RefOr::T(body)) = &mut operation.request_body else { continue };
+                if body.required == Some(Required::True) {
+                    continue;
+                }
+                body.required = Some(Required::False);
+                for content in body.content.values_mut() {
+                    let RefOr::T(content) = content else { continue };
+                    if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+                        let mut rest = one_of.items.iter().filter(|s| !is_null(s));
+                        if let (Some(only), None) = (rest.next(), rest.next()) {
+                            content.schema = Some(only.clone());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
