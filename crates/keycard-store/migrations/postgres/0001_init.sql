@@ -33,7 +33,7 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
 
 -- Every revoked session id, kept after its user is deleted, for the revocation feed. Writers
--- take a self-exclusive table lock just before inserting (see src/postgres/revoke.rs), so `seq`
+-- take turns (an advisory lock from INSERT to COMMIT, see src/postgres/revoke.rs), so `seq`
 -- order is commit order and a reader paging with `seq > after` never skips a late commit.
 CREATE TABLE revocations (
     seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

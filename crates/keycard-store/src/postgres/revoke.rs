@@ -9,6 +9,9 @@ use sqlx::{Postgres, Transaction};
 
 use crate::Result;
 
+/// The advisory lock serialising writers of the revocation feed: ("kc", 1).
+const REVOCATION_FEED_LOCK: (i32, i32) = (0x6b63, 1);
+
 /// Which of a user's live sessions to revoke.
 pub(super) enum Which<'a> {
     /// Every one but this (if given).
@@ -72,9 +75,16 @@ pub(super) async fn publish(
     sqlx::query("DELETE FROM refresh_tokens WHERE session_id = ANY($1)").bind(ids).execute(&mut **tx).await?;
     // Identity values are handed out at INSERT but become visible at COMMIT, so two concurrent
     // revokers could commit seq 11 before seq 10, and a feed reader that already saw 11 would
-    // skip 10 for good. This lock (self-exclusive; plain SELECTs are not blocked) makes feed
-    // writers take turns from their INSERT to their COMMIT, so seq order is commit order.
-    sqlx::query("LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE").execute(&mut **tx).await?;
+    // skip 10 for good. This transaction-scoped lock makes feed writers take turns from their
+    // INSERT to their COMMIT (PostgreSQL releases it only once the commit is visible), so seq
+    // order is commit order. Readers take no lock. An advisory lock rather than a self-exclusive
+    // table lock, which VACUUM and ANALYZE of `revocations` would conflict with and hold up. The
+    // two-int form does not collide with sqlx's one-bigint migration lock.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(REVOCATION_FEED_LOCK.0)
+        .bind(REVOCATION_FEED_LOCK.1)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "INSERT INTO revocations (session_id, user_id, revoked_at, reason)
          SELECT id, $2, $3, $4 FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY n",

@@ -68,6 +68,7 @@ conformance! {
     revocation::deleting_a_user_cascades_and_keeps_its_revocations_in_the_feed,
     revocation::the_revocation_feed_pages_in_order,
     revocation::concurrent_logouts_publish_each_session_once,
+    revocation::a_feed_reader_polling_during_concurrent_revocations_misses_none,
 
     keys_audit::signing_keys_are_stored_once_per_kid,
     keys_audit::a_key_is_retired_once_and_kept,

@@ -174,3 +174,48 @@ pub async fn concurrent_logouts_publish_each_session_once(store: Arc<dyn Store>)
     assert!(published.values().all(|&n| n == 1), "each published exactly once: {published:?}");
     assert!(store.list_sessions(&ada, NOW + 11).await.unwrap().is_empty());
 }
+
+pub async fn a_feed_reader_polling_during_concurrent_revocations_misses_none(store: Arc<dyn Store>) {
+    let ada = user(&*store, "ada@example.com").await;
+    let mut sessions = Vec::new();
+    for _ in 0..60 {
+        sessions.push(session(&*store, &ada).await.0);
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // A resource server polls the feed while logouts on several instances commit in any order.
+    let reader = tokio::spawn({
+        let (store, done) = (store.clone(), done.clone());
+        async move {
+            let (mut after, mut seen) = (0, Vec::new());
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                for r in store.revocations_since(after, 1000).await.unwrap() {
+                    after = r.seq;
+                    seen.push(r.session_id);
+                }
+                if finished {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut writers = tokio::task::JoinSet::new();
+    for chunk in sessions.chunks(6) {
+        let (store, ada, chunk) = (store.clone(), ada.clone(), chunk.to_vec());
+        writers.spawn(async move {
+            for sid in chunk {
+                assert!(store.revoke_session(&ada, &sid, "logout", NOW + 10).await.unwrap());
+            }
+        });
+    }
+    writers.join_all().await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+
+    let published: Vec<String> =
+        store.revocations_since(0, 1000).await.unwrap().into_iter().map(|r| r.session_id).collect();
+    assert_eq!(published.len(), 60);
+    assert_eq!(seen, published, "the poller saw every revocation, in feed order, none skipped");
+}
