@@ -92,3 +92,18 @@ pub async fn audit_events_are_appended_and_filtered_newest_first(store: Arc<dyn 
         (Some("s"), Some("192.0.2.1"), Some("ua"))
     );
 }
+
+pub async fn pruning_the_audit_log_deletes_only_events_before_the_cutoff(store: Arc<dyn Store>) {
+    for at in [NOW - 20, NOW - 10, NOW, NOW + 10] {
+        let event = AuditEvent { at, kind: "login".into(), ..AuditEvent::default() };
+        store.append_audit(&event).await.unwrap();
+    }
+
+    let deleted = store.prune_audit(NOW).await.unwrap();
+
+    assert_eq!(deleted, 2, "events strictly before the cutoff go");
+    let left: Vec<i64> =
+        store.audit_events(&AuditFilter::default()).await.unwrap().into_iter().map(|r| r.event.at).collect();
+    assert_eq!(left, vec![NOW + 10, NOW]);
+    assert_eq!(store.prune_audit(NOW).await.unwrap(), 0, "nothing left to prune");
+}

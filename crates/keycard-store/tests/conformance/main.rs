@@ -73,4 +73,5 @@ conformance! {
     keys_audit::signing_keys_are_stored_once_per_kid,
     keys_audit::a_key_is_retired_once_and_kept,
     keys_audit::audit_events_are_appended_and_filtered_newest_first,
+    keys_audit::pruning_the_audit_log_deletes_only_events_before_the_cutoff,
 }
