@@ -19,6 +19,7 @@ mod scenario;
 mod seed;
 mod server;
 mod stats;
+mod store;
 mod target;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -56,6 +57,23 @@ enum Command {
     Run(RunArgs),
     /// Insert many live sessions straight into a keycard SQLite file (already migrated, with users).
     Seed(SeedArgs),
+    /// What-if for the SQLite hot paths, in-process on keycard's schema: refresh rotation and the
+    /// /auth/me lookup through sqlx as keycard-store does it, vs one writer thread (rusqlite),
+    /// with and without group commit.
+    Store(StoreArgs),
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// The keycard binary, run once to create and migrate the database.
+    #[arg(long, default_value = "target/release/keycard")]
+    keycard_bin: PathBuf,
+    /// Concurrent chains.
+    #[arg(long, default_value_t = 32)]
+    tasks: usize,
+    /// Operations per variant.
+    #[arg(long, default_value_t = 20_000)]
+    ops: usize,
 }
 
 #[derive(Args, Clone)]
@@ -191,15 +209,18 @@ fn parse_setting(text: &str) -> Result<String, String> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ensure!((1..=64).contains(&cli.threads), "--threads must be 1..=64");
-    let runtime = if cli.threads == 1 {
+    // The store what-if mimics the server's runtime (a worker per core on this 2-core machine).
+    let threads = if matches!(cli.command, Command::Store(_)) { cli.threads.max(2) } else { cli.threads };
+    let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()?
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
     };
     runtime.block_on(async {
         match cli.command {
             Command::Compare(args) => compare(args).await,
             Command::Run(args) => run(args).await,
+            Command::Store(args) => store_bench(args).await,
             Command::Seed(args) => {
                 ensure!(args.sessions <= 2_000_000, "--sessions must be at most 2,000,000");
                 let live = seed::seed_sessions(&args.database, args.sessions).await?;
@@ -208,6 +229,29 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn store_bench(args: StoreArgs) -> anyhow::Result<()> {
+    ensure!((1..=1024).contains(&args.tasks), "--tasks must be 1..=1024");
+    ensure!((1..=1_000_000).contains(&args.ops), "--ops must be 1..=1,000,000");
+    let scratch = server::scratch_dir()?;
+    let launch = Launch {
+        keycard_bin: args.keycard_bin.clone(),
+        keycard_settings: Vec::new(),
+        peer_dir: PathBuf::new(),
+        peer_default: false,
+        scratch: scratch.clone(),
+    };
+    let result = async {
+        // keycard creates and migrates its database on start; then it steps aside.
+        let server = Server::start(Kind::Keycard, &launch).await?;
+        let database = server.database.clone();
+        server.stop().await?;
+        store::run(&database, args.tasks, args.ops).await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }
 
 /// One measured run with the server's RSS and CPU sampled during the measured phase.

@@ -18,6 +18,8 @@ pub struct ServerUse {
     pub hwm_kib: u64,
     /// CPU time (user + system) the server spent during the phase.
     pub cpu: Duration,
+    /// Context switches of the server's threads during the phase.
+    pub switches: u64,
 }
 
 /// One run against one server.
@@ -40,19 +42,21 @@ pub struct Sampler {
     peak: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     cpu_before: Duration,
+    switches_before: u64,
 }
 
 impl Sampler {
     /// A sampler for `pid` (none: nothing is sampled).
     pub fn new(pid: Option<u32>) -> Self {
-        Self { pid, peak: Arc::default(), stop: Arc::default(), cpu_before: Duration::ZERO }
+        Self { pid, peak: Arc::default(), stop: Arc::default(), cpu_before: Duration::ZERO, switches_before: 0 }
     }
 
     /// Starts sampling (call when the measured phase starts).
     pub fn begin(&mut self) {
         let Some(pid) = self.pid else { return };
         let pid = pid.to_string();
-        self.cpu_before = proc_sample(&pid).map(|s| s.cpu).unwrap_or_default();
+        let before = proc_sample(&pid).unwrap_or_default();
+        (self.cpu_before, self.switches_before) = (before.cpu, before.switches);
         let (peak, stop) = (self.peak.clone(), self.stop.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -73,6 +77,7 @@ impl Sampler {
             peak_rss_kib: self.peak.load(Ordering::Relaxed).max(end.rss_kib),
             hwm_kib: end.hwm_kib,
             cpu: end.cpu.saturating_sub(self.cpu_before),
+            switches: end.switches.saturating_sub(self.switches_before),
         })
     }
 }
@@ -102,6 +107,7 @@ impl Summary {
                 acc.peak_rss_kib = acc.peak_rss_kib.max(u.peak_rss_kib);
                 acc.hwm_kib = acc.hwm_kib.max(u.hwm_kib);
                 acc.cpu += u.cpu;
+                acc.switches += u.switches;
             }
         }
         sum
@@ -119,19 +125,23 @@ impl Summary {
 }
 
 const HEADER: &str = "target   class       req/s      p50       p99      p999       max  errors            \
-                      RSS peak MiB  VmHWM MiB  srv CPU µs/req";
+                      RSS peak MiB  VmHWM MiB  srv CPU µs/req  srv cswitch/req";
 
 fn row(name: &str, class: &str, stats: &mut Stats, elapsed: Duration, server: Option<ServerUse>, total: u64) -> String {
     let p = stats.percentiles();
     let rate = stats.requests() as f64 / elapsed.as_secs_f64().max(1e-9);
-    let (rss, hwm, cpu) = match server {
-        Some(u) => {
-            (mib(u.peak_rss_kib), mib(u.hwm_kib), format!("{:.0}", u.cpu.as_secs_f64() * 1e6 / total.max(1) as f64))
-        }
-        None => ("-".into(), "-".into(), "-".into()),
+    let per_request = |x: f64| x / total.max(1) as f64;
+    let (rss, hwm, cpu, switches) = match server {
+        Some(u) => (
+            mib(u.peak_rss_kib),
+            mib(u.hwm_kib),
+            format!("{:.0}", per_request(u.cpu.as_secs_f64() * 1e6)),
+            format!("{:.1}", per_request(u.switches as f64)),
+        ),
+        None => ("-".into(), "-".into(), "-".into(), "-".into()),
     };
     format!(
-        "{name:<8} {class:<8} {rate:>10.1} {:>9} {:>9} {:>9} {:>9}  {:<17} {rss:>12} {hwm:>10} {cpu:>15}",
+        "{name:<8} {class:<8} {rate:>10.1} {:>9} {:>9} {:>9} {:>9}  {:<17} {rss:>12} {hwm:>10} {cpu:>15} {switches:>16}",
         ms(p.p50),
         ms(p.p99),
         ms(p.p999),

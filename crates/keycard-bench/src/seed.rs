@@ -51,7 +51,7 @@ pub async fn seed_sessions(path: &Path, count: usize) -> anyhow::Result<i64> {
             .execute(&mut *tx)
             .await?;
             sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)")
-                .bind(refresh_token_hash()?.to_vec())
+                .bind(random_token_hash()?.to_vec())
                 .bind(&session_id)
                 .bind(now)
                 .execute(&mut *tx)
@@ -76,13 +76,13 @@ fn random<const N: usize>() -> anyhow::Result<[u8; N]> {
 }
 
 /// The stored form of a fresh refresh token, as keycard-core computes it.
-fn refresh_token_hash() -> anyhow::Result<[u8; 32]> {
+pub fn random_token_hash() -> anyhow::Result<[u8; 32]> {
     let token = format!("kcrt_{}", URL_SAFE_NO_PAD.encode(random::<32>()?));
     Ok(Sha256::digest(token.as_bytes()).into())
 }
 
 /// A random (version 4) UUID in its hyphenated form, like the server's session ids.
-fn uuid_v4() -> anyhow::Result<String> {
+pub fn uuid_v4() -> anyhow::Result<String> {
     let mut b = random::<16>()?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

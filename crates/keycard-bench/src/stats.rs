@@ -107,6 +107,9 @@ pub struct ProcSample {
     pub hwm_kib: u64,
     /// User + system CPU time so far.
     pub cpu: Duration,
+    /// Context switches (voluntary + involuntary) of the process's live threads so far: every
+    /// hand-off between threads (e.g. to a database worker thread) costs two.
+    pub switches: u64,
 }
 
 /// Reads `/proc/<pid>/status` and `/proc/<pid>/stat` (`"self"` for this process).
@@ -126,7 +129,28 @@ pub fn proc_sample(pid: &str) -> Option<ProcSample> {
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ProcSample { rss_kib: field("VmRSS:"), hwm_kib: field("VmHWM:"), cpu: Duration::from_millis(ticks * 10) })
+    Some(ProcSample {
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+        cpu: Duration::from_millis(ticks * 10),
+        switches: context_switches(pid),
+    })
+}
+
+/// Sum of `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` over `/proc/<pid>/task/*`.
+fn context_switches(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// The 1-minute load average.
