@@ -1,0 +1,284 @@
+//! [`Client`]: the base URL, the HTTP client, and authenticated requests with one refresh and
+//! one retry on a 401 `invalid_token`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use keycard_core::{ErrorBody, ErrorCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ClientError;
+use crate::session::{SessionState, SharedSession};
+
+/// Default refresh margin: refresh when the access token has less than this left (capped at
+/// half the token's lifetime).
+pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+
+/// Default timeout of each request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest error body read to decode keycard's error.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// A keycard session for a Rust app, CLI or service. Cheap to clone (one `Arc`); clones share
+/// the session, so concurrent requests share a single refresh.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("base_url", &self.inner.base.as_str()).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: Url,
+    pub(crate) refresh_margin: Duration,
+    pub(crate) session: SharedSession,
+    pub(crate) stats: Counters,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) refreshes: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+/// What the client has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Successful refreshes (proactive, after a 401, or forced).
+    pub refreshes: u64,
+    /// Requests retried after a 401 `invalid_token`.
+    pub retries: u64,
+}
+
+/// Configures a [`Client`]; see [`Client::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    base_url: String,
+    refresh_margin: Duration,
+    timeout: Duration,
+    http: Option<reqwest::Client>,
+}
+
+impl ClientBuilder {
+    /// Refresh when the access token has less than `margin` left (at most half its lifetime).
+    /// Default 30 s; zero refreshes only once the token has expired or is refused.
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// Timeout of each request. Default 30 s. Ignored with [`Self::http_client`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The HTTP client to use (proxies, TLS roots, timeouts). It must not keep cookies for
+    /// keycard: the client uses body delivery.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Builds the client. Fails on a base URL that is not `http(s)://…`.
+    pub fn build(self) -> Result<Client, ClientError> {
+        let trimmed = self.base_url.trim_end_matches('/');
+        let base =
+            Url::parse(&format!("{trimmed}/")).map_err(|e| ClientError::InvalidUrl(format!("{trimmed}: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(ClientError::InvalidUrl(format!("{trimmed}: not an http(s) URL")));
+        }
+        let http = match self.http {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .timeout(self.timeout)
+                .user_agent(concat!("keycard-client/", env!("CARGO_PKG_VERSION")))
+                .build()?,
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                refresh_margin: self.refresh_margin,
+                session: Arc::new(tokio::sync::Mutex::new(SessionState::default())),
+                stats: Counters::default(),
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A client for the keycard at `base_url` (e.g. `https://auth.example.com`), with defaults.
+    pub fn new(base_url: impl Into<String>) -> Result<Self, ClientError> {
+        Self::builder(base_url).build()
+    }
+
+    /// Starts configuring a client for the keycard at `base_url`.
+    pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            base_url: base_url.into(),
+            refresh_margin: DEFAULT_REFRESH_MARGIN,
+            timeout: DEFAULT_TIMEOUT,
+            http: None,
+        }
+    }
+
+    /// The keycard base URL (with a trailing slash).
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// A request builder for `path_or_url`: a path (`/api/orders`) is relative to the base URL;
+    /// an absolute `http(s)://` URL is used as is (your own APIs). Send it with
+    /// [`Client::send`], which adds the access token.
+    pub fn request(&self, method: Method, path_or_url: &str) -> RequestBuilder {
+        match self.inner.url(path_or_url) {
+            Ok(url) => self.inner.http.request(method, url),
+            // reqwest reports the bad URL when the request is sent.
+            Err(_) => self.inner.http.request(method, path_or_url),
+        }
+    }
+
+    /// `GET` request builder; see [`Client::request`].
+    pub fn get(&self, path_or_url: &str) -> RequestBuilder {
+        self.request(Method::GET, path_or_url)
+    }
+
+    /// `POST` request builder; see [`Client::request`].
+    pub fn post(&self, path_or_url: &str) -> RequestBuilder {
+        self.request(Method::POST, path_or_url)
+    }
+
+    /// `PUT` request builder; see [`Client::request`].
+    pub fn put(&self, path_or_url: &str) -> RequestBuilder {
+        self.request(Method::PUT, path_or_url)
+    }
+
+    /// `PATCH` request builder; see [`Client::request`].
+    pub fn patch(&self, path_or_url: &str) -> RequestBuilder {
+        self.request(Method::PATCH, path_or_url)
+    }
+
+    /// `DELETE` request builder; see [`Client::request`].
+    pub fn delete(&self, path_or_url: &str) -> RequestBuilder {
+        self.request(Method::DELETE, path_or_url)
+    }
+
+    /// Sends `request` with `Authorization: Bearer <access token>`, refreshing first if the
+    /// token is due. On a 401 `invalid_token` it refreshes once (shared with concurrent
+    /// requests) and retries once, if the request can be cloned (streaming bodies cannot).
+    /// Error statuses become [`ClientError::Api`] with keycard's decoded error body.
+    pub async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        let retry = request.try_clone();
+        let (token, generation) = self.inner.access_token().await?;
+        let response = request.bearer_auth(token.expose()).send().await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return check_status(response).await;
+        }
+        let rejected = error_of(response).await;
+        let (Some(retry), true) = (retry, is_invalid_token(&rejected)) else { return Err(rejected) };
+        let token = self.inner.refresh_after_rejection(generation).await?;
+        self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+        check_status(retry.bearer_auth(token.expose()).send().await?).await
+    }
+
+    /// `GET path_or_url` with the access token, decoding a JSON answer.
+    pub async fn get_json<T: DeserializeOwned>(&self, path_or_url: &str) -> Result<T, ClientError> {
+        decode(self.send(self.get(path_or_url)).await?).await
+    }
+
+    /// `POST path_or_url` with a JSON body and the access token, decoding a JSON answer.
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path_or_url: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        decode(self.send(self.post(path_or_url).json(body)).await?).await
+    }
+
+    /// Refreshes the session now (one refresh at a time, like the automatic ones).
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        self.inner.refresh_now().await
+    }
+
+    /// Whether the client holds a session.
+    pub async fn is_logged_in(&self) -> bool {
+        self.inner.session.lock().await.tokens.is_some()
+    }
+
+    /// The current session id (the `sid` of access tokens).
+    pub async fn session_id(&self) -> Option<String> {
+        self.inner.session.lock().await.tokens.as_ref().map(|t| t.session_id.clone())
+    }
+
+    /// Counters of refreshes and retries.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            refreshes: self.inner.stats.refreshes.load(Ordering::Relaxed),
+            retries: self.inner.stats.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Inner {
+    /// Resolves a path against the base URL, or takes an absolute http(s) URL as is.
+    pub(crate) fn url(&self, path_or_url: &str) -> Result<Url, ClientError> {
+        let parsed = if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            Url::parse(path_or_url)
+        } else {
+            self.base.join(path_or_url.trim_start_matches('/'))
+        };
+        parsed.map_err(|e| ClientError::InvalidUrl(format!("{path_or_url}: {e}")))
+    }
+}
+
+/// Whether a refused request was refused for its access token (RFC 6750 `invalid_token`, from
+/// keycard's body or any resource server's `WWW-Authenticate`).
+fn is_invalid_token(error: &ClientError) -> bool {
+    matches!(error, ClientError::Api { status: StatusCode::UNAUTHORIZED, error: Some(body) } if body.error == ErrorCode::InvalidToken)
+}
+
+/// Passes success responses through; turns others into [`ClientError::Api`].
+pub(crate) async fn check_status(response: Response) -> Result<Response, ClientError> {
+    if response.status().is_success() { Ok(response) } else { Err(error_of(response).await) }
+}
+
+/// The typed error of an error response: status plus keycard's body when it is one. A 401
+/// whose only sign is `WWW-Authenticate: Bearer error="invalid_token"` gets that code.
+async fn error_of(mut response: Response) -> ClientError {
+    let status = response.status();
+    let challenge_says_invalid_token = response
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("error=\"invalid_token\""));
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if body.len() + chunk.len() > ERROR_BODY_LIMIT {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let error = serde_json::from_slice::<ErrorBody>(&body).ok().or_else(|| {
+        challenge_says_invalid_token.then(|| ErrorBody::new(ErrorCode::InvalidToken, "the access token was refused"))
+    });
+    ClientError::Api { status, error }
+}
+
+/// Decodes a JSON success body.
+pub(crate) async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
+    let bytes = response.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(ClientError::Decode)
+}

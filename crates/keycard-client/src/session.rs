@@ -1,0 +1,176 @@
+//! The session: tokens held in memory, and the single-flight refresh.
+//!
+//! One async mutex guards the tokens. A caller that finds the access token due for refresh (or
+//! rejected with 401 `invalid_token`) refreshes while holding it; everyone else waits and then
+//! uses the new token. A generation counter, bumped on every change, tells a caller whose token
+//! was rejected whether someone already refreshed since it read the token, so N concurrent
+//! rejections cause one refresh, and the refresh token is presented once: rotation never trips
+//! keycard's reuse detection. The refresh itself runs in a spawned task that owns the lock, so a
+//! caller dropping its future (a timeout) cannot abort a rotation the server already made.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use keycard_core::wire::{RefreshRequest, TokenResponse};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::client::Inner;
+use crate::error::ClientError;
+
+/// A secret string that `Debug` never prints.
+#[derive(Clone)]
+pub(crate) struct Secret(Arc<str>);
+
+impl Secret {
+    pub(crate) fn new(value: String) -> Self {
+        Self(value.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The tokens of a logged-in session.
+#[derive(Debug)]
+pub(crate) struct Tokens {
+    pub(crate) access: Secret,
+    pub(crate) refresh: Secret,
+    pub(crate) session_id: String,
+    /// When to refresh proactively: expiry minus the margin.
+    pub(crate) refresh_at: Instant,
+    /// When the access token expires (as far as the client can tell).
+    pub(crate) expires_at: Instant,
+}
+
+impl Tokens {
+    /// Tokens from a token response to a request sent at `sent_at` (the conservative start of
+    /// the token's lifetime). The margin is at most half the lifetime, so short-lived tokens are
+    /// not refreshed on every request.
+    pub(crate) fn from_response(response: TokenResponse, sent_at: Instant, margin: Duration) -> Option<Self> {
+        let lifetime = Duration::from_secs(u64::try_from(response.expires_in).unwrap_or(0));
+        let margin = margin.min(lifetime / 2);
+        Some(Self {
+            access: Secret::new(response.access_token),
+            refresh: Secret::new(response.refresh_token?),
+            session_id: response.session_id,
+            refresh_at: sent_at + lifetime - margin,
+            expires_at: sent_at + lifetime,
+        })
+    }
+}
+
+/// The mutable session state.
+#[derive(Debug, Default)]
+pub(crate) struct SessionState {
+    pub(crate) tokens: Option<Tokens>,
+    /// Bumped whenever `tokens` changes (login, refresh, logout, session ended).
+    pub(crate) generation: u64,
+}
+
+impl SessionState {
+    pub(crate) fn set(&mut self, tokens: Option<Tokens>) {
+        self.tokens = tokens;
+        self.generation += 1;
+    }
+
+    fn current(&self) -> Result<(Secret, u64), ClientError> {
+        let tokens = self.tokens.as_ref().ok_or(ClientError::NotLoggedIn)?;
+        Ok((tokens.access.clone(), self.generation))
+    }
+}
+
+pub(crate) type SharedSession = Arc<Mutex<SessionState>>;
+
+impl Inner {
+    /// The access token to send now, refreshed first if it is due. If a proactive refresh fails
+    /// for a transient reason while the token has not expired yet, the token is still used.
+    pub(crate) async fn access_token(self: &Arc<Self>) -> Result<(Secret, u64), ClientError> {
+        let state = self.session.clone().lock_owned().await;
+        match &state.tokens {
+            None => Err(ClientError::NotLoggedIn),
+            Some(tokens) if Instant::now() < tokens.refresh_at => state.current(),
+            Some(_) => self.refresh_in_task(state, true).await,
+        }
+    }
+
+    /// After a 401 `invalid_token` for the token of `generation`: refresh unless someone
+    /// already did, and return the token to retry with.
+    pub(crate) async fn refresh_after_rejection(self: &Arc<Self>, generation: u64) -> Result<Secret, ClientError> {
+        let state = self.session.clone().lock_owned().await;
+        if state.generation != generation {
+            return state.current().map(|(token, _)| token);
+        }
+        self.refresh_in_task(state, false).await.map(|(token, _)| token)
+    }
+
+    /// Forces a refresh now (still one at a time).
+    pub(crate) async fn refresh_now(self: &Arc<Self>) -> Result<(), ClientError> {
+        let state = self.session.clone().lock_owned().await;
+        self.refresh_in_task(state, false).await.map(|_| ())
+    }
+
+    async fn refresh_in_task(
+        self: &Arc<Self>,
+        state: OwnedMutexGuard<SessionState>,
+        keep_valid_on_failure: bool,
+    ) -> Result<(Secret, u64), ClientError> {
+        let inner = self.clone();
+        tokio::spawn(async move { inner.refresh_locked(state, keep_valid_on_failure).await })
+            .await
+            .map_err(|_| ClientError::RefreshInterrupted)?
+    }
+
+    async fn refresh_locked(
+        &self,
+        mut state: OwnedMutexGuard<SessionState>,
+        keep_valid_on_failure: bool,
+    ) -> Result<(Secret, u64), ClientError> {
+        let Some(tokens) = &state.tokens else { return Err(ClientError::NotLoggedIn) };
+        let still_valid = keep_valid_on_failure && Instant::now() < tokens.expires_at;
+        let body = RefreshRequest { refresh_token: Some(tokens.refresh.expose().to_owned()) };
+        let sent_at = Instant::now();
+        let outcome = async {
+            let response = self.http.post(self.url("/auth/refresh")?).json(&body).send().await?;
+            let response = crate::client::check_status(response).await?;
+            crate::client::decode::<TokenResponse>(response).await
+        }
+        .await;
+        match outcome {
+            Ok(response) => {
+                let Some(tokens) = Tokens::from_response(response, sent_at, self.refresh_margin) else {
+                    // Body delivery always returns the new refresh token; without it the session
+                    // cannot continue.
+                    state.set(None);
+                    return Err(ClientError::NotLoggedIn);
+                };
+                state.set(Some(tokens));
+                self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("access token refreshed");
+                state.current()
+            }
+            Err(error) if error.status() == Some(reqwest::StatusCode::UNAUTHORIZED) => {
+                // invalid_grant or refresh_token_reused: the session is over.
+                tracing::info!(%error, "refresh refused; the session has ended");
+                state.set(None);
+                Err(error)
+            }
+            Err(error) if still_valid => {
+                tracing::warn!(%error, "proactive refresh failed; using the current token until it expires");
+                // Try again in a second, not on every request in between.
+                if let Some(tokens) = state.tokens.as_mut() {
+                    tokens.refresh_at = (Instant::now() + Duration::from_secs(1)).min(tokens.expires_at);
+                }
+                state.current()
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
