@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
+use axum_server::tls_rustls::RustlsConfig;
 use keycard_core::keys::KeyAlg;
 use keycard_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -29,6 +30,8 @@ pub struct Application {
     state: AppState,
     /// Background tasks (key reloading), stopped with the server.
     background: Vec<JoinHandle<()>>,
+    /// Certificate and key (PEM) when serving HTTPS.
+    tls: Option<RustlsConfig>,
 }
 
 impl Application {
@@ -37,7 +40,18 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind).await?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() {
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => {
+                // One crypto provider for the process: aws-lc-rs, like every other crypto here.
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                let config = RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("loading TLS certificate {cert} and key {key}: {e}"))?;
+                Some(config)
+            }
+            _ => None,
+        };
+        if !addr.ip().is_loopback() && tls.is_none() {
             tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: put TLS in front (or use --tls-cert/--tls-key)");
         }
         let store = open_store(&settings).await?;
@@ -79,7 +93,7 @@ impl Application {
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));
         let router = app(state.clone(), &settings);
-        Ok(Self { listener, router, addr, state, background })
+        Ok(Self { listener, router, addr, state, background, tls })
     }
 
     /// The address actually bound.
@@ -94,10 +108,21 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        tracing::info!(addr = %self.addr, issuer = %self.state.config.issuer, "keycard listening");
-        let served = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        tracing::info!(addr = %self.addr, issuer = %self.state.config.issuer, tls = self.tls.is_some(), "keycard listening");
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let served = match self.tls {
+            None => axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await,
+            Some(config) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                let listener = self.listener.into_std()?;
+                axum_server::tls_rustls::from_tcp_rustls(listener, config)?.handle(handle).serve(service).await
+            }
+        };
         for task in self.background {
             task.abort();
         }
@@ -185,6 +210,12 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
         .layer(middleware::cors(&state.config.allowed_origins));
     for (name, value) in middleware::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    if state.config.tls {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
     }
     router
         .layer(CatchPanicLayer::custom(middleware::panic_response))

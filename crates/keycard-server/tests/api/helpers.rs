@@ -29,14 +29,32 @@ pub struct TestApp {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// Settings for a test server on port 0 with a database in `dir`.
-pub fn test_settings(dir: &TempDir) -> Settings {
+/// Whether this run of the suite targets PostgreSQL (`KEYCARD_TEST_BACKEND=postgres`, with
+/// `KEYCARD_TEST_POSTGRES_URL`) instead of SQLite: one suite, two backends.
+pub fn on_postgres() -> bool {
+    std::env::var("KEYCARD_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// Settings for a test server on port 0 with a fresh database: a SQLite file in `dir`, or a new
+/// PostgreSQL database (`kc_api_<random>`; scripts/test drops leftovers before each run).
+pub async fn test_settings(dir: &TempDir) -> Settings {
     let _ = tracing_subscriber_init();
-    Settings {
+    let mut settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
         database: dir.path().join("keycard.db").display().to_string(),
         ..Settings::default()
+    };
+    if on_postgres() {
+        let base = std::env::var("KEYCARD_TEST_POSTGRES_URL")
+            .expect("KEYCARD_TEST_BACKEND=postgres needs KEYCARD_TEST_POSTGRES_URL");
+        let (server, _) = base.rsplit_once('/').expect("a postgres://host/db URL");
+        let url = format!("{server}/kc_api_{}", uuid::Uuid::new_v4().simple());
+        keycard_store::PgStore::create_database(&url).await.expect("PostgreSQL is reachable");
+        settings.database = url;
+        let (_, master) = keycard_server::keys::MasterKey::generate().unwrap();
+        settings.master_key = Some(keycard_server::settings::Secret::new(master));
     }
+    settings
 }
 
 fn tracing_subscriber_init() -> Option<()> {
@@ -55,7 +73,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut settings = test_settings(&dir);
+    let mut settings = test_settings(&dir).await;
     configure(&mut settings);
     start(settings, dir).await
 }

@@ -26,7 +26,9 @@ async fn private_keys_are_sealed_in_the_store() {
     assert_eq!(stored.len(), 1);
     assert!(stored[0].private_key.starts_with(b"kc1:"));
     assert!(!stored[0].private_key.windows(private.len()).any(|w| w == private.as_slice()), "stored in clear");
-    assert!(app.dir.path().join("keycard.db.master-key").exists());
+    if !on_postgres() {
+        assert!(app.dir.path().join("keycard.db.master-key").exists(), "SQLite's default master key file");
+    }
 }
 
 #[tokio::test]
@@ -98,8 +100,23 @@ async fn a_key_rotated_by_another_process_is_picked_up_on_first_sight_of_its_kid
 
 #[tokio::test]
 async fn a_wrong_or_missing_master_key_is_a_clear_startup_error() {
+    if on_postgres() {
+        // The default key file is SQLite's; PostgreSQL requires an explicit key (tested below).
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut settings = test_settings(&dir).await;
+        let first = start(settings.clone(), dir.clone()).await;
+        first.stop().await;
+        let (_, other) = keycard_server::keys::MasterKey::generate().unwrap();
+        settings.master_key = Some(keycard_server::settings::Secret::new(other));
+        let err = keycard_server::Application::build(settings.clone()).await.err().expect("wrong key");
+        assert!(err.to_string().contains("wrong master key"), "{err}");
+        settings.master_key = None;
+        let err = keycard_server::Application::build(settings).await.err().expect("no key");
+        assert!(err.to_string().contains("KEYCARD_MASTER_KEY"), "{err}");
+        return;
+    }
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let settings = test_settings(&dir);
+    let settings = test_settings(&dir).await;
     let first = start(settings.clone(), dir.clone()).await;
     first.stop().await;
 

@@ -9,7 +9,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_restart_keeps_sessions_keys_and_access_tokens() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut settings = test_settings(&dir);
+    let mut settings = test_settings(&dir).await;
     // A fixed issuer: the port changes across restarts, the issuer must not.
     settings.issuer = Some("http://keycard.test".into());
     let first = start(settings.clone(), dir.clone()).await;
