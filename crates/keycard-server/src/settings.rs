@@ -150,7 +150,8 @@ impl Settings {
         // Only variables naming a setting are read: KEYCARD_CONFIG, KEYCARD_MASTER_KEY or a test's
         // KEYCARD_TEST_* belong to others, and must not trip `deny_unknown_fields`.
         let known = Self::field_names();
-        let env = Env::prefixed("KEYCARD_").filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
+        let env =
+            Env::prefixed("KEYCARD_").filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
         let settings: Settings = figment
             .merge(env)
             .merge(Serialized::defaults(overrides))
