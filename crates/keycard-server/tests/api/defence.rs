@@ -201,3 +201,27 @@ async fn metrics_count_logins_refreshes_reuse_and_latency() {
         assert!(text.contains(needle), "{needle} missing from /metrics");
     }
 }
+
+#[tokio::test]
+async fn a_rate_limit_shared_through_redis_holds_across_two_instances() {
+    let Ok(redis) = std::env::var("KEYCARD_TEST_REDIS_URL") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must set KEYCARD_TEST_REDIS_URL");
+        eprintln!("notice: KEYCARD_TEST_REDIS_URL is unset; shared rate-limit test skipped");
+        return;
+    };
+    let configure = |s: &mut keycard_server::Settings| {
+        s.redis = Some(redis.clone());
+        s.login_per_account_per_minute = 3;
+        s.login_per_ip_per_minute = 1000;
+        s.login_backoff_after = 100;
+    };
+    let a = spawn_app_with(configure).await;
+    let b = spawn_app_with(configure).await;
+    // A fresh account name: Redis windows outlive a test run.
+    let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+    for app in [&a, &b, &a] {
+        assert_error(login_as(app, &email, "guess guess guess").await, 401, "invalid_credentials").await;
+    }
+    assert_error(login_as(&b, &email, "guess guess guess").await, 429, "rate_limited").await;
+    assert_error(login_as(&a, &email, "guess guess guess").await, 429, "rate_limited").await;
+}
