@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use keycard_server::{Application, Settings};
 use serde::Serialize;
 
+mod audit;
 mod check;
 mod inspect;
 mod keys;
@@ -26,6 +27,13 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: keys::KeysCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show the audit log: logins, refreshes, reuse detections, revocations (filter with flags).
+    Audit {
+        #[command(flatten)]
+        filter: audit::AuditArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -111,16 +119,19 @@ async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Audit { filter, store } => audit::run(filter, &store.settings()?).await,
         Command::Keys { action, store } => keys::run(action, &store.settings()?).await,
         Command::Check(args) => check::run(args).await,
         Command::Token { action } => inspect::run(action).await,
     }
 }
 
+/// Logs go to stderr through the redacting writer: no token, cookie or password reaches them.
+/// `KEYCARD_LOG` sets the filter (default `info`), `KEYCARD_LOG_FORMAT=json` one JSON object per line.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYCARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter = std::env::var("KEYCARD_LOG").unwrap_or_else(|_| "info".into());
+    let json = std::env::var("KEYCARD_LOG_FORMAT").is_ok_and(|f| f == "json");
+    keycard_server::redact::init_logging(&filter, json);
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
