@@ -83,6 +83,14 @@ pub struct Settings {
     pub refresh_binding: String,
     /// How long audit events are kept.
     pub audit_retention: HumanDuration,
+    /// PostgreSQL: most connections per instance.
+    pub pg_max_connections: u32,
+    /// PostgreSQL: connections kept open when idle.
+    pub pg_min_connections: u32,
+    /// PostgreSQL: how long a request waits for a connection before it gets 503.
+    pub pg_acquire_timeout: HumanDuration,
+    /// PostgreSQL: statement (and idle-in-transaction) timeout; 0 for none.
+    pub pg_statement_timeout: HumanDuration,
     /// PEM certificate chain; with `tls_key`, serve HTTPS (and send HSTS).
     pub tls_cert: Option<String>,
     /// PEM private key for `tls_cert`.
@@ -125,6 +133,10 @@ impl Default for Settings {
             trusted_proxies: StringList::default(),
             refresh_binding: "none".into(),
             audit_retention: HumanDuration::secs(90 * 86_400),
+            pg_max_connections: 10,
+            pg_min_connections: 1,
+            pg_acquire_timeout: HumanDuration::secs(5),
+            pg_statement_timeout: HumanDuration::secs(10),
             tls_cert: None,
             tls_key: None,
         }
@@ -210,6 +222,18 @@ impl Settings {
             .or_else(|| self.database.strip_prefix("sqlite:"))
             .unwrap_or(&self.database);
         path.split('?').next().unwrap_or(path)
+    }
+
+    /// PostgreSQL pool options from the `pg_*` settings.
+    pub fn pg_options(&self) -> keycard_store::PgStoreOptions {
+        let statement = self.pg_statement_timeout.0;
+        keycard_store::PgStoreOptions {
+            max_connections: self.pg_max_connections.max(1),
+            min_connections: self.pg_min_connections.min(self.pg_max_connections.max(1)),
+            acquire_timeout: self.pg_acquire_timeout.0,
+            statement_timeout: (!statement.is_zero()).then_some(statement),
+            ..keycard_store::PgStoreOptions::default()
+        }
     }
 
     /// The rate-limit budgets and backoff policy.

@@ -172,8 +172,7 @@ fn spawn_housekeeping(state: AppState, audit_retention: i64) -> JoinHandle<()> {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database.as_str();
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        // Pool sizes and timeouts are PgStoreOptions' defaults until they become settings.
-        let store = keycard_store::PgStore::connect(url, keycard_store::PgStoreOptions::default()).await;
+        let store = keycard_store::PgStore::connect(url, settings.pg_options()).await;
         let store = anyhow::Context::context(store, "could not open the PostgreSQL store")?;
         return Ok(Arc::new(store));
     }
