@@ -1,6 +1,8 @@
 //! Access-token cost per algorithm: signing, the whole `Validator::validate` checklist, and the
-//! signature check alone — through jsonwebtoken (what `validate` calls) and as the bare aws-lc-rs
-//! primitive with a pre-parsed key and a pre-decoded signature (the floor).
+//! signature check alone three ways: `VerifyingKey::verify` (what `validate` calls: base64 decode
+//! plus aws-lc-rs on a key parsed once), `jsonwebtoken::crypto::verify` (which rebuilds its
+//! verifier per call), and the bare aws-lc-rs primitive with a pre-parsed key and a pre-decoded
+//! signature (the floor).
 //!
 //! Run: `cargo bench -p keycard-core --bench verify -- --warm-up-time 1 --measurement-time 3`.
 //! Results and the machine they came from: docs/BENCHMARKS.md.
@@ -80,6 +82,10 @@ fn bench_algorithms(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("sign", alg), |b| b.iter(|| key.sign(black_box(&claims)).unwrap()));
         group.bench_function(BenchmarkId::new("validate", alg), |b| {
             b.iter(|| validator.validate(&ring, black_box(&token), now).unwrap())
+        });
+        let verifying = key.verifying_key();
+        group.bench_function(BenchmarkId::new("key_verify", alg), |b| {
+            b.iter(|| verifying.verify(black_box(signature_b64), message.as_bytes()))
         });
         group.bench_function(BenchmarkId::new("jsonwebtoken_verify", alg), |b| {
             b.iter(|| {

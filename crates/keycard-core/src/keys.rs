@@ -3,20 +3,26 @@
 //!
 //! The algorithm belongs to the key: a token's `alg` header is only compared against it, never
 //! used to choose how to verify (that is what blocks `alg: none` and HS256-with-a-public-key).
-//! Key generation uses aws-lc-rs; signing and verifying go through jsonwebtoken's aws-lc-rs
-//! backend. HS256 keys are shared secrets: they sign and verify, but never appear in JWKS.
+//! Key generation uses aws-lc-rs; signing goes through jsonwebtoken's aws-lc-rs backend.
+//! Verifying calls the same aws-lc-rs primitives that backend calls, but on keys parsed once
+//! when the [`VerifyingKey`] is built: `jsonwebtoken::crypto::verify` rebuilds its verifier on
+//! every call (a boxed verifier, a copy of the key, the HMAC key schedule, the RSA key parse),
+//! which cost more than the whole claim check for HS256 and about 20 % for RS256
+//! (docs/BENCHMARKS.md). HS256 keys are shared secrets: they sign and verify, but never appear
+//! in JWKS.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
-use aws_lc_rs::signature::{KeyPair, ParsedPublicKey};
+use aws_lc_rs::signature::{ED25519, KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use crate::ACCESS_TOKEN_TYP;
@@ -325,7 +331,7 @@ impl SigningKey {
                 (EncodingKey::from_secret(der), DecodingKey::from_secret(der))
             }
         };
-        let verifying = VerifyingKey { kid: material.kid.clone(), alg: material.alg, decoding };
+        let verifying = VerifyingKey::assemble(material.kid.clone(), material.alg, decoding).ok_or_else(invalid)?;
         Ok(Self { encoding, verifying, jwk, material })
     }
 
@@ -393,6 +399,40 @@ pub struct VerifyingKey {
     kid: String,
     alg: KeyAlg,
     decoding: DecodingKey,
+    prepared: Arc<Prepared>,
+}
+
+/// The key in the form aws-lc-rs verifies with, parsed once.
+#[allow(clippy::large_enum_variant)] // built once per key and kept behind an Arc
+enum Prepared {
+    Public(ParsedPublicKey),
+    Hmac(hmac::Key),
+}
+
+impl Prepared {
+    /// Parses `decoding` for `alg`; `None` when aws-lc-rs refuses the key.
+    fn new(alg: KeyAlg, decoding: &DecodingKey) -> Option<Self> {
+        let public = |bytes: &[u8]| {
+            let verification: &'static dyn aws_lc_rs::signature::VerificationAlgorithm = match alg {
+                KeyAlg::EdDsa => &ED25519,
+                KeyAlg::Es256 => &ECDSA_P256_SHA256_FIXED,
+                KeyAlg::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
+                KeyAlg::Hs256 => return None,
+            };
+            ParsedPublicKey::new(verification, bytes).ok().map(Self::Public)
+        };
+        match (alg, decoding.kind()) {
+            (KeyAlg::Hs256, DecodingKeyKind::SecretOrDer(secret)) => {
+                Some(Self::Hmac(hmac::Key::new(hmac::HMAC_SHA256, secret)))
+            }
+            (KeyAlg::Rs256, DecodingKeyKind::RsaModulusExponent { n, e }) => {
+                let spki = PublicKeyComponents { n: n.as_slice(), e: e.as_slice() }.as_der().ok()?;
+                public(spki.as_ref())
+            }
+            (_, DecodingKeyKind::SecretOrDer(bytes)) => public(bytes),
+            (_, DecodingKeyKind::RsaModulusExponent { .. }) => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for VerifyingKey {
@@ -471,7 +511,7 @@ impl VerifyingKey {
             }
             KeyAlg::Hs256 => return Err(bad("secret (oct) keys are not accepted from a key set")),
         };
-        Ok(Self { kid: jwk.kid.clone(), alg, decoding })
+        Self::assemble(jwk.kid.clone(), alg, decoding).ok_or_else(|| bad("aws-lc-rs refuses the key"))
     }
 
     /// A public key from a `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo) PEM document.
@@ -496,7 +536,7 @@ impl VerifyingKey {
             KeyAlg::Rs256 => DecodingKey::from_rsa_pem(pem_text).map_err(wrong)?,
             KeyAlg::Hs256 => return Err(bad("HS256 keys are raw secrets, not PEM documents")),
         };
-        Ok(Self { kid, alg, decoding })
+        Self::assemble(kid.clone(), alg, decoding).ok_or_else(|| bad("not a public key of this algorithm"))
     }
 
     /// An HS256 key from a shared secret of at least 32 bytes.
@@ -507,7 +547,13 @@ impl VerifyingKey {
         if secret.len() < MIN_HS256_SECRET_BYTES {
             return Err(KeyError::WeakSecret { kid });
         }
-        Ok(Self { kid, alg: KeyAlg::Hs256, decoding: DecodingKey::from_secret(secret) })
+        let decoding = DecodingKey::from_secret(secret);
+        Self::assemble(kid.clone(), KeyAlg::Hs256, decoding).ok_or(KeyError::WeakSecret { kid })
+    }
+
+    fn assemble(kid: String, alg: KeyAlg, decoding: DecodingKey) -> Option<Self> {
+        let prepared = Arc::new(Prepared::new(alg, &decoding)?);
+        Some(Self { kid, alg, decoding, prepared })
     }
 
     /// The key id.
@@ -525,9 +571,24 @@ impl VerifyingKey {
         &self.decoding
     }
 
-    /// Verifies `signature_b64` (base64url) over `message` with this key and its own algorithm.
+    /// Verifies `signature_b64` (base64url) over `message` with this key and its own algorithm,
+    /// as `jsonwebtoken::crypto::verify` would, without re-parsing the key.
     pub fn verify(&self, signature_b64: &str, message: &[u8]) -> bool {
-        jsonwebtoken::crypto::verify(signature_b64, message, &self.decoding, self.alg.algorithm()).unwrap_or(false)
+        // Ed25519, P-256 and HMAC-SHA-256 signatures fit on the stack; RSA ones (up to 1 KiB) do not.
+        let mut stack = [0u8; 96];
+        let mut heap = Vec::new();
+        let buffer: &mut [u8] = if base64::decoded_len_estimate(signature_b64.len()) <= stack.len() {
+            &mut stack
+        } else {
+            heap.resize(base64::decoded_len_estimate(signature_b64.len()), 0);
+            &mut heap
+        };
+        let Ok(len) = URL_SAFE_NO_PAD.decode_slice(signature_b64, buffer) else { return false };
+        let signature = &buffer[..len];
+        match self.prepared.as_ref() {
+            Prepared::Public(key) => key.verify_sig(message, signature).is_ok(),
+            Prepared::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
+        }
     }
 }
 
@@ -890,5 +951,44 @@ HzPVty0hj/oGahDqcl1rST7FBNPCEZw7vgqSuj2Rb3HqbUhNf2HtpJ4MIQ==
     fn an_hs256_verifying_key_needs_a_long_enough_secret() {
         assert!(matches!(VerifyingKey::hs256("k", &[0; 16]), Err(KeyError::WeakSecret { .. })));
         assert_eq!(VerifyingKey::hs256("k", &[0; 32]).unwrap().alg(), KeyAlg::Hs256);
+    }
+
+    #[test]
+    fn verify_agrees_with_jsonwebtoken_for_every_algorithm_and_input() {
+        for alg in KeyAlg::ALL {
+            let key = SigningKey::generate(alg).unwrap();
+            let other = SigningKey::generate(alg).unwrap();
+            let token = key.sign(&claims()).unwrap();
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            let foreign = other.sign(&claims()).unwrap();
+            let (_, foreign_signature) = foreign.rsplit_once('.').unwrap();
+            let padded = format!("{signature}=");
+            let truncated = &signature[..signature.len() - 4];
+            let huge = "A".repeat(4000);
+            let from_jwks = key.public_jwk().map(|jwk| VerifyingKey::from_jwk(jwk).unwrap());
+            for (why, signature, message) in [
+                ("good", signature, message),
+                ("other key", foreign_signature, message),
+                ("other message", signature, "x.y"),
+                ("padded", padded.as_str(), message),
+                ("truncated", truncated, message),
+                ("not base64", "!!!!", message),
+                ("empty", "", message),
+                ("huge", huge.as_str(), message),
+            ] {
+                let expected = jsonwebtoken::crypto::verify(
+                    signature,
+                    message.as_bytes(),
+                    key.verifying_key().decoding_key(),
+                    alg.algorithm(),
+                )
+                .unwrap_or(false);
+                assert_eq!(key.verifying_key().verify(signature, message.as_bytes()), expected, "{alg}: {why}");
+                if let Some(public) = &from_jwks {
+                    assert_eq!(public.verify(signature, message.as_bytes()), expected, "{alg} from JWK: {why}");
+                }
+                assert_eq!(expected, why == "good", "{alg}: {why}");
+            }
+        }
     }
 }

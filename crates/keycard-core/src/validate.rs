@@ -3,8 +3,10 @@
 //! Claims are checked here, on the payload the signature covers, rather than by the JOSE crate's
 //! `Validation`: that never checks `typ`, `iat`, `jti` or `sid`, and its own claim pass costs more
 //! than the signature for HS256 (docs/BENCHMARKS.md). The signature itself is checked by
-//! `jsonwebtoken::crypto::verify` with the algorithm of the key found by `kid` in any
-//! [`KeySource`]: a signer's `KeyRing` or a resource server's `PublicKeys`.
+//! [`crate::keys::VerifyingKey::verify`] with the algorithm of the key found by `kid` in any
+//! [`KeySource`] (a signer's `KeyRing` or a resource server's `PublicKeys`); the header's `alg`
+//! is only compared with it. Claims are parsed borrowing from the payload, so only what the
+//! result keeps is copied.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
