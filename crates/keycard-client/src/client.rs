@@ -177,7 +177,8 @@ impl Client {
 
     /// Sends `request` with `Authorization: Bearer <access token>`, refreshing first if the
     /// token is due. On a 401 `invalid_token` it refreshes once (shared with concurrent
-    /// requests) and retries once, if the request can be cloned (streaming bodies cannot).
+    /// requests) and retries once, if the request can be cloned (a streaming body cannot: then the
+    /// 401 is returned and the next request carries the refreshed token).
     /// Error statuses become [`ClientError::Api`] with keycard's decoded error body.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
         let retry = request.try_clone();
@@ -187,8 +188,12 @@ impl Client {
             return check_status(response).await;
         }
         let rejected = error_of(response).await;
-        let (Some(retry), true) = (retry, is_invalid_token(&rejected)) else { return Err(rejected) };
+        if !is_invalid_token(&rejected) {
+            return Err(rejected);
+        }
         let token = self.inner.refresh_after_rejection(generation).await?;
+        // A streaming body cannot be sent twice: the next request gets the fresh token.
+        let Some(retry) = retry else { return Err(rejected) };
         self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
         check_status(retry.bearer_auth(token.expose()).send().await?).await
     }
