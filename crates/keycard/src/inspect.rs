@@ -84,7 +84,25 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Err(e) => anyhow::bail!("the token is NOT valid: {e}"),
+        Err(e) => {
+            println!("Signature: {}", signature_only(&keys, &token, header["kid"].as_str()));
+            anyhow::bail!("the token is NOT valid: {e}")
+        }
+    }
+}
+
+/// Whether the signature alone verifies, with the key's own algorithm: the key named by `kid`,
+/// or the only key given when the token names none. Tells "forged" from "valid but refused".
+fn signature_only(keys: &PublicKeys, token: &str, kid: Option<&str>) -> String {
+    let only = || (keys.len() == 1).then(|| keys.kids().next()).flatten();
+    let Some(key) = kid.or_else(only).and_then(|k| keys.get(k)) else {
+        return "not checked: no key matches the token's kid".into();
+    };
+    let Some((message, signature)) = token.rsplit_once('.') else { return "malformed".into() };
+    if key.verify(signature, message.as_bytes()) {
+        format!("valid with key {} ({}), but the checklist refuses the token", key.kid(), key.alg())
+    } else {
+        format!("INVALID for key {} ({})", key.kid(), key.alg())
     }
 }
 

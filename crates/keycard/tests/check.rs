@@ -117,3 +117,52 @@ async fn a_refresh_cookie_without_secure_fails_the_check_with_a_non_zero_exit() 
     assert_eq!(failed.len(), 1, "{report}");
     assert!(failed[0].contains("cookie-flags") && failed[0].contains("Secure missing"), "{report}");
 }
+
+async fn keycard(args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycard"))
+        .args(args)
+        .env("KEYCARD_LOG", "warn")
+        .output()
+        .await
+        .expect("keycard runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_inspect_shows_human_times_and_verifies_against_the_jwks_or_a_key_file() {
+    let server = spawn(|_| {}).await;
+    let c = &server.state.config;
+    let now = keycard_core::now_unix();
+    let token = server.state.keys().sign(&AccessClaims::new(&c.issuer, &c.audience, "u1", "s1", now, 900)).unwrap();
+    let jwks = format!("{}/.well-known/jwks.json", server.base);
+
+    let (ok, out) = keycard(&["token", "inspect", &token, "--jwks", &jwks, "--issuer", &c.issuer]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("in 15 min") || out.contains("in 14 min"), "exp in human form:\n{out}");
+    assert!(out.contains("Verified: valid"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("jwks.json");
+    std::fs::write(&key_file, reqwest::get(&jwks).await.unwrap().text().await.unwrap()).unwrap();
+    let (ok, out) = keycard(&["token", "inspect", &token, "--key", key_file.to_str().unwrap()]).await;
+    assert!(ok, "{out}");
+
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_payload = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: Value = serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
+        claims["sub"] = json!("admin");
+        engine.encode(claims.to_string())
+    };
+    parts[1] = &forged_payload;
+    let (ok, out) = keycard(&["token", "inspect", &parts.join("."), "--jwks", &jwks]).await;
+    assert!(!ok && out.contains("NOT valid") && out.contains("signature"), "{out}");
+
+    let expired =
+        server.state.keys().sign(&AccessClaims::new(&c.issuer, &c.audience, "u1", "s1", now - 7200, 900)).unwrap();
+    let (ok, out) = keycard(&["token", "inspect", &expired, "--jwks", &jwks]).await;
+    assert!(!ok && out.contains("expired"), "{out}");
+    assert!(out.contains("h ago"), "{out}");
+}
