@@ -205,8 +205,9 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(axum::middleware::from_fn(middleware::reject_tokens_in_query))
-        .layer(middleware::cors(&state.config.allowed_origins));
+        .layer(middleware::cors(&state.config.allowed_origins))
+        // Outside CORS, so even a preflight carrying a token in its URL is refused.
+        .layer(axum::middleware::from_fn(middleware::reject_tokens_in_query));
     for (name, value) in middleware::security_headers() {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }

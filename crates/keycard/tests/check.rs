@@ -173,7 +173,6 @@ async fn token_inspect_shows_human_times_and_verifies_against_the_jwks_or_a_key_
 /// severity (a preflight authenticates nothing), but the 400 that teaches the client developer
 /// never comes. Fix: apply `reject_tokens_in_query` after (outside) `middleware::cors`.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "keycard-server bug, fix described in docs/RELIABILITY.md; un-ignore with the fix"]
 async fn a_cors_preflight_with_a_token_in_the_url_is_refused() {
     let server = spawn(|_| {}).await;
     let client = reqwest::Client::new();
