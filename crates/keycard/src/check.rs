@@ -486,6 +486,9 @@ impl Audit {
         for path in candidates {
             let resp = self.http.get_bearer(&path, token).await?;
             if resp.status == 200 {
+                if self.ep.me.is_none() {
+                    println!("  protected endpoint: {path} (detected)");
+                }
                 self.ep.me = Some(path.clone());
                 return Ok(Some(path));
             }
