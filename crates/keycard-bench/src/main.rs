@@ -162,6 +162,10 @@ struct CompareArgs {
     /// Written with `rate_limit_enabled = false` to the config file keycard is started with.
     #[arg(long = "keycard-set", value_parser = parse_setting)]
     keycard_set: Vec<String>,
+    /// Extra environment for keycard's process, KEY=VALUE (repeatable), e.g. KEYCARD_LOG=warn or
+    /// GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576.
+    #[arg(long = "keycard-env", value_parser = parse_env)]
+    keycard_env: Vec<(String, String)>,
     /// Insert this many extra live sessions into keycard's database before measuring.
     #[arg(long, default_value_t = 0)]
     seed_sessions: usize,
@@ -197,6 +201,13 @@ struct SeedArgs {
     /// Sessions to insert.
     #[arg(long, default_value_t = 100_000)]
     sessions: usize,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 fn parse_setting(text: &str) -> Result<String, String> {
@@ -238,6 +249,7 @@ async fn store_bench(args: StoreArgs) -> anyhow::Result<()> {
     let launch = Launch {
         keycard_bin: args.keycard_bin.clone(),
         keycard_settings: Vec::new(),
+        keycard_env: Vec::new(),
         peer_dir: PathBuf::new(),
         peer_default: false,
         scratch: scratch.clone(),
@@ -298,6 +310,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let launch = Launch {
         keycard_bin: args.keycard_bin.clone(),
         keycard_settings: args.keycard_set.clone(),
+        keycard_env: args.keycard_env.clone(),
         peer_dir: args.peer_dir.clone(),
         peer_default: args.peer_default,
         scratch: scratch.clone(),

@@ -20,6 +20,8 @@ pub struct Launch {
     pub keycard_bin: PathBuf,
     /// Extra settings for keycard's TOML file, `key = value` lines (e.g. `db_readers = 2`).
     pub keycard_settings: Vec<String>,
+    /// Extra environment for keycard's process (`KEYCARD_LOG=warn`, `GLIBC_TUNABLES=…`).
+    pub keycard_env: Vec<(String, String)>,
     /// The peer's directory, with `node_modules` installed.
     pub peer_dir: PathBuf,
     /// Run the peer's slow default (string secrets) instead of its tuned `SEED_KEYOBJECT=1`.
@@ -72,6 +74,7 @@ impl Server {
                 let mut cmd = Command::new(&launch.keycard_bin);
                 cmd.arg("serve").arg("--config").arg(&config);
                 cmd.arg("--bind").arg(addr.to_string()).arg("--database").arg(&database);
+                cmd.envs(launch.keycard_env.iter().map(|(k, v)| (k, v)));
                 cmd
             }
             Kind::Peer => {
