@@ -1,5 +1,8 @@
-//! Crash safety: the real `keycard serve` binary on a SQLite file, under concurrent refresh-chain
-//! load, is SIGKILLed at random moments and restarted on the same database, several times.
+//! Crash safety: the real `keycard serve` binary, on a SQLite file or on a PostgreSQL database,
+//! under concurrent refresh-chain load, is SIGKILLed at random moments and restarted on the same
+//! database, several times. The chains, the ledger and the assertions are the same on both
+//! backends; only how the database is given to the server and how it is checked differ
+//! ([`Backend`]).
 //!
 //! What is asserted, precisely. Each chain is one client (its own user) that logs in with body
 //! delivery and then refreshes in a loop, always presenting the last refresh token it received.
@@ -15,25 +18,91 @@
 //!   the store each user's live sessions are exactly their chain's current session, plus at most
 //!   one per login whose response was lost (a session the client never learned of); every
 //!   revocation in the feed is a `refresh_token_reused` the client saw.
-//! - The database passes `PRAGMA integrity_check` after every kill and at the end.
-//! - With a reuse interval (second test), a lost refresh is retried successfully: no chain is
-//!   lost and nothing is revoked.
+//! - The database is consistent after every kill and at the end ([`Backend::check`]):
+//!   - SQLite: `PRAGMA integrity_check` is `ok` and `PRAGMA foreign_key_check` finds nothing;
+//!   - PostgreSQL has no such pragma (and a killed client cannot corrupt its files), so what is
+//!     checked is what the killed process could have left half-done: within 10 s no connection
+//!     of the dead instance is left (no open transaction keeps row or advisory locks), and, when
+//!     the `amcheck` extension is available, `bt_index_check` (with `heapallindexed`) of every
+//!     index and `verify_heapam` of every table of the schema find nothing;
+//!   - on both, the store's own invariants, in SQL ([`INVARIANTS`]): every refresh token belongs
+//!     to an existing session and no token was used before it was created; no session has two
+//!     unused refresh tokens, and every unrevoked session has exactly one (nothing expires in
+//!     this test); a revoked session has no refresh tokens left; every revoked session appears
+//!     in the revocation feed exactly once, with its user, time and reason, and every feed entry
+//!     is a revoked session (no user is deleted here); session times are in order. The feed's
+//!     `seq` is unique (its primary key) but not asserted gapless: a PostgreSQL identity value
+//!     taken by a transaction that the kill rolled back is skipped, by design — what the feed
+//!     promises is that `seq` order is commit order, which readers rely on, not density.
+//! - With a reuse interval (the `*_reuse_interval_*` tests), a lost refresh is retried
+//!   successfully: no chain is lost and nothing is revoked.
+//!
+//! PostgreSQL comes from `KEYCARD_TEST_POSTGRES_URL` (an admin URL such as
+//! `postgres://postgres@127.0.0.1:5432/test`): each PostgreSQL test creates its own database
+//! `kc_crash_<pid>_<n>` there and drops it when done, even when it fails. Unset, the PostgreSQL
+//! tests print a notice and pass — unless `CI` is set, where they fail.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-use keycard_store::{SqliteStore, Store};
+use keycard_store::{PgStore, PgStoreOptions, SqliteStore, Store};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tokio::sync::watch;
 
 const CHAINS: usize = 8;
 const CYCLES: usize = 5;
 const PASSWORD: &str = "correct horse battery staple";
+const POSTGRES_URL_VAR: &str = "KEYCARD_TEST_POSTGRES_URL";
+
+/// The store's invariants as queries counting the rows that break them; the same SQL on both
+/// backends. See the module docs for why each holds in this test.
+const INVARIANTS: &[(&str, &str)] = &[
+    (
+        "refresh tokens of a session that does not exist",
+        "SELECT count(*) FROM refresh_tokens t WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = t.session_id)",
+    ),
+    ("refresh tokens used before they were created", "SELECT count(*) FROM refresh_tokens WHERE used_at < created_at"),
+    (
+        "sessions with two or more unused refresh tokens",
+        "SELECT count(*) FROM (SELECT session_id FROM refresh_tokens WHERE used_at IS NULL
+         GROUP BY session_id HAVING count(*) > 1) x",
+    ),
+    (
+        "unrevoked sessions without an unused refresh token",
+        "SELECT count(*) FROM sessions s WHERE s.revoked_at IS NULL
+         AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id AND t.used_at IS NULL)",
+    ),
+    (
+        "revoked sessions that still have refresh tokens",
+        "SELECT count(*) FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE s.revoked_at IS NOT NULL",
+    ),
+    (
+        "revoked sessions not in the feed exactly once with their user, time and reason",
+        "SELECT count(*) FROM sessions s WHERE s.revoked_at IS NOT NULL AND (SELECT count(*) FROM revocations r
+         WHERE r.session_id = s.id AND r.user_id = s.user_id AND r.revoked_at = s.revoked_at
+         AND r.reason = s.revoked_reason) <> 1",
+    ),
+    (
+        "feed entries that are not a revoked session",
+        "SELECT count(*) FROM revocations r
+         WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.session_id AND s.revoked_at IS NOT NULL)",
+    ),
+    (
+        "sessions of a user that does not exist",
+        "SELECT count(*) FROM sessions s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)",
+    ),
+    (
+        "sessions with times out of order, or a revocation time without a reason",
+        "SELECT count(*) FROM sessions WHERE NOT (created_at <= last_used_at AND last_used_at <= idle_expires_at
+         AND idle_expires_at <= absolute_expires_at) OR (revoked_at IS NULL) <> (revoked_reason IS NULL)",
+    ),
+];
 
 /// xorshift64*, seeded from the clock or `KEYCARD_CRASH_SEED` (printed, to replay a failure).
 struct Rng(u64);
@@ -54,17 +123,199 @@ impl Rng {
     }
 }
 
+/// Where the server keeps its state: a SQLite file in a temporary directory, or a PostgreSQL
+/// database of its own (dropped with this value).
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String, url: String },
+}
+
+/// A pool for the checks, on either backend.
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Pool {
+    /// The single `i64` that `sql` selects.
+    async fn count(&self, sql: &'static str) -> i64 {
+        let n = match self {
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        };
+        n.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Whether we run under CI, where a missing PostgreSQL must fail the run.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// Prints `text` to stderr once per process (the harness captures `eprintln!` of passing tests).
+fn notice_once(once: &'static Once, text: &str) {
+    once.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "notice: {text}");
+    });
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// A fresh database through `KEYCARD_TEST_POSTGRES_URL`; `None` (with a notice) when that is
+    /// unset outside CI, a panic when it is unset in CI.
+    async fn postgres() -> Option<Self> {
+        let admin_url = match std::env::var(POSTGRES_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ if in_ci() => panic!(
+                "{POSTGRES_URL_VAR} is not set, but CI is: the PostgreSQL crash tests must run in CI. \
+                 Set it to an admin URL, e.g. postgres://postgres@127.0.0.1:5432/test"
+            ),
+            _ => {
+                static NOTICE: Once = Once::new();
+                notice_once(&NOTICE, &format!("{POSTGRES_URL_VAR} is unset; the PostgreSQL crash tests are skipped"));
+                return None;
+            }
+        };
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("kc_crash_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        // postgres://user@host:port/db?params: the same with our database's name.
+        let (before, params) = admin_url.split_once('?').map_or((admin_url.as_str(), None), |(b, p)| (b, Some(p)));
+        let server = before.rsplit_once('/').filter(|(s, _)| s.contains("://")).map_or(before, |(s, _)| s);
+        let url = format!("{server}/{name}{}", params.map(|p| format!("?{p}")).unwrap_or_default());
+        PgStore::create_database(&url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create a database through {POSTGRES_URL_VAR} ({admin_url}): {e}"));
+        Some(Self::Postgres { admin_url, name, url })
+    }
+
+    /// What `keycard serve --database` is given.
+    fn database(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => dir.path().join("keycard.db").display().to_string(),
+            Self::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    /// The store, as the server opens it (SQLite: this replays the WAL).
+    async fn store(&self) -> Box<dyn Store> {
+        match self {
+            Self::Sqlite(_) => Box::new(SqliteStore::open(&self.database(), 1).await.expect("the database opens")),
+            Self::Postgres { url, .. } => {
+                Box::new(PgStore::connect(url, PgStoreOptions::default()).await.expect("the database opens"))
+            }
+        }
+    }
+
+    async fn pool(&self) -> Pool {
+        match self {
+            Self::Sqlite(_) => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(self.database());
+                let pool = sqlx::pool::PoolOptions::new().max_connections(1).connect_with(options).await;
+                Pool::Sqlite(pool.expect("the SQLite file opens after a kill"))
+            }
+            Self::Postgres { url, .. } => {
+                let pool = sqlx::pool::PoolOptions::new().max_connections(1).connect(url).await;
+                Pool::Postgres(pool.expect("the PostgreSQL database is reachable after a kill"))
+            }
+        }
+    }
+
+    /// Checks the database while no server runs on it (after a kill, and at the end); see the
+    /// module docs.
+    async fn check(&self, when: &str) {
+        let pool = self.pool().await;
+        match &pool {
+            Pool::Sqlite(db) => {
+                let report: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check").fetch_all(db).await.unwrap();
+                assert_eq!(report, ["ok"], "PRAGMA integrity_check {when}");
+                assert_eq!(pool.count("SELECT count(*) FROM pragma_foreign_key_check").await, 0, "foreign keys {when}");
+            }
+            Pool::Postgres(db) => {
+                // The dead instance's connections end when PostgreSQL reads EOF on them, which
+                // rolls back their transactions and releases their locks.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let backends = "SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND application_name = 'keycard'";
+                while pool.count(backends).await > 0 {
+                    assert!(Instant::now() < deadline, "connections of the killed server still open 10 s {when}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                amcheck(db, &pool, when).await;
+            }
+        }
+        for (what, sql) in INVARIANTS {
+            let n = pool.count(sql).await;
+            assert_eq!(n, 0, "{n} {what}, {when}");
+        }
+        pool.close().await;
+    }
+}
+
+/// PostgreSQL's own check of the schema's indexes and tables, when `amcheck` can be installed.
+async fn amcheck(db: &sqlx::PgPool, pool: &Pool, when: &str) {
+    let available = "SELECT count(*) FROM pg_available_extensions WHERE name = 'amcheck'";
+    if pool.count(available).await == 0
+        || sqlx::query("CREATE EXTENSION IF NOT EXISTS amcheck").execute(db).await.is_err()
+    {
+        static NOTICE: Once = Once::new();
+        notice_once(&NOTICE, "amcheck is not available: PostgreSQL is checked by the SQL invariants only");
+        return;
+    }
+    let indexes = "SELECT count(*) FROM (SELECT bt_index_check(c.oid, true) FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+        WHERE a.amname = 'btree' AND c.relnamespace = 'public'::regnamespace) checked";
+    assert!(pool.count(indexes).await > 0, "no index checked {when}");
+    let heap = "SELECT count(*) FROM pg_class c, LATERAL verify_heapam(c.oid::regclass)
+        WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace";
+    assert_eq!(pool.count(heap).await, 0, "verify_heapam found corruption {when}");
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let Self::Postgres { admin_url, name, .. } = self else { return };
+        // Drop may run inside the test's runtime, and while unwinding: plain SQL on a thread of its
+        // own, with a runtime of its own.
+        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let admin_url = admin_url.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await.ok()
+            })
+        })
+        .join();
+        if !matches!(done, Ok(Some(_))) {
+            eprintln!("warning: could not drop the test database {name}");
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn spawn_server(db: &Path, port: u16, reuse_interval: &str) -> Child {
+fn spawn_server(backend: &Backend, port: u16, reuse_interval: &str) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keycard"));
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEYCARD_")) {
         cmd.env_remove(key);
     }
-    cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database"])
-        .arg(db)
+    if let Backend::Postgres { .. } = backend {
+        // Every instance on one PostgreSQL database needs the same master key. A test value.
+        let key: String = b"keycard-crash-test-master-key-01".iter().map(|b| format!("{b:02x}")).collect();
+        cmd.env("KEYCARD_MASTER_KEY", key);
+    }
+    cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database", &backend.database()])
         .args(["--issuer", "http://crash.test", "--reuse-interval", reuse_interval])
         .env("KEYCARD_LOG", "error")
         .env("KEYCARD_RATE_LIMIT_ENABLED", "false")
@@ -87,12 +338,6 @@ async fn wait_ready(client: &reqwest::Client, base: &str, child: &mut Child) {
         assert!(Instant::now() < deadline, "the server did not become ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn integrity_ok(db: &Path) {
-    let store = SqliteStore::open(&db.display().to_string(), 1).await.expect("the database opens after a kill");
-    assert!(store.integrity_check().await.unwrap(), "PRAGMA integrity_check failed");
-    store.close().await;
 }
 
 /// What the clients saw, shared by the chains.
@@ -222,10 +467,9 @@ async fn run_chain(mut chain: Chain, mut rx: Server, ledger: Arc<Mutex<Ledger>>,
     chain
 }
 
-async fn crash_cycles(reuse_interval: &str) {
+async fn crash_cycles(backend: Backend, reuse_interval: &str) {
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let db: PathBuf = dir.path().join("keycard.db");
+    let db = &backend;
     let mut rng = Rng::new();
     let probe = reqwest::Client::new();
     let (tx, rx) = watch::channel::<Option<(u64, String)>>(None);
@@ -247,20 +491,20 @@ async fn crash_cycles(reuse_interval: &str) {
     for generation in 1..=CYCLES as u64 {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut child = spawn_server(&db, port, reuse_interval);
+        let mut child = spawn_server(db, port, reuse_interval);
         wait_ready(&probe, &base, &mut child).await;
         tx.send_replace(Some((generation, base)));
         tokio::time::sleep(Duration::from_millis(250 + rng.below(900))).await;
         child.kill().unwrap(); // SIGKILL: no graceful shutdown, no WAL checkpoint.
         child.wait().unwrap();
         tx.send_replace(None);
-        integrity_ok(&db).await;
+        db.check(&format!("after kill {generation}")).await;
     }
 
     // The last life: let the chains catch up, then stop them and check every one.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_server(&db, port, reuse_interval);
+    let mut child = spawn_server(db, port, reuse_interval);
     wait_ready(&probe, &base, &mut child).await;
     tx.send_replace(Some((CYCLES as u64 + 1, base.clone())));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -280,8 +524,8 @@ async fn crash_cycles(reuse_interval: &str) {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let store = SqliteStore::open(&db.display().to_string(), 1).await.unwrap();
-    assert!(store.integrity_check().await.unwrap(), "PRAGMA integrity_check failed at the end");
+    db.check("at the end").await;
+    let store = db.store().await;
     let now = keycard_core::now_unix();
     for chain in &finished {
         let user_id = chain.user_id.as_deref().expect("signed up");
@@ -300,9 +544,10 @@ async fn crash_cycles(reuse_interval: &str) {
     let feed = store.revocations_since(0, 100_000).await.unwrap();
     assert!(feed.iter().all(|r| r.reason == "refresh_token_reused"), "unexpected revocations: {feed:?}");
     assert_eq!(feed.len() as u64, ledger.chains_lost, "revocations in the store vs reuse answers seen");
-    store.close().await;
+    drop(store);
     println!(
-        "reuse interval {reuse_interval}: {CYCLES} kills, {} refreshes answered 200, {} requests lost, {} chains lost by the client, {:.1} s",
+        "{} reuse interval {reuse_interval}: {CYCLES} kills, {} refreshes answered 200, {} requests lost, {} chains lost by the client, {:.1} s",
+        if matches!(backend, Backend::Sqlite(_)) { "SQLite" } else { "PostgreSQL" },
         ledger.refreshes_ok,
         ledger.lost_requests,
         ledger.chains_lost,
@@ -316,10 +561,22 @@ async fn crash_cycles(reuse_interval: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_refresh_load_loses_no_session_and_rotates_no_token_twice() {
-    crash_cycles("0s").await;
+    crash_cycles(Backend::sqlite(), "0s").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_a_reuse_interval_a_refresh_lost_to_a_crash_is_retried_successfully() {
-    crash_cycles("30s").await;
+    crash_cycles(Backend::sqlite(), "30s").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_sigkill_under_refresh_load_loses_no_session_and_rotates_no_token_twice() {
+    let Some(backend) = Backend::postgres().await else { return };
+    crash_cycles(backend, "0s").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_with_a_reuse_interval_a_refresh_lost_to_a_crash_is_retried_successfully() {
+    let Some(backend) = Backend::postgres().await else { return };
+    crash_cycles(backend, "30s").await;
 }
