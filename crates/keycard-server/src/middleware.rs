@@ -2,8 +2,9 @@
 //! request tracing that never records a header or a query string.
 
 use std::any::Any;
+use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -51,6 +52,22 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     error_response(ErrorCode::ServerError, "internal error".into(), None)
 }
 
+/// Sets the [`security_headers`] (and HSTS when `tls`) on a response, each unless the handler set
+/// its own: one middleware for all of them.
+pub async fn set_security_headers(State(tls): State<bool>, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in security_headers() {
+        if !headers.contains_key(&name) {
+            headers.insert(name, value);
+        }
+    }
+    if tls && !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
+        headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    response
+}
+
 /// Security headers every response carries unless the handler set its own.
 pub fn security_headers() -> [(HeaderName, HeaderValue); 5] {
     [
@@ -63,11 +80,12 @@ pub fn security_headers() -> [(HeaderName, HeaderValue); 5] {
     ]
 }
 
-/// CORS for the allowed origins, with credentials (so cookies flow) and never a wildcard.
+/// CORS for the allowed origins, with credentials (so cookies flow) and never a wildcard. The
+/// list sits behind an `Arc` (a predicate), so the per-request clone of the layer copies no list.
 pub fn cors(allowed_origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origins: Arc<[HeaderValue]> = allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| origins.contains(origin)))
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([

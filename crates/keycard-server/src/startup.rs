@@ -1,19 +1,22 @@
 //! Building and running the server: `Application::build(settings)` binds (port 0 works),
 //! opens the store, loads keys, and reports its address; `app(state)` is the router.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
+use axum::ServiceExt as _;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::Response;
 use axum_server::tls_rustls::RustlsConfig;
 use keycard_core::keys::KeyAlg;
 use keycard_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::password::Passwords;
@@ -25,7 +28,9 @@ use crate::{keys, middleware, routes};
 /// A bound, ready-to-run server.
 pub struct Application {
     listener: TcpListener,
+    /// The routes, without the global layers (added once, around the whole router, when serving).
     router: Router,
+    max_body_bytes: usize,
     addr: SocketAddr,
     state: AppState,
     /// Background tasks (key reloading), stopped with the server.
@@ -92,8 +97,8 @@ impl Application {
         let mut background: Vec<JoinHandle<()>> =
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));
-        let router = app(state.clone(), &settings);
-        Ok(Self { listener, router, addr, state, background, tls })
+        let router = routes(state.clone());
+        Ok(Self { listener, router, max_body_bytes: settings.max_body_bytes, addr, state, background, tls })
     }
 
     /// The address actually bound.
@@ -109,9 +114,12 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, issuer = %self.state.config.issuer, tls = self.tls.is_some(), "keycard listening");
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let service = with_global_layers(self.router, &self.state, self.max_body_bytes);
         let served = match self.tls {
-            None => axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await,
+            None => {
+                let service = service.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await
+            }
             Some(config) => {
                 let handle = axum_server::Handle::new();
                 let stopper = handle.clone();
@@ -120,6 +128,9 @@ impl Application {
                     stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
                 });
                 let listener = self.listener.into_std()?;
+                // axum-server hands over hyper's body type; a router in front converts it.
+                let service =
+                    Router::new().fallback_service(service).into_make_service_with_connect_info::<SocketAddr>();
                 axum_server::tls_rustls::from_tcp_rustls(listener, config)?.handle(handle).serve(service).await
             }
         };
@@ -196,32 +207,43 @@ fn allowed_origins(settings: &Settings, issuer: &str, addr: SocketAddr) -> Vec<S
     origins
 }
 
-/// The whole application: routes plus every layer.
+/// The whole application, routes plus every layer, as a [`Router`] (for in-process use: tests,
+/// fuzzing). The server serves the same stack without the outer router.
 pub fn app(state: AppState, settings: &Settings) -> Router {
+    Router::new().fallback_service(with_global_layers(routes(state.clone()), &state, settings.max_body_bytes))
+}
+
+/// Every route with its state, the JSON 404/405 fallbacks and the per-route latency histogram
+/// (a route layer: it reads the matched route template), without the global layers.
+fn routes(state: AppState) -> Router {
     crate::telemetry::prometheus();
-    let mut router = routes::router()
+    routes::router()
         .route("/metrics", axum::routing::get(crate::telemetry::render))
         .route_layer(axum::middleware::from_fn(crate::telemetry::track_latency))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(middleware::cors(&state.config.allowed_origins))
-        // Outside CORS, so even a preflight carrying a token in its URL is refused.
-        .layer(axum::middleware::from_fn(middleware::reject_tokens_in_query));
-    for (name, value) in middleware::security_headers() {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
-    }
-    if state.config.tls {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            axum::http::header::STRICT_TRANSPORT_SECURITY,
-            axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        ));
-    }
-    router
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        .with_state(state)
+}
+
+/// Wraps the finished router in the global layers once, so they are built once and cloned as one
+/// concrete stack per request (layers added with `Router::layer` are boxed around every route
+/// separately, and axum clones that nested stack of boxes for each request). Outermost first.
+pub fn with_global_layers(
+    router: Router,
+    state: &AppState,
+    max_body_bytes: usize,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static {
+    ServiceBuilder::new()
+        .map_response(|response: Response<_>| response.map(Body::new))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Method and path only: the query string and headers may carry secrets.
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
         }))
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::map_response_with_state(state.config.tls, middleware::set_security_headers))
+        // Outside CORS, so even a preflight carrying a token in its URL is refused.
+        .layer(axum::middleware::from_fn(middleware::reject_tokens_in_query))
+        .layer(middleware::cors(&state.config.allowed_origins))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .service(router)
 }

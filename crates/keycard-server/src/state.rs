@@ -1,5 +1,6 @@
-//! Shared state: one cheap-to-clone handle given to the router once.
+//! Shared state: one cheap-to-clone handle (a single `Arc`) given to the router once.
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -11,22 +12,34 @@ use crate::keys::{KeyManager, MasterKey};
 use crate::password::Passwords;
 use crate::ratelimit::RateLimits;
 
-/// Everything handlers share.
+/// Everything handlers share: one `Arc`, so an extractor's clone is one reference count.
+/// Fields are reached through `Deref` (`state.store`, `state.config`, …).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Inner>);
+
+/// The shared state behind [`AppState`].
+pub struct Inner {
     /// Users, sessions, keys, audit log.
     pub store: Arc<dyn Store>,
     /// Password hashing with bounded concurrency.
     pub passwords: Passwords,
     /// Settings resolved for request handling.
-    pub config: Arc<RuntimeConfig>,
+    pub config: RuntimeConfig,
     /// Rate limits and login backoff.
-    pub limits: Arc<RateLimits>,
-    keys: Arc<RwLock<Arc<KeyRing>>>,
-    master: Arc<MasterKey>,
+    pub limits: RateLimits,
+    keys: RwLock<Arc<KeyRing>>,
+    master: MasterKey,
     /// When the key ring was last read from the store (Unix seconds).
-    keys_loaded_at: Arc<AtomicI64>,
-    validator: Arc<Validator>,
+    keys_loaded_at: AtomicI64,
+    validator: Validator,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
 }
 
 /// The settings handlers need, resolved once (issuer known, durations in seconds).
@@ -73,16 +86,16 @@ impl AppState {
         limits: RateLimits,
     ) -> Self {
         let validator = Validator::new(&config.issuer, &config.audience, config.leeway.unsigned_abs());
-        Self {
+        Self(Arc::new(Inner {
             store,
             passwords,
-            config: Arc::new(config),
-            limits: Arc::new(limits),
-            keys: Arc::new(RwLock::new(Arc::new(keys))),
-            master: Arc::new(master),
-            keys_loaded_at: Arc::new(AtomicI64::new(keycard_core::now_unix())),
-            validator: Arc::new(validator),
-        }
+            config,
+            limits,
+            keys: RwLock::new(Arc::new(keys)),
+            master,
+            keys_loaded_at: AtomicI64::new(keycard_core::now_unix()),
+            validator,
+        }))
     }
 
     /// Key management with this server's overlap window.
