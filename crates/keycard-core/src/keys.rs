@@ -3,9 +3,13 @@
 //!
 //! The algorithm belongs to the key: a token's `alg` header is only compared against it, never
 //! used to choose how to verify (that is what blocks `alg: none` and HS256-with-a-public-key).
-//! Key generation uses aws-lc-rs; signing goes through jsonwebtoken's aws-lc-rs backend.
-//! Verifying calls the same aws-lc-rs primitives that backend calls, but on keys parsed once
-//! when the [`VerifyingKey`] is built: `jsonwebtoken::crypto::verify` rebuilds its verifier on
+//! Key generation, signing and verifying use aws-lc-rs on keys parsed once, when the key is
+//! loaded. Signing serializes the JWS compact form itself (RFC 7515: base64url header, `.`,
+//! base64url payload, `.`, base64url signature) with the header encoded once per key:
+//! `jsonwebtoken::encode` rebuilds its signer on every call, and for Ed25519 that re-parses the
+//! PKCS#8 key and recomputes the public point, a second scalar multiplication per token.
+//! Verifying calls the same aws-lc-rs primitives jsonwebtoken's backend calls, but on keys
+//! parsed once when the [`VerifyingKey`] is built: `jsonwebtoken::crypto::verify` rebuilds its verifier on
 //! every call (a boxed verifier, a copy of the key, the HMAC key schedule, the RSA key parse),
 //! which cost more than the whole claim check for HS256 and about 20 % for RS256
 //! (docs/BENCHMARKS.md). HS256 keys are shared secrets: they sign and verify, but never appear
@@ -19,10 +23,11 @@ use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
-use aws_lc_rs::signature::{ED25519, KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use aws_lc_rs::signature::{ED25519, KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey, Header};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, Header};
 use serde::{Deserialize, Serialize};
 
 use crate::ACCESS_TOKEN_TYP;
@@ -214,7 +219,9 @@ pub struct JwkSet {
 /// A usable signing key: its material parsed once into signing and verifying forms, plus its JWK.
 #[derive(Clone)]
 pub struct SigningKey {
-    encoding: EncodingKey,
+    signer: Arc<Signer>,
+    /// `base64url({"typ":"at+jwt","alg":…,"kid":…})`, the first part of every token it signs.
+    header_b64: Arc<str>,
     verifying: VerifyingKey,
     jwk: Jwk,
     material: KeyMaterial,
@@ -292,13 +299,14 @@ impl SigningKey {
             alg: material.alg.as_str().into(),
             use_: "sig".into(),
         };
-        let (encoding, decoding) = match material.alg {
+        let (signer, decoding) = match material.alg {
             KeyAlg::EdDsa => {
                 let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|_| invalid())?;
                 let public = pair.public_key().as_ref();
                 jwk.crv = Some("Ed25519".into());
                 jwk.x = Some(URL_SAFE_NO_PAD.encode(public));
-                (EncodingKey::from_ed_der(der), DecodingKey::from_ed_der(public))
+                let decoding = DecodingKey::from_ed_der(public);
+                (Signer::Ed25519(pair), decoding)
             }
             KeyAlg::Es256 => {
                 let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|_| invalid())?;
@@ -308,7 +316,8 @@ impl SigningKey {
                 jwk.crv = Some("P-256".into());
                 jwk.x = Some(URL_SAFE_NO_PAD.encode(x));
                 jwk.y = Some(URL_SAFE_NO_PAD.encode(y));
-                (EncodingKey::from_ec_der(der), DecodingKey::from_ec_der(point))
+                let decoding = DecodingKey::from_ec_der(point);
+                (Signer::Ecdsa(pair), decoding)
             }
             KeyAlg::Rs256 => {
                 let pair = RsaKeyPair::from_pkcs8(der).map_err(|_| invalid())?;
@@ -318,21 +327,18 @@ impl SigningKey {
                 let parts = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
                 jwk.n = Some(URL_SAFE_NO_PAD.encode(&parts.n));
                 jwk.e = Some(URL_SAFE_NO_PAD.encode(&parts.e));
-                // jsonwebtoken signs RSA with the PKCS#1 key inside the PKCS#8 wrapper; its PEM
-                // reader unwraps it, so hand it the same DER as a PEM document.
-                let as_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
-                let encoding = EncodingKey::from_rsa_pem(as_pem.as_bytes()).map_err(|_| invalid())?;
-                (encoding, DecodingKey::from_rsa_raw_components(&parts.n, &parts.e))
+                (Signer::Rsa(pair), DecodingKey::from_rsa_raw_components(&parts.n, &parts.e))
             }
             KeyAlg::Hs256 => {
                 if der.len() < MIN_HS256_SECRET_BYTES {
                     return Err(KeyError::WeakSecret { kid: material.kid.clone() });
                 }
-                (EncodingKey::from_secret(der), DecodingKey::from_secret(der))
+                (Signer::Hmac(hmac::Key::new(hmac::HMAC_SHA256, der)), DecodingKey::from_secret(der))
             }
         };
+        let header_b64 = access_token_header(material.alg, &material.kid)?.into();
         let verifying = VerifyingKey::assemble(material.kid.clone(), material.alg, decoding).ok_or_else(invalid)?;
-        Ok(Self { encoding, verifying, jwk, material })
+        Ok(Self { signer: Arc::new(signer), header_b64, verifying, jwk, material })
     }
 
     /// The key id.
@@ -366,19 +372,81 @@ impl SigningKey {
         &self.material
     }
 
-    /// The jsonwebtoken encoding key (tests forge tokens with arbitrary headers through it).
+    /// A jsonwebtoken encoding key of the same material (tests forge tokens with arbitrary
+    /// headers through it).
     #[cfg(test)]
-    pub(crate) fn encoding_key(&self) -> &EncodingKey {
-        &self.encoding
+    pub(crate) fn encoding_key(&self) -> jsonwebtoken::EncodingKey {
+        use jsonwebtoken::EncodingKey;
+        let der = self.material.private_der.as_slice();
+        match self.alg() {
+            KeyAlg::EdDsa => EncodingKey::from_ed_der(der),
+            KeyAlg::Es256 => EncodingKey::from_ec_der(der),
+            KeyAlg::Rs256 => {
+                EncodingKey::from_rsa_pem(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())).as_bytes()).unwrap()
+            }
+            KeyAlg::Hs256 => EncodingKey::from_secret(der),
+        }
     }
 
-    /// Signs access-token claims with this key: header `{alg, typ: "at+jwt", kid}`.
+    /// Signs access-token claims with this key: header `{typ: "at+jwt", alg, kid}`, the JWS
+    /// compact serialization (RFC 7515 §7.1) of the claims as JSON.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyError> {
-        let mut header = Header::new(self.alg().algorithm());
-        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-        header.kid = Some(self.kid().to_owned());
-        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+        let mut payload = Vec::with_capacity(320);
+        serde_json::to_writer(&mut payload, claims).map_err(jsonwebtoken::errors::Error::from)?;
+        let payload_b64_len = (payload.len() * 4).div_ceil(3);
+        // The longest signature is RSA's (up to 1 KiB, 1366 characters); the others fit in 88.
+        let mut token = String::with_capacity(self.header_b64.len() + payload_b64_len + 2 + 88);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let failed = |what: &str| jsonwebtoken::errors::Error::from(ErrorKind::Signing(what.to_owned()));
+        let message = token.as_bytes();
+        match self.signer.as_ref() {
+            Signer::Ed25519(pair) => {
+                let signature = pair.sign(message);
+                push_b64(&mut token, signature.as_ref());
+            }
+            Signer::Ecdsa(pair) => {
+                let signature = pair.sign(&SystemRandom::new(), message).map_err(|_| failed("ES256"))?;
+                push_b64(&mut token, signature.as_ref());
+            }
+            Signer::Rsa(pair) => {
+                let mut signature = vec![0u8; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature)
+                    .map_err(|_| failed("RS256"))?;
+                push_b64(&mut token, &signature);
+            }
+            Signer::Hmac(key) => {
+                let tag = hmac::sign(key, message);
+                push_b64(&mut token, tag.as_ref());
+            }
+        }
+        Ok(token)
     }
+}
+
+/// The key in the form aws-lc-rs signs with, parsed once (none of these is `Clone`).
+enum Signer {
+    Ed25519(Ed25519KeyPair),
+    Ecdsa(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+    Hmac(hmac::Key),
+}
+
+/// Appends `.` and the base64url form of `signature` to `token`.
+fn push_b64(token: &mut String, signature: &[u8]) {
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, token);
+}
+
+/// The base64url JOSE header of every access token `kid` signs, exactly as jsonwebtoken
+/// serializes it: `{"typ":"at+jwt","alg":…,"kid":…}`.
+fn access_token_header(alg: KeyAlg, kid: &str) -> Result<String, KeyError> {
+    let mut header = Header::new(alg.algorithm());
+    header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+    header.kid = Some(kid.to_owned());
+    let json = serde_json::to_vec(&header).map_err(|e| KeyError::Sign(e.into()))?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
 }
 
 fn random_kid() -> Result<String, KeyError> {
@@ -754,6 +822,83 @@ mod tests {
 
     fn claims() -> AccessClaims {
         AccessClaims::new("https://id.example", "api", "u", "s", crate::now_unix(), 900)
+    }
+
+    /// The verifying key a resource server holding only the JWK (or, for HS256, the secret)
+    /// would build with jsonwebtoken alone.
+    fn jsonwebtoken_public_key(key: &SigningKey) -> DecodingKey {
+        let jwk = key.jwk();
+        let field = |v: &Option<String>| v.clone().unwrap();
+        match key.alg() {
+            KeyAlg::EdDsa => DecodingKey::from_ed_components(&field(&jwk.x)).unwrap(),
+            KeyAlg::Es256 => DecodingKey::from_ec_components(&field(&jwk.x), &field(&jwk.y)).unwrap(),
+            KeyAlg::Rs256 => DecodingKey::from_rsa_components(&field(&jwk.n), &field(&jwk.e)).unwrap(),
+            KeyAlg::Hs256 => DecodingKey::from_secret(&key.material().private_der),
+        }
+    }
+
+    #[test]
+    fn tokens_signed_with_the_parsed_key_verify_with_jsonwebtoken_decode() {
+        for alg in KeyAlg::ALL {
+            let key = SigningKey::generate(alg).unwrap();
+            let mut claims = claims();
+            (claims.scope, claims.role) = (Some("read write".into()), Some("admin".into()));
+            let token = key.sign(&claims).unwrap();
+            let mut validation = jsonwebtoken::Validation::new(alg.algorithm());
+            validation.set_issuer(&["https://id.example"]);
+            validation.set_audience(&["api"]);
+            let decoded = jsonwebtoken::decode::<AccessClaims>(&token, &jsonwebtoken_public_key(&key), &validation)
+                .unwrap_or_else(|e| panic!("{alg}: {e}"));
+            assert_eq!(decoded.claims, claims, "{alg}");
+            assert_eq!(decoded.header.alg, alg.algorithm(), "{alg}");
+            assert_eq!(decoded.header.typ.as_deref(), Some(ACCESS_TOKEN_TYP), "{alg}");
+            assert_eq!(decoded.header.kid.as_deref(), Some(key.kid()), "{alg}");
+            // A different key of the same algorithm refuses it.
+            let other = SigningKey::generate(alg).unwrap();
+            assert!(
+                jsonwebtoken::decode::<AccessClaims>(&token, &jsonwebtoken_public_key(&other), &validation).is_err(),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_are_what_jsonwebtoken_encode_produced() {
+        for alg in KeyAlg::ALL {
+            let key = SigningKey::generate(alg).unwrap();
+            let claims = claims();
+            let ours = key.sign(&claims).unwrap();
+            let mut header = Header::new(alg.algorithm());
+            header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+            header.kid = Some(key.kid().to_owned());
+            let theirs = jsonwebtoken::encode(&header, &claims, &key.encoding_key()).unwrap();
+            let parts = |t: &str| t.split('.').map(str::to_owned).collect::<Vec<_>>();
+            let (ours_parts, theirs_parts) = (parts(&ours), parts(&theirs));
+            assert_eq!(ours_parts.len(), 3, "{alg}");
+            // Same header and payload bytes, so the same fields in the same order.
+            assert_eq!(ours_parts[..2], theirs_parts[..2], "{alg}");
+            let header_json: serde_json::Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&ours_parts[0]).unwrap()).unwrap();
+            assert_eq!(
+                header_json,
+                serde_json::json!({"typ": "at+jwt", "alg": alg.as_str(), "kid": key.kid()}),
+                "{alg}"
+            );
+            // Ed25519, RSASSA-PKCS1-v1_5 and HMAC are deterministic: the whole token is the same.
+            // ECDSA signatures are randomized.
+            if alg != KeyAlg::Es256 {
+                assert_eq!(ours, theirs, "{alg}");
+            }
+        }
+    }
+
+    #[test]
+    fn signing_keys_loaded_from_openssl_pems_sign_the_same_tokens_as_jsonwebtoken() {
+        let key = SigningKey::from_pem("k1", KeyAlg::EdDsa, OPENSSL_ED25519.as_bytes()).unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        (header.typ, header.kid) = (Some(ACCESS_TOKEN_TYP.into()), Some("k1".into()));
+        let claims = claims();
+        assert_eq!(key.sign(&claims).unwrap(), jsonwebtoken::encode(&header, &claims, &key.encoding_key()).unwrap());
     }
 
     #[test]

@@ -408,7 +408,7 @@ mod tests {
     /// (which may differ from the key's own).
     fn forge_with(key: &SigningKey, as_alg: KeyAlg, header: serde_json::Value, claims: serde_json::Value) -> String {
         let message = format!("{}.{}", b64(&header), b64(&claims));
-        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key.encoding_key(), as_alg.algorithm()).unwrap();
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding_key(), as_alg.algorithm()).unwrap();
         format!("{message}.{sig}")
     }
 
