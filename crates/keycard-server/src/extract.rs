@@ -139,13 +139,24 @@ impl Authenticated {
     /// Validates `token` and looks its session and user up.
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let now = keycard_core::now_unix();
-        let claims = match state.validator().validate(&state.keys(), token, now) {
-            // A key rotated by another process: look again, once.
-            Err(TokenError::UnknownKey) if state.reload_keys_for_unknown_kid().await => {
-                state.validator().validate(&state.keys(), token, now)?
+        let claims = match state.verified.get(token, now, state.config.leeway) {
+            // This exact token passed validation under the current key ring, and is in its
+            // validity window still (see verify_cache).
+            Some(claims) => claims,
+            None => {
+                let generation = state.verified.generation();
+                let claims = match state.validator().validate(&state.keys(), token, now) {
+                    // A key rotated by another process: look again, once.
+                    Err(TokenError::UnknownKey) if state.reload_keys_for_unknown_kid().await => {
+                        state.validator().validate(&state.keys(), token, now)?
+                    }
+                    other => other?,
+                };
+                state.verified.insert(token, &claims, generation);
+                claims
             }
-            other => other?,
         };
+        // Never cached: revocation and deletion take effect on the next request.
         let user = state.store.session_user(&claims.sid, &claims.sub, now).await?.ok_or(TokenError::Revoked)?;
         Ok(Self { claims, user })
     }

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod verify_cache;
 
 pub use settings::Settings;
 pub use startup::{Application, app};

@@ -50,6 +50,9 @@ pub struct Settings {
     pub db_readers: u32,
     /// Argon2 memory cost in KiB (OWASP: 19456). Lower only for tests.
     pub argon2_memory_kib: u32,
+    /// Access tokens remembered as verified (signature and claims), so repeated requests with
+    /// the same token skip the signature check; 0 turns the cache off.
+    pub verify_cache_size: usize,
     /// Master key sealing signing keys at rest (32 bytes, base64url or hex); usually given as
     /// `KEYCARD_MASTER_KEY`.
     pub master_key: Option<Secret>,
@@ -118,6 +121,7 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             db_readers: 4,
             argon2_memory_kib: 19_456,
+            verify_cache_size: 10_000,
             master_key: None,
             master_key_file: None,
             signing_alg: "EdDSA".into(),

@@ -93,7 +93,7 @@ impl Application {
             (true, Some(url)) => RateLimits::redis(settings.limit_config(), url).await?,
             (true, None) => RateLimits::memory(settings.limit_config()),
         };
-        let state = AppState::new(store, passwords, config, ring, master, limits);
+        let state = AppState::new(store, passwords, config, ring, master, limits, settings.verify_cache_size);
         let mut background: Vec<JoinHandle<()>> =
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));

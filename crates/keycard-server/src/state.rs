@@ -11,6 +11,7 @@ use keycard_store::{AuditEvent, Store};
 use crate::keys::{KeyManager, MasterKey};
 use crate::password::Passwords;
 use crate::ratelimit::RateLimits;
+use crate::verify_cache::VerifiedTokens;
 
 /// Everything handlers share: one `Arc`, so an extractor's clone is one reference count.
 /// Fields are reached through `Deref` (`state.store`, `state.config`, …).
@@ -32,6 +33,8 @@ pub struct Inner {
     /// When the key ring was last read from the store (Unix seconds).
     keys_loaded_at: AtomicI64,
     validator: Validator,
+    /// Access tokens that passed validation under the current key ring.
+    pub verified: VerifiedTokens,
 }
 
 impl Deref for AppState {
@@ -84,6 +87,7 @@ impl AppState {
         keys: KeyRing,
         master: MasterKey,
         limits: RateLimits,
+        verify_cache_size: usize,
     ) -> Self {
         let validator = Validator::new(&config.issuer, &config.audience, config.leeway.unsigned_abs());
         Self(Arc::new(Inner {
@@ -95,6 +99,7 @@ impl AppState {
             master,
             keys_loaded_at: AtomicI64::new(keycard_core::now_unix()),
             validator,
+            verified: VerifiedTokens::new(verify_cache_size),
         }))
     }
 
@@ -108,9 +113,19 @@ impl AppState {
         let now = keycard_core::now_unix();
         let ring = self.key_manager().ring(now, self.config.signing_alg).await?;
         self.keys_loaded_at.store(now, Ordering::Relaxed);
-        match self.keys.write() {
-            Ok(mut slot) => *slot = Arc::new(ring),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(ring),
+        let changed = {
+            let mut slot = match self.keys.write() {
+                Ok(slot) => slot,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let changed = kids(&slot) != kids(&ring);
+            *slot = Arc::new(ring);
+            changed
+        };
+        // After the new ring is in place: a validation that read the old generation cannot
+        // have its entry used any more.
+        if changed {
+            self.verified.invalidate();
         }
         Ok(())
     }
@@ -163,6 +178,13 @@ impl AppState {
             tracing::error!(error = %e, kind = %event.kind, "could not write audit event");
         }
     }
+}
+
+/// The active kid and every kid of a ring, sorted: equal lists mean the same keys verify.
+fn kids(ring: &KeyRing) -> (String, Vec<String>) {
+    let mut kids: Vec<String> = ring.keys().map(|k| k.kid().to_owned()).collect();
+    kids.sort_unstable();
+    (ring.active().kid().to_owned(), kids)
 }
 
 /// Refresh-token binding: what must stay the same between login and each refresh.

@@ -12,3 +12,4 @@ mod lifecycle;
 mod logout;
 mod refresh;
 mod restart;
+mod verify_cache;
