@@ -3,7 +3,7 @@
 //! Layout:
 //! - [`model`]: the records the store reads and writes.
 //! - [`Store`]: the trait every backend implements; the server only sees `Arc<dyn Store>`.
-//! - [`sqlite`]: the embedded default (one file, WAL, one writer connection).
+//! - [`sqlite`]: the embedded default (one file, WAL, one writer thread committing in groups).
 //! - [`postgres`]: the shared backend for several instances (a pool per instance).
 //!
 //! Rotation is one atomic operation of the store ([`Store::rotate_refresh`]): the presented token
@@ -35,6 +35,15 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// SQLite answered with an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store cannot serve: it is closed, or its SQLite writer thread stopped.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A bug inside the store (e.g. a write job panicked); the store itself carries on.
+    #[error("internal store error: {0}")]
+    Internal(String),
 }
 
 impl StoreError {
@@ -46,8 +55,11 @@ impl StoreError {
     /// 08 (connection exception), class 53 (insufficient resources, e.g. too many connections),
     /// 57P01–57P03 (shutting down, crash recovery, not accepting connections yet), 57014 (our
     /// `statement_timeout` fired: overloaded) and 25006 (a read-only standby after a fail-over).
+    ///
+    /// On SQLite: [`StoreError::Unavailable`], a closed store or a stopped writer thread.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            Self::Unavailable(_) => true,
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_),
             ) => true,

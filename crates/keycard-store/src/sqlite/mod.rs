@@ -1,31 +1,72 @@
 //! The embedded SQLite backend: one database file in WAL mode.
 //!
-//! SQLite allows one writer at a time, so writes go through a pool of exactly one connection and
-//! every write transaction starts with `BEGIN IMMEDIATE` (a deferred transaction that reads and
-//! then writes can fail with "database is locked" whatever the busy timeout, e.g. when `keycard
-//! users` runs beside the server). Reads use their own pool and proceed in parallel under WAL.
+//! SQLite allows one writer at a time, so one thread owns the one read-write connection
+//! ([`writer`]): every write operation of the store is one job sent to it, and the jobs waiting
+//! in its queue are committed together in one `BEGIN IMMEDIATE` transaction, a savepoint each
+//! (group commit; answers go out after the commit). `BEGIN IMMEDIATE` because a deferred
+//! transaction that reads and then writes can fail with "database is locked" whatever the busy
+//! timeout, e.g. when `keycard users` runs beside the server. Reads run inline on a read-only
+//! connection per thread ([`reader`]) and proceed in parallel under WAL.
+//!
+//! Connections come from rusqlite, which links the same `libsqlite3-sys` (so the same SQLite, one
+//! copy in the process: two copies would break each other's POSIX locks) as sqlx. Migrations
+//! still run through sqlx's migrator, on a connection opened for that and closed before the
+//! writer starts: databases created by earlier versions record their migrations in sqlx's
+//! `_sqlx_migrations` table (with checksums), and one bookkeeping format, the one already on disk,
+//! is simpler and safer than a second runner that must honour the first.
 
 mod queries;
+mod reader;
+mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
-use crate::Result;
+use crate::{Result, StoreError};
+use writer::{Done, Writer};
 
-/// The SQLite store.
-#[derive(Clone, Debug)]
+/// The SQLite store. Clones share the writer thread; the last one dropped stops it.
+#[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one store share.
+struct Shared {
+    /// Tells this store's read connections from others' in a thread's cache.
+    id: u64,
+    path: PathBuf,
+    writer: Writer,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.path)
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path` or a plain path) and
     /// runs migrations.
+    ///
+    /// `readers` is accepted for compatibility and not used: reads run on a read-only connection
+    /// per calling thread (see [`reader`]), so there are as many read connections as threads that
+    /// read (the tokio workers), never more than a few per thread.
     pub async fn open(url: &str, readers: u32) -> Result<Self> {
+        let _ = readers;
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Unavailable("the SQLite store needs a file, not an in-memory database".into()));
+        }
         let options = if url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url)?
         } else {
@@ -37,36 +78,56 @@ impl SqliteStore {
             // NORMAL in WAL mode: a power loss may lose the last transactions, never corrupt.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5))
-            .statement_cache_capacity(128);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(readers.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(Self { writer, reader })
+            .busy_timeout(Duration::from_secs(5));
+        let path = options.get_filename().to_owned();
+        let mut migrations = options.connect().await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut migrations).await?;
+        sqlx::Connection::close(migrations).await?;
+
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let writer = Writer::start(path.clone()).await?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Self { shared: Arc::new(Shared { id, path, writer, closed: AtomicBool::new(false) }) })
     }
 
-    /// Runs SQLite's integrity check; `Ok(true)` when it reports "ok".
+    /// Runs SQLite's integrity check; `Ok(true)` when it reports "ok". On a connection of its
+    /// own, off the async workers (it reads the whole file).
     pub async fn integrity_check(&self) -> Result<bool> {
-        let (result,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&self.reader).await?;
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(writer::stopped());
+        }
+        let path = self.shared.path.clone();
+        let check = tokio::task::spawn_blocking(move || -> Result<String> {
+            let conn = reader::open(&path)?;
+            Ok(conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
+        });
+        let result = check.await.map_err(|e| StoreError::Internal(format!("the integrity check stopped: {e}")))??;
         Ok(result == "ok")
     }
 
-    /// Closes both pools, checkpointing the WAL.
+    /// Stops the writer once it has committed what is queued, checkpointing the WAL into the
+    /// database file. Every later call fails with an error that
+    /// [`is_unavailable`](StoreError::is_unavailable).
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.shared.closed.store(true, Ordering::Release);
+        reader::forget(&self.shared);
+        self.shared.writer.close().await;
     }
 
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Runs `work` as one job on the writer thread; see [`writer`].
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<Done<T>> + Send + 'static,
+    {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(writer::stopped());
+        }
+        self.shared.writer.write(work).await
+    }
+
+    /// Runs `read` inline on this thread's read connection; see [`reader`].
+    fn read<T>(&self, read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T> {
+        reader::read(&self.shared, read)
     }
 }

@@ -1,271 +1,249 @@
-//! The [`Store`] trait for [`SqliteStore`]: each method is one statement or one transaction.
+//! The [`Store`] trait for [`SqliteStore`]: each write method is one job of the writer thread (one
+//! savepoint of a group transaction), each read one statement on the thread's read connection.
 
 use async_trait::async_trait;
 use keycard_core::refresh::TokenHash;
-use sqlx::{Sqlite, Transaction};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
+use super::writer::Done;
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
-type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>);
-const SESSION_COLUMNS: &str =
-    "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip";
-
-fn session(row: SessionRow) -> SessionRecord {
-    let (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip) = row;
-    SessionRecord { id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip }
+/// The session columns, in the order [`session`] reads them.
+macro_rules! cols {
+    () => {
+        "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip"
+    };
 }
 
-type UserRow = (String, String, String, i64);
-
-fn user((id, email, password_hash, created_at): UserRow) -> UserRecord {
-    UserRecord { id, email, password_hash, created_at }
+/// A session is live when not revoked and before both its expiries; `$now` is the parameter
+/// number of now.
+macro_rules! live {
+    ($now:literal) => {
+        concat!("s.revoked_at IS NULL AND s.idle_expires_at > ?", $now, " AND s.absolute_expires_at > ?", $now)
+    };
 }
 
-/// A session is live when not revoked and before both its expiries.
-const LIVE: &str = "s.revoked_at IS NULL AND s.idle_expires_at > ?now AND s.absolute_expires_at > ?now";
+const INSERT_USER: &str =
+    "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)";
+const USER_BY_EMAIL: &str = "SELECT id, email, password_hash, created_at FROM users WHERE email = ?1";
+const USER_BY_ID: &str = "SELECT id, email, password_hash, created_at FROM users WHERE id = ?1";
+const INSERT_SESSION: &str = "INSERT INTO sessions
+     (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
+     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)";
+/// The one step that decides the winner of a rotation: only a still-unused token gets a row back.
+const USE_TOKEN: &str =
+    "UPDATE refresh_tokens SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL RETURNING session_id";
+const TOKEN: &str = "SELECT session_id, used_at FROM refresh_tokens WHERE hash = ?1";
+const LIVE_SESSION: &str = concat!("SELECT ", cols!(), " FROM sessions s WHERE s.id = ?1 AND ", live!(2));
+const RETIRE_UNUSED: &str = "UPDATE refresh_tokens SET used_at = ?1 WHERE session_id = ?2 AND used_at IS NULL";
+const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = ?3, idle_expires_at = MIN(?2 + ?3, absolute_expires_at)
+     WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
+     RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip";
+const SESSION_BY_REFRESH: &str = concat!(
+    "SELECT ",
+    cols!(),
+    " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?1 AND t.used_at IS NULL AND ",
+    live!(2)
+);
+/// Idle expiry does not end an access token early: only revocation and the absolute limit do.
+const SESSION_USER: &str =
+    "SELECT u.id, u.email, u.password_hash, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.absolute_expires_at > ?3";
+const LIST_SESSIONS: &str = concat!(
+    "SELECT ",
+    cols!(),
+    " FROM sessions s WHERE s.user_id = ?1 AND ",
+    live!(2),
+    " ORDER BY s.created_at DESC, s.id"
+);
+const OWN_LIVE_SESSION: &str = concat!("SELECT s.id FROM sessions s WHERE s.id = ?1 AND s.user_id = ?2 AND ", live!(3));
+const LIVE_SESSION_IDS: &str =
+    concat!("SELECT s.id FROM sessions s WHERE s.user_id = ?1 AND (?2 IS NULL OR s.id <> ?2) AND ", live!(3));
+const REVOKE: &str = "UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 WHERE id = ?3 AND revoked_at IS NULL";
+const DROP_TOKENS: &str = "DELETE FROM refresh_tokens WHERE session_id = ?1";
+const PUBLISH: &str = "INSERT INTO revocations (session_id, user_id, revoked_at, reason) VALUES (?1, ?2, ?3, ?4)";
+const SET_PASSWORD: &str = "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3";
+const DELETE_USER: &str = "DELETE FROM users WHERE id = ?1";
+const REVOCATIONS: &str =
+    "SELECT seq, session_id, user_id, revoked_at, reason FROM revocations WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+const SIGNING_KEYS: &str =
+    "SELECT kid, alg, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid";
+const INSERT_KEY: &str =
+    "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (kid) DO NOTHING";
+const RETIRE_KEY: &str = "UPDATE signing_keys SET retired_at = ?1 WHERE kid = ?2 AND retired_at IS NULL";
+const APPEND_AUDIT: &str = "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const PRUNE_AUDIT: &str = "DELETE FROM audit_events WHERE at < ?1";
+const AUDIT_EVENTS: &str = "SELECT id, at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events
+     WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR at >= ?3)
+     ORDER BY id DESC LIMIT ?4";
 
-/// Expands `{cols}` and `{live}` in `sql`; `?now` becomes the positional parameter `?{now}`.
-fn live(sql: &str, now: u8) -> sqlx::AssertSqlSafe<String> {
-    let sql = sql.replace("{cols}", SESSION_COLUMNS).replace("{live}", LIVE).replace("?now", &format!("?{now}"));
-    sqlx::AssertSqlSafe(sql)
+/// A session from the columns of [`cols!`] (or the same list in a `RETURNING`).
+fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        created_at: row.get(2)?,
+        last_used_at: row.get(3)?,
+        idle_expires_at: row.get(4)?,
+        absolute_expires_at: row.get(5)?,
+        user_agent: row.get(6)?,
+        ip: row.get(7)?,
+    })
 }
 
-/// Revokes the given live sessions inside `tx` and records them in the revocation feed.
-async fn revoke_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    ids: &[String],
-    user_id: &str,
-    reason: &str,
-    now: i64,
-) -> Result<()> {
+/// A user from `id, email, password_hash, created_at`.
+fn user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord { id: row.get(0)?, email: row.get(1)?, password_hash: row.get(2)?, created_at: row.get(3)? })
+}
+
+/// Whether `e` is a unique or primary-key violation (as sqlx's `is_unique_violation` decides).
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error(),
+        Some(rusqlite::ffi::Error { extended_code, .. })
+            if *extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || *extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// Revokes the given live sessions and records them in the revocation feed.
+fn revoke_in(c: &Connection, ids: &[String], user_id: &str, reason: &str, now: i64) -> rusqlite::Result<()> {
+    let (mut revoke, mut drop_tokens, mut publish) =
+        (c.prepare_cached(REVOKE)?, c.prepare_cached(DROP_TOKENS)?, c.prepare_cached(PUBLISH)?);
     for id in ids {
-        sqlx::query("UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 WHERE id = ?3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(reason)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("DELETE FROM refresh_tokens WHERE session_id = ?1").bind(id).execute(&mut **tx).await?;
-        sqlx::query("INSERT INTO revocations (session_id, user_id, revoked_at, reason) VALUES (?1, ?2, ?3, ?4)")
-            .bind(id)
-            .bind(user_id)
-            .bind(now)
-            .bind(reason)
-            .execute(&mut **tx)
-            .await?;
+        revoke.execute(params![now, reason, id])?;
+        drop_tokens.execute(params![id])?;
+        publish.execute(params![id, user_id, now, reason])?;
     }
     Ok(())
 }
 
-async fn live_session_ids(
-    tx: &mut Transaction<'static, Sqlite>,
-    user_id: &str,
-    except: Option<&str>,
-    now: i64,
-) -> Result<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as(live(
-        "SELECT s.id FROM sessions s WHERE s.user_id = ?1 AND (?2 IS NULL OR s.id <> ?2) AND {live}",
-        3,
-    ))
-    .bind(user_id)
-    .bind(except)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+fn live_session_ids(c: &Connection, user_id: &str, except: Option<&str>, now: i64) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached(LIVE_SESSION_IDS)?.query_map(params![user_id, except, now], |row| row.get(0))?.collect()
+}
+
+/// [`Store::rotate_refresh`], as one job.
+fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>> {
+    let won: Option<String> =
+        c.prepare_cached(USE_TOKEN)?.query_row(params![r.now, r.presented.as_bytes()], |row| row.get(0)).optional()?;
+    let session_id = match won {
+        Some(sid) => sid,
+        None => {
+            let used: Option<(String, Option<i64>)> = c
+                .prepare_cached(TOKEN)?
+                .query_row(params![r.presented.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let Some((sid, Some(used_at))) = used else {
+                return Ok(Done::Undo(RotateOutcome::Invalid));
+            };
+            let current = c.prepare_cached(LIVE_SESSION)?.query_row(params![sid, r.now], session).optional()?;
+            let Some(current) = current else {
+                return Ok(Done::Undo(RotateOutcome::Invalid));
+            };
+            if r.now - used_at >= r.reuse_interval {
+                revoke_in(c, std::slice::from_ref(&sid), &current.user_id, "refresh_token_reused", r.now)?;
+                return Ok(Done::Keep(RotateOutcome::Reused { session_id: sid, user_id: current.user_id }));
+            }
+            // Inside the reuse interval: the client lost our answer. Retire whichever token we
+            // handed out in it, so the family keeps exactly one live token.
+            c.prepare_cached(RETIRE_UNUSED)?.execute(params![r.now, sid])?;
+            sid
+        }
+    };
+    let rotated =
+        c.prepare_cached(TOUCH_SESSION)?.query_row(params![session_id, r.idle_ttl, r.now], session).optional()?;
+    let Some(rotated) = rotated else {
+        // Revoked or expired session: undo, the presented token stays as it was.
+        return Ok(Done::Undo(RotateOutcome::Invalid));
+    };
+    c.prepare_cached(INSERT_TOKEN)?.execute(params![r.replacement.as_bytes(), session_id, r.now])?;
+    Ok(Done::Keep(RotateOutcome::Rotated(rotated)))
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        if !self.shared.writer.is_running() {
+            return Err(super::writer::stopped());
+        }
+        self.read(|c| c.prepare_cached("SELECT 1")?.query_row([], |row| row.get::<_, i64>(0)))?;
         Ok(())
     }
 
     async fn create_user(&self, u: &NewUser) -> Result<()> {
-        let result = sqlx::query(
-            "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-        )
-        .bind(&u.id)
-        .bind(&u.email)
-        .bind(&u.password_hash)
-        .bind(u.created_at)
-        .execute(&self.writer)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::EmailTaken),
-            Err(e) => Err(e.into()),
-        }
+        let u = u.clone();
+        self.write(move |c| {
+            match c.prepare_cached(INSERT_USER)?.execute(params![u.id, u.email, u.password_hash, u.created_at]) {
+                Ok(_) => Ok(Done::Keep(())),
+                Err(e) if is_unique_violation(&e) => Err(StoreError::EmailTaken),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE email = ?1")
-                .bind(email)
-                .fetch_optional(&self.reader)
-                .await?;
-        Ok(row.map(user))
+        self.read(|c| c.prepare_cached(USER_BY_EMAIL)?.query_row(params![email], user).optional())
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await?;
-        Ok(row.map(user))
+        self.read(|c| c.prepare_cached(USER_BY_ID)?.query_row(params![id], user).optional())
     }
 
     async fn create_session(&self, s: &NewSession, first_token: &TokenHash) -> Result<()> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(&s.id)
-        .bind(&s.user_id)
-        .bind(s.created_at)
-        .bind(s.idle_expires_at)
-        .bind(s.absolute_expires_at)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)")
-            .bind(first_token.as_bytes())
-            .bind(&s.id)
-            .bind(s.created_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let (s, first_token) = (s.clone(), *first_token);
+        self.write(move |c| {
+            c.prepare_cached(INSERT_SESSION)?.execute(params![
+                s.id,
+                s.user_id,
+                s.created_at,
+                s.idle_expires_at,
+                s.absolute_expires_at,
+                s.user_agent,
+                s.ip
+            ])?;
+            c.prepare_cached(INSERT_TOKEN)?.execute(params![first_token.as_bytes(), s.id, s.created_at])?;
+            Ok(Done::Keep(()))
+        })
+        .await
     }
 
     async fn rotate_refresh(&self, r: &Rotation) -> Result<RotateOutcome> {
-        let mut tx = self.write_tx().await?;
-        // The one step that decides the winner: only a still-unused token gets a row back.
-        let won: Option<(String,)> = sqlx::query_as(
-            "UPDATE refresh_tokens SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL RETURNING session_id",
-        )
-        .bind(r.now)
-        .bind(r.presented.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let session_id = match won {
-            Some((sid,)) => sid,
-            None => {
-                let used: Option<(String, Option<i64>)> =
-                    sqlx::query_as("SELECT session_id, used_at FROM refresh_tokens WHERE hash = ?1")
-                        .bind(r.presented.as_bytes())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let Some((sid, Some(used_at))) = used else {
-                    return Ok(RotateOutcome::Invalid);
-                };
-                let current: Option<SessionRow> =
-                    sqlx::query_as(live("SELECT {cols} FROM sessions s WHERE s.id = ?1 AND {live}", 2))
-                        .bind(&sid)
-                        .bind(r.now)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let Some(current) = current.map(session) else {
-                    return Ok(RotateOutcome::Invalid);
-                };
-                if r.now - used_at >= r.reuse_interval {
-                    revoke_in(&mut tx, std::slice::from_ref(&sid), &current.user_id, "refresh_token_reused", r.now)
-                        .await?;
-                    tx.commit().await?;
-                    return Ok(RotateOutcome::Reused { session_id: sid, user_id: current.user_id });
-                }
-                // Inside the reuse interval: the client lost our answer. Retire whichever token we
-                // handed out in it, so the family keeps exactly one live token.
-                sqlx::query("UPDATE refresh_tokens SET used_at = ?1 WHERE session_id = ?2 AND used_at IS NULL")
-                    .bind(r.now)
-                    .bind(&sid)
-                    .execute(&mut *tx)
-                    .await?;
-                sid
-            }
-        };
-        let rotated: Option<SessionRow> = sqlx::query_as(
-            "UPDATE sessions SET last_used_at = ?3, idle_expires_at = MIN(?2 + ?3, absolute_expires_at)
-             WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
-             RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip",
-        )
-        .bind(&session_id)
-        .bind(r.idle_ttl)
-        .bind(r.now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(rotated) = rotated.map(session) else {
-            // Revoked or expired session: roll back, the presented token stays as it was.
-            return Ok(RotateOutcome::Invalid);
-        };
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)")
-            .bind(r.replacement.as_bytes())
-            .bind(&session_id)
-            .bind(r.now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(RotateOutcome::Rotated(rotated))
+        let r = r.clone();
+        self.write(move |c| rotate(c, &r)).await
     }
 
     async fn session_by_refresh(&self, token: &TokenHash, now: i64) -> Result<Option<SessionRecord>> {
-        let row: Option<SessionRow> = sqlx::query_as(live(
-            "SELECT {cols} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
-             WHERE t.hash = ?1 AND t.used_at IS NULL AND {live}",
-            2,
-        ))
-        .bind(token.as_bytes())
-        .bind(now)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(session))
+        self.read(|c| {
+            c.prepare_cached(SESSION_BY_REFRESH)?.query_row(params![token.as_bytes(), now], session).optional()
+        })
     }
 
     async fn session_user(&self, session_id: &str, user_id: &str, now: i64) -> Result<Option<UserRecord>> {
-        // Idle expiry does not end an access token early: only revocation and the absolute limit do.
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT u.id, u.email, u.password_hash, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.absolute_expires_at > ?3",
-        )
-        .bind(session_id)
-        .bind(user_id)
-        .bind(now)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(user))
+        self.read(|c| c.prepare_cached(SESSION_USER)?.query_row(params![session_id, user_id, now], user).optional())
     }
 
     async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>> {
-        let rows: Vec<SessionRow> = sqlx::query_as(live(
-            "SELECT {cols} FROM sessions s WHERE s.user_id = ?1 AND {live} ORDER BY s.created_at DESC, s.id",
-            2,
-        ))
-        .bind(user_id)
-        .bind(now)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.into_iter().map(session).collect())
+        self.read(|c| c.prepare_cached(LIST_SESSIONS)?.query_map(params![user_id, now], session)?.collect())
     }
 
     async fn revoke_session(&self, user_id: &str, session_id: &str, reason: &str, now: i64) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let found: Option<(String,)> =
-            sqlx::query_as(live("SELECT s.id FROM sessions s WHERE s.id = ?1 AND s.user_id = ?2 AND {live}", 3))
-                .bind(session_id)
-                .bind(user_id)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((id,)) = found else { return Ok(false) };
-        revoke_in(&mut tx, &[id], user_id, reason, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        let (user_id, session_id, reason) = (user_id.to_owned(), session_id.to_owned(), reason.to_owned());
+        self.write(move |c| {
+            let found: Option<String> = c
+                .prepare_cached(OWN_LIVE_SESSION)?
+                .query_row(params![session_id, user_id, now], |row| row.get(0))
+                .optional()?;
+            let Some(id) = found else { return Ok(Done::Keep(false)) };
+            revoke_in(c, &[id], &user_id, &reason, now)?;
+            Ok(Done::Keep(true))
+        })
+        .await
     }
 
     async fn revoke_user_sessions(
@@ -275,11 +253,13 @@ impl Store for SqliteStore {
         reason: &str,
         now: i64,
     ) -> Result<Vec<String>> {
-        let mut tx = self.write_tx().await?;
-        let ids = live_session_ids(&mut tx, user_id, except, now).await?;
-        revoke_in(&mut tx, &ids, user_id, reason, now).await?;
-        tx.commit().await?;
-        Ok(ids)
+        let (user_id, except, reason) = (user_id.to_owned(), except.map(str::to_owned), reason.to_owned());
+        self.write(move |c| {
+            let ids = live_session_ids(c, &user_id, except.as_deref(), now)?;
+            revoke_in(c, &ids, &user_id, &reason, now)?;
+            Ok(Done::Keep(ids))
+        })
+        .await
     }
 
     async fn set_password(
@@ -289,132 +269,125 @@ impl Store for SqliteStore {
         keep: Option<&str>,
         now: i64,
     ) -> Result<Vec<String>> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3")
-            .bind(password_hash)
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        let ids = live_session_ids(&mut tx, user_id, keep, now).await?;
-        revoke_in(&mut tx, &ids, user_id, "password_change", now).await?;
-        tx.commit().await?;
-        Ok(ids)
+        let (user_id, password_hash, keep) = (user_id.to_owned(), password_hash.to_owned(), keep.map(str::to_owned));
+        self.write(move |c| {
+            c.prepare_cached(SET_PASSWORD)?.execute(params![password_hash, now, user_id])?;
+            let ids = live_session_ids(c, &user_id, keep.as_deref(), now)?;
+            revoke_in(c, &ids, &user_id, "password_change", now)?;
+            Ok(Done::Keep(ids))
+        })
+        .await
     }
 
     async fn delete_user(&self, user_id: &str, now: i64) -> Result<Vec<String>> {
-        let mut tx = self.write_tx().await?;
-        let ids = live_session_ids(&mut tx, user_id, None, now).await?;
-        revoke_in(&mut tx, &ids, user_id, "account_deleted", now).await?;
-        // Sessions and their token hashes go with the user (ON DELETE CASCADE); the revocation
-        // feed keeps the session ids so resource servers still reject their access tokens.
-        sqlx::query("DELETE FROM users WHERE id = ?1").bind(user_id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(ids)
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            let ids = live_session_ids(c, &user_id, None, now)?;
+            revoke_in(c, &ids, &user_id, "account_deleted", now)?;
+            // Sessions and their token hashes go with the user (ON DELETE CASCADE); the revocation
+            // feed keeps the session ids so resource servers still reject their access tokens.
+            c.prepare_cached(DELETE_USER)?.execute(params![user_id])?;
+            Ok(Done::Keep(ids))
+        })
+        .await
     }
 
     async fn revocations_since(&self, after: i64, limit: i64) -> Result<Vec<Revocation>> {
-        let rows: Vec<(i64, String, String, i64, String)> = sqlx::query_as(
-            "SELECT seq, session_id, user_id, revoked_at, reason FROM revocations WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, session_id, user_id, revoked_at, reason)| Revocation {
-                seq,
-                session_id,
-                user_id,
-                revoked_at,
-                reason,
-            })
-            .collect())
+        self.read(|c| {
+            c.prepare_cached(REVOCATIONS)?
+                .query_map(params![after, limit], |row| {
+                    Ok(Revocation {
+                        seq: row.get(0)?,
+                        session_id: row.get(1)?,
+                        user_id: row.get(2)?,
+                        revoked_at: row.get(3)?,
+                        reason: row.get(4)?,
+                    })
+                })?
+                .collect()
+        })
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
-        let rows: Vec<(String, String, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT kid, alg, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
-        )
-        .fetch_all(&self.writer)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(kid, alg, private_key, created_at, retired_at)| StoredKey {
-                kid,
-                alg,
-                private_key,
-                created_at,
-                retired_at,
-            })
-            .collect())
+        // On the writer, as before: the freshest state, behind any key insert or retirement queued.
+        self.write(|c| {
+            let keys = c
+                .prepare_cached(SIGNING_KEYS)?
+                .query_map([], |row| {
+                    Ok(StoredKey {
+                        kid: row.get(0)?,
+                        alg: row.get(1)?,
+                        private_key: row.get(2)?,
+                        created_at: row.get(3)?,
+                        retired_at: row.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Done::Keep(keys))
+        })
+        .await
     }
 
     async fn insert_signing_key(&self, k: &StoredKey) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (kid) DO NOTHING",
-        )
-        .bind(&k.kid)
-        .bind(&k.alg)
-        .bind(&k.private_key)
-        .bind(k.created_at)
-        .bind(k.retired_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let k = k.clone();
+        self.write(move |c| {
+            let inserted = c.prepare_cached(INSERT_KEY)?.execute(params![
+                k.kid,
+                k.alg,
+                k.private_key,
+                k.created_at,
+                k.retired_at
+            ])?;
+            Ok(Done::Keep(inserted == 1))
+        })
+        .await
     }
 
     async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE signing_keys SET retired_at = ?1 WHERE kid = ?2 AND retired_at IS NULL")
-            .bind(now)
-            .bind(kid)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let kid = kid.to_owned();
+        self.write(move |c| Ok(Done::Keep(c.prepare_cached(RETIRE_KEY)?.execute(params![now, kid])? == 1))).await
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.user_id)
-        .bind(&e.session_id)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.detail)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let e = e.clone();
+        self.write(move |c| {
+            c.prepare_cached(APPEND_AUDIT)?.execute(params![
+                e.at,
+                e.kind,
+                e.user_id,
+                e.session_id,
+                e.ip,
+                e.user_agent,
+                e.detail
+            ])?;
+            Ok(Done::Keep(()))
+        })
+        .await
     }
 
     async fn prune_audit(&self, before: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM audit_events WHERE at < ?1").bind(before).execute(&self.writer).await?;
-        Ok(done.rows_affected())
+        self.write(move |c| Ok(Done::Keep(c.prepare_cached(PRUNE_AUDIT)?.execute(params![before])? as u64))).await
     }
 
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
-        type Row = (i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events
-             WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR at >= ?3)
-             ORDER BY id DESC LIMIT ?4",
-        )
-        .bind(&f.user_id)
-        .bind(&f.kind)
-        .bind(f.since)
-        .bind(if f.limit > 0 { f.limit } else { 100 })
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, at, kind, user_id, session_id, ip, user_agent, detail)| AuditRecord {
-                id,
-                event: AuditEvent { at, kind, user_id, session_id, ip, user_agent, detail },
-            })
-            .collect())
+        let limit = if f.limit > 0 { f.limit } else { 100 };
+        self.read(|c| {
+            c.prepare_cached(AUDIT_EVENTS)?
+                .query_map(params![f.user_id, f.kind, f.since, limit], |row| {
+                    Ok(AuditRecord {
+                        id: row.get(0)?,
+                        event: AuditEvent {
+                            at: row.get(1)?,
+                            kind: row.get(2)?,
+                            user_id: row.get(3)?,
+                            session_id: row.get(4)?,
+                            ip: row.get(5)?,
+                            user_agent: row.get(6)?,
+                            detail: row.get(7)?,
+                        },
+                    })
+                })?
+                .collect()
+        })
     }
 }

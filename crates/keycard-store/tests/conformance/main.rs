@@ -3,18 +3,21 @@
 //! Each case is written once, as `async fn case(store: Arc<dyn Store>)` in a module per feature;
 //! [`conformance!`] turns the list below into `sqlite::<case>` and `postgres::<case>` tests, each
 //! on a fresh database (see `harness`). Cases that only make sense on PostgreSQL (concurrent
-//! migrations, outages, timeouts) live in `postgres_only`.
+//! migrations, outages, timeouts) live in `postgres_only`; SQLite's own (old databases, closing,
+//! many stores in one process) in `sqlite_only`.
 //!
 //! Run with PostgreSQL: `KEYCARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test
 //! cargo test -p keycard-store`.
 
 mod harness;
 
+mod concurrency;
 mod keys_audit;
 mod postgres_only;
 mod revocation;
 mod rotation;
 mod sessions;
+mod sqlite_only;
 mod users;
 
 /// Declares each `module::case` as a test on SQLite and on PostgreSQL.
@@ -74,4 +77,6 @@ conformance! {
     keys_audit::a_key_is_retired_once_and_kept,
     keys_audit::audit_events_are_appended_and_filtered_newest_first,
     keys_audit::pruning_the_audit_log_deletes_only_events_before_the_cutoff,
+
+    concurrency::concurrent_writes_with_failing_ones_each_get_their_own_answer,
 }
