@@ -10,6 +10,7 @@
 //! - `report`: RSS sampling during a run, summaries and the printed table.
 //! - `server`: the servers as child processes.
 //! - `seed`: many sessions inserted straight into keycard's SQLite file.
+//! - `soak`: minutes of mixed load on keycard with a time series and pass/fail verdicts.
 //!
 //! Every run is bounded (duration, request budget, per-request timeout) and talks to loopback only.
 
@@ -18,6 +19,7 @@ mod report;
 mod scenario;
 mod seed;
 mod server;
+mod soak;
 mod stats;
 mod store;
 mod target;
@@ -57,6 +59,10 @@ enum Command {
     Run(RunArgs),
     /// Insert many live sessions straight into a keycard SQLite file (already migrated, with users).
     Seed(SeedArgs),
+    /// Start keycard, run minutes of mixed load (me, refresh, login), print a time series every
+    /// sample, then verdicts (no 5xx, no request unanswered, no other error, flat memory); exits
+    /// non-zero when one fails.
+    Soak(soak::SoakArgs),
     /// What-if for the SQLite hot paths, in-process on keycard's schema: refresh rotation and the
     /// /auth/me lookup through sqlx as keycard-store does it, vs one writer thread (rusqlite),
     /// with and without group commit.
@@ -232,6 +238,7 @@ fn main() -> anyhow::Result<()> {
             Command::Compare(args) => compare(args).await,
             Command::Run(args) => run(args).await,
             Command::Store(args) => store_bench(args).await,
+            Command::Soak(args) => soak::soak(args).await,
             Command::Seed(args) => {
                 ensure!(args.sessions <= 2_000_000, "--sessions must be at most 2,000,000");
                 let live = seed::seed_sessions(&args.database, args.sessions).await?;
@@ -253,6 +260,7 @@ async fn store_bench(args: StoreArgs) -> anyhow::Result<()> {
         peer_dir: PathBuf::new(),
         peer_default: false,
         scratch: scratch.clone(),
+        keycard_database: None,
     };
     let result = async {
         // keycard creates and migrates its database on start; then it steps aside.
@@ -314,6 +322,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
         peer_dir: args.peer_dir.clone(),
         peer_default: args.peer_default,
         scratch: scratch.clone(),
+        keycard_database: None,
     };
     let result = compare_in(&args, &kinds, &launch).await;
     if args.keep {
@@ -326,7 +335,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
 
 async fn compare_in(args: &CompareArgs, kinds: &[Kind], launch: &Launch) -> anyhow::Result<()> {
     let load = &args.load;
-    let sessions = load.scenario.sessions_needed(load.connections);
+    let sessions = load.scenario.mix(load.connections, load.login_connections).sessions_needed();
     let mut servers = Vec::new();
     for &kind in kinds {
         let server = Server::start(kind, launch).await?;
@@ -372,7 +381,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.load.check()?;
     let addr = loopback_addr(&args.url)?;
     let load = &args.load;
-    let sessions = load.scenario.sessions_needed(load.connections);
+    let sessions = load.scenario.mix(load.connections, load.login_connections).sessions_needed();
     let mut fixture = scenario::prepare(args.target, addr, load.users, sessions, load.timeout).await.context(
         "preparing accounts and sessions (keycard: start it with `rate_limit_enabled = false` for load tests)",
     )?;

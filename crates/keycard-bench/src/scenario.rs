@@ -2,9 +2,11 @@
 //! waits for the answer, records it and sends the next, until the deadline or the request budget.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
 
 use crate::http::{Conn, Requests};
 use crate::stats::Stats;
@@ -34,14 +36,38 @@ impl Scenario {
         }
     }
 
-    /// Sessions a run needs: one refresh chain per refresh connection; protected-route
-    /// connections share up to 16 access tokens.
-    pub fn sessions_needed(self, connections: usize) -> usize {
+    /// Connections by role.
+    pub fn mix(self, connections: usize, login_connections: usize) -> Mix {
         match self {
-            Self::Me => connections.clamp(1, 16),
-            Self::Refresh | Self::RefreshLogin => connections,
-            Self::Login => 0,
+            Self::Me => Mix { me: connections, refresh: 0, login: 0 },
+            Self::Refresh => Mix { me: 0, refresh: connections, login: 0 },
+            Self::Login => Mix { me: 0, refresh: 0, login: connections },
+            Self::RefreshLogin => Mix { me: 0, refresh: connections, login: login_connections },
         }
+    }
+}
+
+/// How many connections play each role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mix {
+    /// Protected-route connections.
+    pub me: usize,
+    /// Refresh chains.
+    pub refresh: usize,
+    /// Login loops.
+    pub login: usize,
+}
+
+impl Mix {
+    /// Sessions a run needs: one refresh chain per refresh connection, then up to 16 access
+    /// tokens the protected-route connections share.
+    pub fn sessions_needed(self) -> usize {
+        self.refresh + self.me.min(16)
+    }
+
+    /// All connections.
+    pub fn connections(self) -> usize {
+        self.me + self.refresh + self.login
     }
 }
 
@@ -83,11 +109,14 @@ struct Ctx {
     credentials: Arc<Vec<Credentials>>,
 }
 
-struct Worker {
+/// One connection and its role.
+pub struct Worker {
     role: Role,
     slot: usize,
     conn: Conn,
     tokens: Option<Tokens>,
+    /// What this connection recorded and nobody has taken yet (a soak takes it every sample).
+    stats: Arc<Mutex<Stats>>,
 }
 
 /// The measured phase of one run: per class of connection (`me`, `refresh`, `login`).
@@ -103,6 +132,14 @@ fn role_name(role: Role) -> &'static str {
         Role::Me => "me",
         Role::Refresh => "refresh",
         Role::Login => "login",
+    }
+}
+
+/// Adds `(role, stats)` into per-class totals.
+fn by_class(classes: &mut Vec<(&'static str, Stats)>, role: Role, stats: Stats) {
+    match classes.iter_mut().find(|(name, _)| *name == role_name(role)) {
+        Some((_, acc)) => acc.merge(stats),
+        None => classes.push((role_name(role), stats)),
     }
 }
 
@@ -127,89 +164,129 @@ pub struct Plan {
 /// just before the measured phase (it starts the RSS sampler).
 pub async fn run(plan: Plan, fixture: &mut Fixture, between: impl AsyncFnOnce()) -> anyhow::Result<Measured> {
     let Plan { kind, addr, scenario, connections, login_connections, limits } = plan;
-    let requests = Requests::new(addr)?;
-    let credentials = Arc::new(fixture.credentials.clone());
-    let mut roles: Vec<Role> = match scenario {
-        Scenario::Me => vec![Role::Me; connections],
-        Scenario::Refresh => vec![Role::Refresh; connections],
-        Scenario::Login => vec![Role::Login; connections],
-        Scenario::RefreshLogin => vec![Role::Refresh; connections],
+    let mix = scenario.mix(connections, login_connections);
+    let workers = open(kind, addr, mix, fixture, limits.timeout).await?;
+    let workers = if limits.warmup.is_zero() {
+        workers
+    } else {
+        let (back, _) = start(kind, addr, fixture, workers, limits.warmup, u64::MAX, limits.timeout)?.join().await;
+        back
     };
-    if scenario == Scenario::RefreshLogin {
-        roles.extend(std::iter::repeat_n(Role::Login, login_connections));
-    }
-    if scenario == Scenario::Me {
-        // Fresh access tokens (15-minute lifetime on the peer): one refresh per shared session.
-        renew_access_tokens(kind, addr, &requests, fixture, limits.timeout).await?;
-    }
-    anyhow::ensure!(
-        roles.iter().filter(|r| **r == Role::Refresh).count() <= fixture.sessions.len(),
-        "not enough prepared sessions for the refresh connections"
-    );
-    let mut workers = Vec::with_capacity(roles.len());
-    let mut next_session = 0;
-    for (slot, role) in roles.into_iter().enumerate() {
-        let tokens = match role {
-            Role::Me => Some(fixture.sessions[slot % fixture.sessions.len()].clone()),
-            Role::Refresh => {
-                next_session += 1;
-                Some(fixture.sessions[next_session - 1].clone())
-            }
-            Role::Login => None,
-        };
-        workers.push(Worker { role, slot, conn: Conn::open(addr).await?, tokens });
-    }
-    let ctx = |deadline: Instant, budget: u64| {
-        Arc::new(Ctx {
-            kind,
-            requests: requests.clone(),
-            deadline,
-            budget: AtomicU64::new(budget),
-            timeout: limits.timeout,
-            credentials: credentials.clone(),
-        })
-    };
-    if !limits.warmup.is_zero() {
-        let (back, _) = phase(ctx(Instant::now() + limits.warmup, u64::MAX), workers).await;
-        workers = back;
-    }
     between().await;
     let started = Instant::now();
-    let (back, stats) = phase(ctx(started + limits.duration, limits.max_requests), workers).await;
+    let (back, classes) =
+        start(kind, addr, fixture, workers, limits.duration, limits.max_requests, limits.timeout)?.join().await;
     let elapsed = started.elapsed();
-    // Keep each chain's newest token for the next run.
-    for (i, w) in back.into_iter().filter(|w| w.role == Role::Refresh).enumerate() {
+    keep_chains(fixture, back);
+    Ok(Measured { classes, elapsed })
+}
+
+/// Opens `mix`'s connections with their tokens: refresh chains take the fixture's first
+/// sessions, protected-route connections share (fresh access tokens of) the next up to 16.
+pub async fn open(
+    kind: Kind,
+    addr: SocketAddr,
+    mix: Mix,
+    fixture: &mut Fixture,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Worker>> {
+    anyhow::ensure!(
+        fixture.sessions.len() >= mix.sessions_needed(),
+        "not enough prepared sessions for the connections"
+    );
+    if mix.me > 0 {
+        // Fresh access tokens (15-minute lifetime on the peer): one refresh per shared session.
+        let requests = Requests::new(addr)?;
+        renew_access_tokens(kind, addr, &requests, &mut fixture.sessions[mix.refresh..], timeout).await?;
+    }
+    let shared = mix.sessions_needed() - mix.refresh;
+    let roles = [(Role::Refresh, mix.refresh), (Role::Me, mix.me), (Role::Login, mix.login)];
+    let mut workers = Vec::with_capacity(mix.connections());
+    for (role, n) in roles {
+        for i in 0..n {
+            let tokens = match role {
+                Role::Refresh => Some(fixture.sessions[i].clone()),
+                Role::Me => Some(fixture.sessions[mix.refresh + i % shared].clone()),
+                Role::Login => None,
+            };
+            let slot = workers.len();
+            workers.push(Worker { role, slot, conn: Conn::open(addr).await?, tokens, stats: Arc::default() });
+        }
+    }
+    Ok(workers)
+}
+
+/// Keeps each chain's newest token for the next run.
+pub fn keep_chains(fixture: &mut Fixture, workers: Vec<Worker>) {
+    for (i, w) in workers.into_iter().filter(|w| w.role == Role::Refresh).enumerate() {
         if let Some(tokens) = w.tokens {
             fixture.sessions[i] = tokens;
         }
     }
-    let mut classes: Vec<(&'static str, Stats)> = Vec::new();
-    for (role, s) in stats {
-        match classes.iter_mut().find(|(name, _)| *name == role_name(role)) {
-            Some((_, acc)) => acc.merge(s),
-            None => classes.push((role_name(role), s)),
-        }
-    }
-    Ok(Measured { classes, elapsed })
 }
 
-async fn phase(ctx: Arc<Ctx>, workers: Vec<Worker>) -> (Vec<Worker>, Vec<(Role, Stats)>) {
-    let handles: Vec<_> = workers.into_iter().map(|w| tokio::spawn(work(ctx.clone(), w))).collect();
-    let mut back = Vec::with_capacity(handles.len());
-    let mut stats = Vec::with_capacity(handles.len());
-    for h in handles {
-        // A worker task cannot panic short of a bug; the run then reports one worker fewer.
-        if let Ok((w, s)) = h.await {
-            stats.push((w.role, s));
-            back.push(w);
+/// Connections at work: their tasks and what each has recorded and nobody has taken yet.
+pub struct Running {
+    handles: Vec<JoinHandle<Worker>>,
+    live: Vec<(Role, Arc<Mutex<Stats>>)>,
+}
+
+/// Starts every worker's loop for `duration` or `budget` requests, whichever ends first.
+pub fn start(
+    kind: Kind,
+    addr: SocketAddr,
+    fixture: &Fixture,
+    workers: Vec<Worker>,
+    duration: Duration,
+    budget: u64,
+    timeout: Duration,
+) -> anyhow::Result<Running> {
+    let ctx = Arc::new(Ctx {
+        kind,
+        requests: Requests::new(addr)?,
+        deadline: Instant::now() + duration,
+        budget: AtomicU64::new(budget),
+        timeout,
+        credentials: Arc::new(fixture.credentials.clone()),
+    });
+    let live = workers.iter().map(|w| (w.role, w.stats.clone())).collect();
+    let handles = workers.into_iter().map(|w| tokio::spawn(work(ctx.clone(), w))).collect();
+    Ok(Running { handles, live })
+}
+
+impl Running {
+    /// Takes what the connections recorded since the last call, by class.
+    pub fn take(&self) -> Vec<(&'static str, Stats)> {
+        let mut classes = Vec::new();
+        for (role, stats) in &self.live {
+            let taken = std::mem::take(&mut *stats.lock().unwrap_or_else(|e| e.into_inner()));
+            by_class(&mut classes, *role, taken);
         }
+        classes
     }
-    (back, stats)
+
+    /// Whether every connection has stopped.
+    pub fn finished(&self) -> bool {
+        self.handles.iter().all(|h| h.is_finished())
+    }
+
+    /// Waits for every connection; returns the workers and what was not taken yet, by class.
+    pub async fn join(self) -> (Vec<Worker>, Vec<(&'static str, Stats)>) {
+        let mut back = Vec::with_capacity(self.handles.len());
+        for h in self.handles {
+            // A worker task cannot panic short of a bug; the run then reports one worker fewer.
+            if let Ok(w) = h.await {
+                back.push(w);
+            }
+        }
+        let classes = Running { handles: Vec::new(), live: self.live }.take();
+        (back, classes)
+    }
 }
 
 /// One connection's loop.
-async fn work(ctx: Arc<Ctx>, mut w: Worker) -> (Worker, Stats) {
-    let mut stats = Stats::default();
+async fn work(ctx: Arc<Ctx>, mut w: Worker) -> Worker {
+    let shared = w.stats.clone();
     let mut n = 0usize;
     while Instant::now() < ctx.deadline && take_budget(&ctx.budget) {
         let req = match (w.role, &w.tokens) {
@@ -229,69 +306,68 @@ async fn work(ctx: Arc<Ctx>, mut w: Worker) -> (Worker, Stats) {
         let sent = Instant::now();
         let reply = w.conn.send(req, ctx.timeout).await;
         let latency = sent.elapsed();
-        match reply {
-            Ok(reply) if reply.ok() => {
-                if w.role == Role::Refresh {
-                    match ctx.kind.tokens(&reply) {
-                        Some(t) => {
-                            stats.answered(reply.status, latency);
-                            w.tokens = Some(t);
-                        }
-                        None => {
-                            stats.unusable(latency);
-                            relogin(&ctx, &mut w, &mut stats).await;
-                        }
+        // Whether this chain's link broke. The lock is uncontended but for a soak's sampler.
+        let broken = {
+            let mut stats = shared.lock().unwrap_or_else(|e| e.into_inner());
+            match reply {
+                Ok(reply) if reply.ok() && w.role == Role::Refresh => match ctx.kind.tokens(&reply) {
+                    Some(t) => {
+                        stats.answered(reply.status, latency);
+                        w.tokens = Some(t);
+                        false
                     }
-                } else {
+                    None => {
+                        stats.unusable(latency);
+                        true
+                    }
+                },
+                Ok(reply) => {
                     stats.answered(reply.status, latency);
+                    // 429 and 503 come before the token is looked at: the chain still holds.
+                    !reply.ok() && !matches!(reply.status, 429 | 503)
+                }
+                Err(_) => {
+                    stats.no_answer();
+                    true
                 }
             }
-            Ok(reply) => {
-                stats.answered(reply.status, latency);
-                // 429 and 503 come before the token is looked at: the chain still holds.
-                if w.role == Role::Refresh && !matches!(reply.status, 429 | 503) {
-                    relogin(&ctx, &mut w, &mut stats).await;
-                }
-            }
-            Err(_) => {
-                stats.no_answer();
-                if w.role == Role::Refresh {
-                    relogin(&ctx, &mut w, &mut stats).await;
-                }
-            }
+        };
+        if broken && w.role == Role::Refresh && relogin(&ctx, &mut w).await {
+            shared.lock().unwrap_or_else(|e| e.into_inner()).relogins += 1;
         }
     }
-    (w, stats)
+    w
 }
 
 fn take_budget(budget: &AtomicU64) -> bool {
     budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok()
 }
 
-/// A broken chain (its token may have been used) restarts from a fresh login, untimed.
-async fn relogin(ctx: &Ctx, w: &mut Worker, stats: &mut Stats) {
-    let Some(c) = ctx.credentials.get(w.slot % ctx.credentials.len().max(1)) else { return };
-    let Ok(req) = ctx.kind.login(&ctx.requests, c) else { return };
+/// A broken chain (its token may have been used) restarts from a fresh login, untimed. Whether
+/// it could.
+async fn relogin(ctx: &Ctx, w: &mut Worker) -> bool {
+    let Some(c) = ctx.credentials.get(w.slot % ctx.credentials.len().max(1)) else { return false };
+    let Ok(req) = ctx.kind.login(&ctx.requests, c) else { return false };
     if let Ok(reply) = w.conn.send(req, ctx.timeout).await
         && let Some(t) = reply.ok().then(|| ctx.kind.tokens(&reply)).flatten()
     {
         w.tokens = Some(t);
-        stats.relogins += 1;
-        return;
+        return true;
     }
     // No way to continue this chain.
     w.tokens = None;
+    false
 }
 
 async fn renew_access_tokens(
     kind: Kind,
     addr: SocketAddr,
     requests: &Requests,
-    fixture: &mut Fixture,
+    sessions: &mut [Tokens],
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let mut conn = Conn::open(addr).await?;
-    for tokens in fixture.sessions.iter_mut() {
+    for tokens in sessions.iter_mut() {
         let reply = conn.send(kind.refresh(requests, &tokens.refresh)?, timeout).await?;
         anyhow::ensure!(reply.ok(), "renewing an access token: HTTP {}", reply.status);
         *tokens = kind.tokens(&reply).ok_or_else(|| anyhow::anyhow!("renewing an access token: no tokens"))?;

@@ -28,6 +28,8 @@ pub struct Launch {
     pub peer_default: bool,
     /// Scratch directory for databases and logs.
     pub scratch: PathBuf,
+    /// keycard's database instead of a file in the scratch directory: a `postgres://` URL.
+    pub keycard_database: Option<String>,
 }
 
 /// A running server.
@@ -36,7 +38,7 @@ pub struct Server {
     pub kind: Kind,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its database file.
+    /// Its database: a file, or keycard's `postgres://` URL.
     pub database: PathBuf,
     child: Child,
 }
@@ -49,7 +51,10 @@ const PEER_REFRESH_SECRET: &str = "keycard-bench-peer-refresh-secret-0123456789"
 impl Server {
     /// Starts `kind` on a free port with a fresh database and waits until `/healthz` answers.
     pub async fn start(kind: Kind, launch: &Launch) -> anyhow::Result<Self> {
-        let database = launch.scratch.join(format!("{}.db", kind.name()));
+        let database = match (&launch.keycard_database, kind) {
+            (Some(url), Kind::Keycard) => PathBuf::from(url),
+            _ => launch.scratch.join(format!("{}.db", kind.name())),
+        };
         Self::start_on(kind, launch, database).await
     }
 

@@ -110,6 +110,8 @@ pub struct ProcSample {
     /// Context switches (voluntary + involuntary) of the process's live threads so far: every
     /// hand-off between threads (e.g. to a database worker thread) costs two.
     pub switches: u64,
+    /// Threads now.
+    pub threads: u64,
 }
 
 /// Reads `/proc/<pid>/status` and `/proc/<pid>/stat` (`"self"` for this process).
@@ -134,7 +136,13 @@ pub fn proc_sample(pid: &str) -> Option<ProcSample> {
         hwm_kib: field("VmHWM:"),
         cpu: Duration::from_millis(ticks * 10),
         switches: context_switches(pid),
+        threads: field("Threads:"),
     })
+}
+
+/// Open file descriptors of a process: the entries of `/proc/<pid>/fd`.
+pub fn open_fds(pid: &str) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// Sum of `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` over `/proc/<pid>/task/*`.
