@@ -309,10 +309,10 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
-        // On the writer, as before: the freshest state, behind any key insert or retirement queued.
-        self.write(|c| {
-            let keys = c
-                .prepare_cached(SIGNING_KEYS)?
+        // A read connection sees every committed insert or retirement, and a caller's own are
+        // answered only once committed; no need to queue behind the writer or take its lock.
+        self.read(|c| {
+            c.prepare_cached(SIGNING_KEYS)?
                 .query_map([], |row| {
                     Ok(StoredKey {
                         kid: row.get(0)?,
@@ -322,10 +322,8 @@ impl Store for SqliteStore {
                         retired_at: row.get(4)?,
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(Done::Keep(keys))
+                .collect()
         })
-        .await
     }
 
     async fn insert_signing_key(&self, k: &StoredKey) -> Result<bool> {
