@@ -78,7 +78,7 @@ pub struct Validator {
 struct JoseHeader<'a> {
     alg: Option<&'a str>,
     #[serde(borrow)]
-    kid: Option<Cow<'a, str>>,
+    kid: Option<BorrowedStr<'a>>,
     typ: Option<&'a str>,
     crit: Option<serde::de::IgnoredAny>,
 }
@@ -125,7 +125,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
     }
 }
 
-/// A string that borrows from the input unless it holds escapes.
+/// A string that borrows from the input unless it holds escapes. `#[serde(borrow)]` does not
+/// reach through an `Option`: an `Option<Cow<str>>` field always allocates (serde#2016), an
+/// `Option<BorrowedStr>` does not.
 struct BorrowedStr<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
@@ -141,22 +143,33 @@ impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
 #[derive(Deserialize)]
 struct RawClaims<'a> {
     #[serde(borrow)]
-    iss: Option<Cow<'a, str>>,
+    iss: Option<BorrowedStr<'a>>,
     #[serde(borrow)]
     aud: Option<Audience<'a>>,
     #[serde(borrow)]
-    sub: Option<Cow<'a, str>>,
+    sub: Option<BorrowedStr<'a>>,
     exp: Option<i64>,
     iat: Option<i64>,
     nbf: Option<i64>,
     #[serde(borrow)]
-    jti: Option<Cow<'a, str>>,
+    jti: Option<BorrowedStr<'a>>,
     #[serde(borrow)]
-    sid: Option<Cow<'a, str>>,
+    sid: Option<BorrowedStr<'a>>,
     #[serde(borrow)]
-    scope: Option<Cow<'a, str>>,
+    scope: Option<BorrowedStr<'a>>,
     #[serde(borrow)]
-    role: Option<Cow<'a, str>>,
+    role: Option<BorrowedStr<'a>>,
+}
+
+/// Decodes base64url `text` into `stack` when it fits, else into `heap`.
+fn decode_part<'b>(text: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Result<&'b [u8], TokenError> {
+    if base64::decoded_len_estimate(text.len()) <= stack.len() {
+        let len = URL_SAFE_NO_PAD.decode_slice(text, stack).map_err(|_| TokenError::Malformed)?;
+        Ok(&stack[..len])
+    } else {
+        URL_SAFE_NO_PAD.decode_vec(text, heap).map_err(|_| TokenError::Malformed)?;
+        Ok(heap)
+    }
 }
 
 impl Validator {
@@ -196,18 +209,13 @@ impl Validator {
         else {
             return Err(TokenError::Malformed);
         };
-        // Headers are short (~60 bytes): decode on the stack, not through an allocation.
-        let mut stack = [0u8; 256];
-        let heap;
-        let header_json: &[u8] = if base64::decoded_len_estimate(header_b64.len()) <= stack.len() {
-            let len = URL_SAFE_NO_PAD.decode_slice(header_b64, &mut stack).map_err(|_| TokenError::Malformed)?;
-            &stack[..len]
-        } else {
-            heap = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::Malformed)?;
-            &heap
-        };
+        // Headers (~60 bytes) and typical payloads (~250) are decoded on the stack, not through
+        // an allocation.
+        let (mut header_stack, mut header_heap) = ([0u8; 256], Vec::new());
+        let header_json = decode_part(header_b64, &mut header_stack, &mut header_heap)?;
         let header: JoseHeader<'_> = serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
-        let key = header.kid.as_deref().and_then(|kid| keys.verifying_key(kid)).ok_or(TokenError::UnknownKey)?;
+        let kid = header.kid.as_ref().map(|kid| kid.0.as_ref());
+        let key = kid.and_then(|kid| keys.verifying_key(kid)).ok_or(TokenError::UnknownKey)?;
         if header.alg != Some(key.alg().as_str()) {
             return Err(TokenError::AlgorithmMismatch);
         }
@@ -223,13 +231,14 @@ impl Validator {
         if !key.verify(signature_b64, &token.as_bytes()[..message_len]) {
             return Err(TokenError::BadSignature);
         }
-        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
-        let raw: RawClaims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        let (mut payload_stack, mut payload_heap) = ([0u8; 1024], Vec::new());
+        let payload = decode_part(payload_b64, &mut payload_stack, &mut payload_heap)?;
+        let raw: RawClaims = serde_json::from_slice(payload).map_err(|_| TokenError::Malformed)?;
         self.check_claims(raw, now)
     }
 
     fn check_claims(&self, raw: RawClaims<'_>, now: i64) -> Result<AccessClaims, TokenError> {
-        if raw.iss.ok_or(TokenError::MissingClaim("iss"))? != self.issuer.as_str() {
+        if raw.iss.ok_or(TokenError::MissingClaim("iss"))?.0 != self.issuer.as_str() {
             return Err(TokenError::WrongIssuer);
         }
         if !raw.aud.ok_or(TokenError::MissingClaim("aud"))?.contains(&self.audience) {
@@ -247,8 +256,8 @@ impl Validator {
         if iat.saturating_sub(self.leeway) > now {
             return Err(TokenError::IssuedInFuture);
         }
-        let required = |value: Option<Cow<'_, str>>, name| match value {
-            Some(v) if !v.is_empty() => Ok(v.into_owned()),
+        let required = |value: Option<BorrowedStr<'_>>, name| match value {
+            Some(BorrowedStr(v)) if !v.is_empty() => Ok(v.into_owned()),
             _ => Err(TokenError::MissingClaim(name)),
         };
         let sub = required(raw.sub, "sub")?;
@@ -263,8 +272,8 @@ impl Validator {
             nbf,
             jti,
             sid,
-            scope: raw.scope.map(Cow::into_owned),
-            role: raw.role.map(Cow::into_owned),
+            scope: raw.scope.map(|s| s.0.into_owned()),
+            role: raw.role.map(|s| s.0.into_owned()),
         })
     }
 }
@@ -580,5 +589,23 @@ mod tests {
         let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "x-note": "n".repeat(400)});
         let token = forge(&ring, header, good_claims(now));
         assert!(Validator::new(ISS, AUD, 30).validate(&ring, &token, now).is_ok());
+    }
+
+    #[test]
+    fn a_long_payload_and_an_escaped_kid_are_decoded_too() {
+        let ring = ring();
+        let now = crate::now_unix();
+        let kid = ring.active().kid().to_owned();
+        let v = Validator::new(ISS, AUD, 30);
+        let mut claims = good_claims(now);
+        claims["x-pad"] = json!("p".repeat(3000));
+        let token = forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid}), claims);
+        assert!(token.len() < MAX_TOKEN_BYTES && v.validate(&ring, &token, now).is_ok());
+        // The kid's first character as a JSON escape still names the key.
+        let escaped = format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"\u{:04x}{}"}}"#, kid.as_bytes()[0], &kid[1..]);
+        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(escaped), b64(&good_claims(now)));
+        let key = jsonwebtoken::EncodingKey::from_ed_der(&ring.active().material().private_der);
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::EdDSA).unwrap();
+        assert!(v.validate(&ring, &format!("{message}.{sig}"), now).is_ok());
     }
 }
