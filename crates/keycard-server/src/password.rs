@@ -291,13 +291,22 @@ impl Hasher {
     }
 }
 
-/// Lowers the calling thread's scheduling priority to nice +10 (on Linux, `setpriority` with a
-/// thread id applies to that thread only), so async workers preempt hashing. A failure is logged
-/// once and otherwise ignored.
+/// How much nicer than the rest of the process the hashing threads are.
+const NICE_STEP: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority by [`NICE_STEP`] (nice +10 in a process at 0;
+/// on Linux, `setpriority` with a thread id applies to that thread only), so async workers
+/// preempt hashing. Relative to the thread's own nice value, so a server started with `nice`
+/// keeps the same gap. A failure is logged once and otherwise ignored.
 fn lower_priority() {
     static WARNED: AtomicBool = AtomicBool::new(false);
     #[cfg(target_os = "linux")]
-    let result = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10).map_err(|e| e.to_string());
+    let result = {
+        let tid = rustix::thread::gettid();
+        rustix::process::getpriority_process(Some(tid))
+            .and_then(|nice| rustix::process::setpriority_process(Some(tid), (nice + NICE_STEP).min(19)))
+            .map_err(|e| e.to_string())
+    };
     #[cfg(not(target_os = "linux"))]
     let result: Result<(), String> = Err("per-thread priority is only lowered on Linux".into());
     if let Err(e) = result
@@ -370,6 +379,27 @@ mod tests {
         assert!(passwords.verify("a fine passphrase".into(), Some(ours)).await.unwrap());
         // The dummy hash never matches.
         assert!(!passwords.verify("a fine passphrase".into(), None).await.unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_nicer_than_the_process() {
+        let passwords = Passwords::new(1024, 1, Duration::from_secs(5)).unwrap();
+        passwords.hash("a fine passphrase".into()).await.unwrap();
+        let nice_of = |stat: &str| -> i32 {
+            // Fields after the parenthesised name: state is field 3, nice field 19.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            rest.split(' ').nth(16).unwrap().parse().unwrap()
+        };
+        let process = nice_of(&std::fs::read_to_string("/proc/self/stat").unwrap());
+        let hashing: Vec<i32> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+            .filter(|stat| stat.contains("(keycard-argon2-)"))
+            .map(|stat| nice_of(&stat))
+            .collect();
+        assert!(hashing.contains(&(process + NICE_STEP).min(19)), "process {process}, hashing threads {hashing:?}");
     }
 
     #[tokio::test]
