@@ -4,7 +4,7 @@
 //! application in the process (tests start many) renders from the same handle.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
@@ -24,6 +24,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
+        spawn_upkeep(handle.clone());
         // Another recorder may already be installed (an embedding application's): then ours
         // still renders whatever is recorded through it, which is nothing; say so.
         if metrics::set_global_recorder(recorder).is_err() {
@@ -31,6 +32,25 @@ pub fn prometheus() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A recorder built with `build_recorder` (no exporter task) keeps every histogram sample in a
+/// queue until the next render: without a scrape of `/metrics`, memory grows by ~17 bytes per
+/// request for ever (found by `keycard-bench soak`: +0.4 MiB/s at 24k req/s). This thread
+/// drains the queues on a timer for the life of the process, as the exporter's own task would.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("keycard-metrics".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the metrics upkeep thread; histograms drain only on scrape");
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.
