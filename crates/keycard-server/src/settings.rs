@@ -46,7 +46,8 @@ pub struct Settings {
     pub hash_queue_timeout: HumanDuration,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
-    /// Reader connections to the SQLite file.
+    /// Unused since the SQLite store reads inline on a per-thread read-only connection; kept so
+    /// existing configuration files still load.
     pub db_readers: u32,
     /// Argon2 memory cost in KiB (OWASP: 19456). Lower only for tests.
     pub argon2_memory_kib: u32,
