@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let server = keycard_fuzz::server();
-    let mut config = (*server.state.config).clone();
+    let mut config = server.state.config.clone();
     config.cookie_secure = flags & 1 == 0;
     let jar = CookieJar::from_headers(&headers);
 
