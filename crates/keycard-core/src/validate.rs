@@ -247,15 +247,7 @@ impl Validator {
         let exp = raw.exp.ok_or(TokenError::MissingClaim("exp"))?;
         let iat = raw.iat.ok_or(TokenError::MissingClaim("iat"))?;
         let nbf = raw.nbf.ok_or(TokenError::MissingClaim("nbf"))?;
-        if exp.saturating_add(self.leeway) <= now {
-            return Err(TokenError::Expired);
-        }
-        if nbf.saturating_sub(self.leeway) > now {
-            return Err(TokenError::NotYetValid);
-        }
-        if iat.saturating_sub(self.leeway) > now {
-            return Err(TokenError::IssuedInFuture);
-        }
+        check_times(exp, nbf, iat, now, self.leeway)?;
         let required = |value: Option<BorrowedStr<'_>>, name| match value {
             Some(BorrowedStr(v)) if !v.is_empty() => Ok(v.into_owned()),
             _ => Err(TokenError::MissingClaim(name)),
@@ -276,6 +268,21 @@ impl Validator {
             role: raw.role.map(|s| s.0.into_owned()),
         })
     }
+}
+
+/// The time checks of validation: `exp` not passed, `nbf` and `iat` not in the future, each with
+/// `leeway` seconds of allowance. Also for callers that re-check claims validated earlier.
+pub fn check_times(exp: i64, nbf: i64, iat: i64, now: i64, leeway: i64) -> Result<(), TokenError> {
+    if exp.saturating_add(leeway) <= now {
+        return Err(TokenError::Expired);
+    }
+    if nbf.saturating_sub(leeway) > now {
+        return Err(TokenError::NotYetValid);
+    }
+    if iat.saturating_sub(leeway) > now {
+        return Err(TokenError::IssuedInFuture);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -53,10 +53,7 @@ impl VerifiedTokens {
             return None;
         }
         let claims = &entry.claims;
-        if claims.exp.saturating_add(leeway) <= now
-            || claims.nbf.saturating_sub(leeway) > now
-            || claims.iat.saturating_sub(leeway) > now
-        {
+        if keycard_core::validate::check_times(claims.exp, claims.nbf, claims.iat, now, leeway).is_err() {
             // Full validation answers (and words) the refusal.
             cache.remove(signature);
             return None;
