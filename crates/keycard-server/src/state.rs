@@ -165,19 +165,24 @@ impl AppState {
     /// Records an audit event in the store and as a structured log line. A failed audit write is
     /// logged but does not fail the request that caused it.
     pub async fn audit(&self, event: AuditEvent) {
-        tracing::info!(
-            target: "keycard::audit",
-            kind = %event.kind,
-            user_id = event.user_id.as_deref().unwrap_or("-"),
-            session_id = event.session_id.as_deref().unwrap_or("-"),
-            ip = event.ip.as_deref().unwrap_or("-"),
-            detail = event.detail.as_deref().unwrap_or(""),
-            "audit"
-        );
+        log_audit(&event);
         if let Err(e) = self.store.append_audit(&event).await {
             tracing::error!(error = %e, kind = %event.kind, "could not write audit event");
         }
     }
+}
+
+/// The log line of an audit event; alone for the events the store records itself (a rotation's).
+pub fn log_audit(event: &AuditEvent) {
+    tracing::info!(
+        target: "keycard::audit",
+        kind = %event.kind,
+        user_id = event.user_id.as_deref().unwrap_or("-"),
+        session_id = event.session_id.as_deref().unwrap_or("-"),
+        ip = event.ip.as_deref().unwrap_or("-"),
+        detail = event.detail.as_deref().unwrap_or(""),
+        "audit"
+    );
 }
 
 /// The active kid and every kid of a ring, sorted: equal lists mean the same keys verify.

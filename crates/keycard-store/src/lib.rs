@@ -95,6 +95,7 @@ pub trait Store: Send + Sync + 'static {
     /// Starts a session with its first refresh token.
     async fn create_session(&self, session: &NewSession, first_token: &TokenHash) -> Result<()>;
     /// Marks `presented` used and issues `replacement` in one atomic step; see [`RotateOutcome`].
+    /// The same transaction records the audit event of the outcome ([`Rotation::audit_event`]).
     async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome>;
     /// The live session an unused refresh token belongs to (for logout by refresh token).
     async fn session_by_refresh(&self, token: &TokenHash, now: i64) -> Result<Option<SessionRecord>>;

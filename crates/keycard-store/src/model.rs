@@ -85,6 +85,26 @@ pub struct Rotation {
     pub idle_ttl: i64,
     /// Seconds after its use during which a used token still rotates (0 = strictly single-use).
     pub reuse_interval: i64,
+    /// The requesting client's IP, for the audit row the rotation writes in its own transaction.
+    pub ip: Option<String>,
+    /// The requesting client's user agent, for the same audit row.
+    pub user_agent: Option<String>,
+}
+
+impl Rotation {
+    /// The audit event a rotation records with its outcome: `refresh` when it rotated,
+    /// `refresh_token_reused` when it revoked the session (nothing when the token was invalid).
+    pub fn audit_event(&self, kind: &str, user_id: &str, session_id: &str) -> AuditEvent {
+        AuditEvent {
+            at: self.now,
+            kind: kind.into(),
+            user_id: Some(user_id.into()),
+            session_id: Some(session_id.into()),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            detail: None,
+        }
+    }
 }
 
 /// What a rotation did.

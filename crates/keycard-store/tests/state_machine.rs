@@ -283,8 +283,15 @@ async fn rotate(store: &dyn Store, m: &mut Model, pick: &Pick) {
         None => RefreshToken::generate().hash(),
     };
     let replacement = RefreshToken::generate();
-    let rotation =
-        Rotation { presented, replacement: replacement.hash(), now, idle_ttl: IDLE, reuse_interval: m.reuse_interval };
+    let rotation = Rotation {
+        presented,
+        replacement: replacement.hash(),
+        now,
+        idle_ttl: IDLE,
+        reuse_interval: m.reuse_interval,
+        ip: None,
+        user_agent: None,
+    };
     let outcome = store.rotate_refresh(&rotation).await.expect("rotate_refresh");
 
     let Some(i) = index else {
@@ -414,8 +421,15 @@ fn a_used_token_yields_again_only_inside_the_reuse_interval() {
             let store = store.clone();
             async move {
                 let replacement = RefreshToken::generate();
-                let r =
-                    Rotation { presented, replacement: replacement.hash(), now, idle_ttl: IDLE, reuse_interval: 10 };
+                let r = Rotation {
+                    presented,
+                    replacement: replacement.hash(),
+                    now,
+                    idle_ttl: IDLE,
+                    reuse_interval: 10,
+                    ip: None,
+                    user_agent: None,
+                };
                 (store.rotate_refresh(&r).await.unwrap(), replacement)
             }
         };

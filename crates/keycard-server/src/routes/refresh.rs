@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract::{Authenticated, ClientInfo, OptionalJson};
 use crate::issue;
 use crate::ratelimit::Rule;
-use crate::state::AppState;
+use crate::state::{AppState, log_audit};
 
 /// Where a presented refresh token came from: the body (no CSRF needed: no ambient credential)
 /// or the cookie (CSRF double-submit and Origin checked).
@@ -58,29 +58,22 @@ pub async fn refresh(
         now,
         idle_ttl: c.idle_ttl,
         reuse_interval: c.reuse_interval,
-    };
-    let audit = |kind: &str, user_id: Option<String>, session_id: Option<String>| AuditEvent {
-        at: now,
-        kind: kind.into(),
-        user_id,
-        session_id,
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-        detail: None,
+        ip: client.ip,
+        user_agent: client.user_agent,
     };
     match state.store.rotate_refresh(&rotation).await? {
         RotateOutcome::Rotated(session) => {
             let bound = c.refresh_binding.matches(
                 session.user_agent.as_deref(),
                 session.ip.as_deref(),
-                client.user_agent.as_deref(),
-                client.ip.as_deref(),
+                rotation.user_agent.as_deref(),
+                rotation.ip.as_deref(),
             );
             if !bound {
                 // Another device presents this session's token: it was stolen, or moved. Either
                 // way the session ends.
                 state.store.revoke_session(&session.user_id, &session.id, "binding_mismatch", now).await?;
-                let mut event = audit("session_revoked", Some(session.user_id.clone()), Some(session.id.clone()));
+                let mut event = rotation.audit_event("session_revoked", &session.user_id, &session.id);
                 event.detail = Some(format!("refresh binding ({:?}) mismatch", c.refresh_binding).to_lowercase());
                 state.audit(event).await;
                 metrics::counter!("keycard_revocations_total", "reason" => "binding_mismatch").increment(1);
@@ -91,14 +84,15 @@ pub async fn refresh(
                 return Ok((cookies::clear_session_cookies(jar, c), err).into_response());
             }
             metrics::counter!("keycard_refreshes_total", "outcome" => "rotated").increment(1);
-            state.audit(audit("refresh", Some(session.user_id.clone()), Some(session.id.clone()))).await;
+            // The store wrote the audit row in the rotation's transaction.
+            log_audit(&rotation.audit_event("refresh", &session.user_id, &session.id));
             issue::token_response(&state, jar, &session, &replacement, delivery, now)
         }
         RotateOutcome::Reused { session_id, user_id } => {
             tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
             metrics::counter!("keycard_refreshes_total", "outcome" => "reused").increment(1);
             metrics::counter!("keycard_revocations_total", "reason" => "refresh_token_reused").increment(1);
-            state.audit(audit("refresh_token_reused", Some(user_id), Some(session_id))).await;
+            log_audit(&rotation.audit_event("refresh_token_reused", &user_id, &session_id));
             let err = ApiError::new(
                 ErrorCode::RefreshTokenReused,
                 "this refresh token was already used; the session has been revoked",

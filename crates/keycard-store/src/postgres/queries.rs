@@ -255,19 +255,7 @@ impl Store for PgStore {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.user_id)
-        .bind(&e.session_id)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        rotate::append_audit(&self.pool, e).await
     }
 
     async fn prune_audit(&self, before: i64) -> Result<u64> {

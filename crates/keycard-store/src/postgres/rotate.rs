@@ -17,7 +17,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::revoke::{self, Which};
 use crate::Result;
-use crate::model::{RotateOutcome, Rotation, SessionRecord};
+use crate::model::{AuditEvent, RotateOutcome, Rotation, SessionRecord};
 
 /// A session row as selected by [`SESSION_COLUMNS`].
 pub(super) type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>);
@@ -72,6 +72,7 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
             let ids =
                 revoke::mark(&mut tx, &family.user_id, Which::Only(&family.id), "refresh_token_reused", r.now).await?;
             revoke::publish(&mut tx, &ids, &family.user_id, "refresh_token_reused", r.now).await?;
+            append_audit(&mut *tx, &r.audit_event("refresh_token_reused", &family.user_id, &family.id)).await?;
             tx.commit().await?;
             return Ok(RotateOutcome::Reused { session_id: family.id, user_id: family.user_id });
         }
@@ -104,6 +105,24 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
         .bind(r.now)
         .execute(&mut *tx)
         .await?;
+    append_audit(&mut *tx, &r.audit_event("refresh", &rotated.user_id, &rotated.id)).await?;
     tx.commit().await?;
     Ok(RotateOutcome::Rotated(rotated))
+}
+
+/// Appends an audit event, in a rotation's transaction or on its own.
+pub(super) async fn append_audit<'c>(db: impl sqlx::PgExecutor<'c>, e: &AuditEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.at)
+    .bind(&e.kind)
+    .bind(&e.user_id)
+    .bind(&e.session_id)
+    .bind(&e.ip)
+    .bind(&e.user_agent)
+    .bind(&e.detail)
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -147,6 +147,7 @@ fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>> {
             };
             if r.now - used_at >= r.reuse_interval {
                 revoke_in(c, std::slice::from_ref(&sid), &current.user_id, "refresh_token_reused", r.now)?;
+                append_audit(c, &r.audit_event("refresh_token_reused", &current.user_id, &sid))?;
                 return Ok(Done::Keep(RotateOutcome::Reused { session_id: sid, user_id: current.user_id }));
             }
             // Inside the reuse interval: the client lost our answer. Retire whichever token we
@@ -162,7 +163,21 @@ fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>> {
         return Ok(Done::Undo(RotateOutcome::Invalid));
     };
     c.prepare_cached(INSERT_TOKEN)?.execute(params![r.replacement.as_bytes(), session_id, r.now])?;
+    append_audit(c, &r.audit_event("refresh", &rotated.user_id, &rotated.id))?;
     Ok(Done::Keep(RotateOutcome::Rotated(rotated)))
+}
+
+fn append_audit(c: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
+    c.prepare_cached(APPEND_AUDIT)?.execute(params![
+        e.at,
+        e.kind,
+        e.user_id,
+        e.session_id,
+        e.ip,
+        e.user_agent,
+        e.detail
+    ])?;
+    Ok(())
 }
 
 #[async_trait]
@@ -348,19 +363,7 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         let e = e.clone();
-        self.write(move |c| {
-            c.prepare_cached(APPEND_AUDIT)?.execute(params![
-                e.at,
-                e.kind,
-                e.user_id,
-                e.session_id,
-                e.ip,
-                e.user_agent,
-                e.detail
-            ])?;
-            Ok(Done::Keep(()))
-        })
-        .await
+        self.write(move |c| Ok(Done::Keep(append_audit(c, &e)?))).await
     }
 
     async fn prune_audit(&self, before: i64) -> Result<u64> {

@@ -164,5 +164,5 @@ pub async fn session(store: &dyn Store, user_id: &str) -> (String, TokenHash) {
 
 /// A strictly single-use rotation of `presented` at `now`.
 pub fn rotation(presented: TokenHash, replacement: TokenHash, now: i64) -> Rotation {
-    Rotation { presented, replacement, now, idle_ttl: IDLE, reuse_interval: 0 }
+    Rotation { presented, replacement, now, idle_ttl: IDLE, reuse_interval: 0, ip: None, user_agent: None }
 }

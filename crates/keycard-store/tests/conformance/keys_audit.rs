@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use keycard_store::{AuditEvent, AuditFilter, Store, StoredKey};
+use keycard_store::{AuditEvent, AuditFilter, RotateOutcome, Rotation, Store, StoredKey};
 
-use crate::harness::NOW;
+use crate::harness::{NOW, rotation, session, token, user};
 
 fn key(kid: &str, created_at: i64) -> StoredKey {
     StoredKey { kid: kid.into(), alg: "EdDSA".into(), private_key: vec![1, 2, 3, 0, 255], created_at, retired_at: None }
@@ -106,4 +106,43 @@ pub async fn pruning_the_audit_log_deletes_only_events_before_the_cutoff(store: 
         store.audit_events(&AuditFilter::default()).await.unwrap().into_iter().map(|r| r.event.at).collect();
     assert_eq!(left, vec![NOW + 10, NOW]);
     assert_eq!(store.prune_audit(NOW).await.unwrap(), 0, "nothing left to prune");
+}
+
+pub async fn a_rotation_records_its_audit_event_with_its_outcome(store: Arc<dyn Store>) {
+    let uid = user(&*store, "ada@example.com").await;
+    let (sid, first) = session(&*store, &uid).await;
+    let second = token();
+    let client = |r: Rotation| Rotation { ip: Some("192.0.2.7".into()), user_agent: Some("ua/1".into()), ..r };
+
+    let rotated = store.rotate_refresh(&client(rotation(first, second, NOW + 1))).await.unwrap();
+    assert!(matches!(rotated, RotateOutcome::Rotated(_)));
+    let unknown = store.rotate_refresh(&client(rotation(token(), token(), NOW + 2))).await.unwrap();
+    assert_eq!(unknown, RotateOutcome::Invalid);
+    let reused = store.rotate_refresh(&client(rotation(first, token(), NOW + 3))).await.unwrap();
+    assert!(matches!(reused, RotateOutcome::Reused { .. }));
+
+    let events = store.audit_events(&AuditFilter::default()).await.unwrap();
+    let seen: Vec<_> = events
+        .iter()
+        .map(|r| {
+            let e = &r.event;
+            (
+                e.at,
+                e.kind.as_str(),
+                e.user_id.as_deref(),
+                e.session_id.as_deref(),
+                e.ip.as_deref(),
+                e.user_agent.as_deref(),
+            )
+        })
+        .collect();
+    let (u, s) = (Some(uid.as_str()), Some(sid.as_str()));
+    assert_eq!(
+        seen,
+        vec![
+            (NOW + 3, "refresh_token_reused", u, s, Some("192.0.2.7"), Some("ua/1")),
+            (NOW + 1, "refresh", u, s, Some("192.0.2.7"), Some("ua/1")),
+        ],
+        "one row per rotation that changed something, none for an invalid token"
+    );
 }

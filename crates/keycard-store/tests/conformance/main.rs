@@ -77,6 +77,7 @@ conformance! {
     keys_audit::a_key_is_retired_once_and_kept,
     keys_audit::audit_events_are_appended_and_filtered_newest_first,
     keys_audit::pruning_the_audit_log_deletes_only_events_before_the_cutoff,
+    keys_audit::a_rotation_records_its_audit_event_with_its_outcome,
 
     concurrency::concurrent_writes_with_failing_ones_each_get_their_own_answer,
 }
