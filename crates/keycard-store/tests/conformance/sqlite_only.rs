@@ -26,14 +26,19 @@ async fn applied_migrations(path: &Path) -> Vec<(i64, Vec<u8>, String)> {
     rows
 }
 
+/// A one-connection sqlx pool on a new WAL file, as earlier versions of the store opened it.
+async fn sqlx_pool(path: &Path) -> sqlx::SqlitePool {
+    let options =
+        SqliteConnectOptions::new().filename(path).create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
+    SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_database_created_by_the_sqlx_store_opens_without_migrating_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     // The layout the sqlx-only store left: migrations recorded in `_sqlx_migrations`, a user in it.
-    let options =
-        SqliteConnectOptions::new().filename(&path).create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+    let pool = sqlx_pool(&path).await;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await.unwrap();
     sqlx::query("INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES ('u1', 'old@example.com', 'h', 1, 1)")
         .execute(&pool)
@@ -54,6 +59,51 @@ async fn a_database_created_by_the_sqlx_store_opens_without_migrating_again() {
     store.close().await;
     assert_eq!(applied_migrations(&path).await, before, "nothing migrated again");
     let store = open(&path).await;
+    assert!(store.integrity_check().await.unwrap());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_v1_database_keeps_its_refresh_tokens_through_the_rowid_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    // A database of schema v1 only (refresh tokens WITHOUT ROWID), with a live and a used token.
+    let pool = sqlx_pool(&path).await;
+    let mut v1 = sqlx::migrate!("./migrations/sqlite");
+    v1.migrations = v1.migrations.iter().filter(|m| m.version == 1).cloned().collect::<Vec<_>>().into();
+    v1.run(&pool).await.unwrap();
+    let (live, used) = (token(), token());
+    for statement in [
+        "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES ('u1', 'v1@example.com', 'h', 1, 1)",
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at)
+         VALUES ('s1', 'u1', 1, 1, 9999999999, 9999999999)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    for (hash, used_at) in [(used, Some(NOW)), (live, None)] {
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, used_at) VALUES (?1, 's1', ?2, ?3)")
+            .bind(hash.as_bytes())
+            .bind(NOW)
+            .bind(used_at)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let store = open(&path).await;
+
+    assert_eq!(applied_migrations(&path).await.len(), sqlx::migrate!("./migrations/sqlite").iter().count());
+    let next = token();
+    let RotateOutcome::Rotated(session) = store.rotate_refresh(&rotation(live, next, NOW + 1)).await.unwrap() else {
+        panic!("the live v1 token rotates");
+    };
+    assert_eq!(session.id, "s1");
+    assert!(
+        matches!(store.rotate_refresh(&rotation(used, token(), NOW + 2)).await.unwrap(), RotateOutcome::Reused { .. }),
+        "the used v1 token is still known as used"
+    );
+    assert_eq!(store.rotate_refresh(&rotation(next, token(), NOW + 3)).await.unwrap(), RotateOutcome::Invalid);
     assert!(store.integrity_check().await.unwrap());
     store.close().await;
 }
