@@ -9,6 +9,17 @@
 //! (with `synchronous = NORMAL`, durable against a crash of the process, as before). When the
 //! group cannot commit, every job of it gets the error.
 //!
+//! WAL checkpoints (copying committed pages from the WAL into the database file) run on a second
+//! connection, on the checkpointer thread: left to SQLite's automatic checkpoint they would run
+//! inside the writer's `COMMIT` every 1,000 pages and stall every job queued behind it. A
+//! `PASSIVE` checkpoint never waits for the writer, so under continuous writes it never quite
+//! reaches the WAL's last frame, and SQLite starts the WAL over only once it is wholly copied.
+//! So when the WAL passes [`WAL_RESTART_PAGES`], the checkpointer runs again until the pages it
+//! has not copied are few, and asks the writer to copy those between two groups (its next
+//! transaction then starts the WAL over): a short pause, not a long one. SQLite's automatic
+//! checkpoint stays on, at [`WAL_BACKSTOP_PAGES`], in case the checkpointer falls behind or stops.
+//! So the WAL file holds at most ~128 MiB (4 KiB pages); measured in docs/BENCHMARKS.md.
+//!
 //! A job that panics is caught: its savepoint is rolled back, its caller gets
 //! [`StoreError::Internal`] and the thread goes on. If the thread stops anyway, the queue and every
 //! pending answer are dropped with it, so callers get [`StoreError::Unavailable`]: nobody waits
@@ -16,6 +27,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -25,6 +39,16 @@ use crate::{Result, StoreError};
 
 /// At most this many jobs share one transaction.
 const MAX_GROUP: usize = 128;
+/// How often the checkpointer thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL size, in pages, from which the checkpointer has the WAL started over.
+const WAL_RESTART_PAGES: i64 = 16_000;
+/// Pages left for the writer to copy before a restart (the checkpointer copies the rest).
+const WAL_CATCH_UP_PAGES: i64 = 128;
+/// WAL size, in pages, at which the writer checkpoints by itself (SQLite's automatic checkpoint).
+const WAL_BACKSTOP_PAGES: u32 = 32_000;
+/// Bytes of WAL file kept after a restart or a checkpoint (`journal_size_limit`).
+const WAL_KEEP_BYTES: u64 = 128 << 20;
 /// Jobs that may wait for the writer; beyond this, callers wait to enqueue (back-pressure).
 const QUEUE: usize = 1024;
 
@@ -123,7 +147,8 @@ impl Writer {
             .spawn(move || match open(&path) {
                 Ok(conn) => {
                     let _ = ready.send(Ok(()));
-                    serve(conn, queue);
+                    let checkpointer = Checkpointer::start(&path, WAL_RESTART_PAGES);
+                    serve(conn, queue, checkpointer);
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -169,18 +194,105 @@ pub(super) fn stopped() -> StoreError {
 }
 
 /// The write connection: WAL, `synchronous = NORMAL` (a power loss may lose the last
-/// transactions, never corrupt), foreign keys on, 5 s busy timeout.
+/// transactions, never corrupt), foreign keys on, 5 s busy timeout, the automatic checkpoint
+/// only as the backstop of the checkpointer thread.
 fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+         PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}; PRAGMA journal_size_limit = {WAL_KEEP_BYTES};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 
+/// The checkpointer thread: a `PASSIVE` checkpoint on its own connection every
+/// [`CHECKPOINT_EVERY`], and the restart request to the writer; stopped and joined on drop.
+struct Checkpointer {
+    /// Set by the checkpointer when the writer should checkpoint the last few pages.
+    restart: Arc<AtomicBool>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts the thread, which has the WAL started over from `restart_pages`. If it cannot run,
+    /// SQLite's automatic checkpoint on the writer still bounds the WAL: slower, equally safe.
+    fn start(path: &std::path::Path, restart_pages: i64) -> Self {
+        let restart = Arc::new(AtomicBool::new(false));
+        let idle = || Self { restart: Arc::new(AtomicBool::new(false)), stop: None, thread: None };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match Connection::open_with_flags(path, flags) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the SQLite checkpointer's connection; the writer checkpoints");
+                return idle();
+            }
+        };
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let wanted = restart.clone();
+        let thread = std::thread::Builder::new().name("keycard-sqlite-checkpointer".into()).spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if wanted.load(Ordering::Acquire) {
+                    continue; // the writer has not restarted the WAL yet
+                }
+                let mut left = checkpoint(&conn);
+                if left.is_some_and(|(log, _)| log >= restart_pages) {
+                    // Copy until little is left, then let the writer finish and start over.
+                    for _ in 0..8 {
+                        match left {
+                            Some((log, copied)) if log - copied > WAL_CATCH_UP_PAGES => left = checkpoint(&conn),
+                            _ => break,
+                        }
+                    }
+                    wanted.store(true, Ordering::Release);
+                }
+            }
+        });
+        match thread {
+            Ok(thread) => Self { restart, stop: Some(stop), thread: Some(thread) },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the SQLite checkpointer thread; the writer checkpoints");
+                idle()
+            }
+        }
+    }
+
+    /// Called by the writer between groups: copies the last pages of the WAL when the
+    /// checkpointer asked for it, so that the next transaction starts the WAL over.
+    fn catch_up(&self, conn: &Connection) {
+        if self.restart.swap(false, Ordering::AcqRel) {
+            checkpoint(conn);
+        }
+    }
+}
+
+/// One `PASSIVE` checkpoint: the WAL's size and how much of it is copied, in pages; `None` when
+/// it did not run (busy, or an I/O error: the next one tries again, and the backstop holds).
+fn checkpoint(conn: &Connection) -> Option<(i64, i64)> {
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))) {
+        Ok((0, log, copied)) => Some((log, copied)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "SQLite checkpoint did not run");
+            None
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The thread's loop: take what is queued, commit it as one group, until closed.
-fn serve(conn: Connection, mut queue: mpsc::Receiver<Msg>) {
+fn serve(conn: Connection, mut queue: mpsc::Receiver<Msg>, checkpointer: Checkpointer) {
     let mut closers = Vec::new();
     let mut group: Vec<Box<dyn Job>> = Vec::new();
     loop {
@@ -199,7 +311,9 @@ fn serve(conn: Connection, mut queue: mpsc::Receiver<Msg>) {
         if !group.is_empty() {
             group = commit_group(&conn, std::mem::take(&mut group));
         }
+        checkpointer.catch_up(&conn);
     }
+    drop(checkpointer);
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "could not checkpoint the SQLite WAL on close");
     }
@@ -304,7 +418,7 @@ mod tests {
     fn database() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(&dir.path().join("t.db")).unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)").unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)").unwrap();
         (dir, conn)
     }
 
@@ -334,6 +448,55 @@ mod tests {
         assert!(d_answer.blocking_recv().unwrap().is_ok());
         assert_eq!(ids(&conn), [1, 5]);
         assert!(conn.is_autocommit(), "the group's transaction is over");
+    }
+
+    #[test]
+    fn under_continuous_writes_the_wal_starts_over_and_stays_bounded() {
+        const RESTART: i64 = 64;
+        let (dir, conn) = database();
+        let path = dir.path().join("t.db");
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0)).unwrap();
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let writer = Writer { jobs };
+        let checkpointer = Checkpointer::start(&path, RESTART);
+        let thread = std::thread::spawn(move || serve(conn, queue, checkpointer));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let wal = path.with_extension("db-wal");
+        let (mut written, mut largest) = (0_i64, 0_i64);
+        let started = std::time::Instant::now();
+        // Eight concurrent writers, a page of data per row, paced so that the checkpointer
+        // (every CHECKPOINT_EVERY) sees the WAL pass the restart size many times: 24 MiB in all.
+        const BOUND: i64 = 6 << 20;
+        while written < 4 * BOUND {
+            runtime.block_on(async {
+                let mut rows = tokio::task::JoinSet::new();
+                for _ in 0..8 {
+                    let writer = Writer { jobs: writer.jobs.clone() };
+                    rows.spawn(async move {
+                        writer
+                            .write(|c| {
+                                c.execute("INSERT INTO t (id, data) VALUES (NULL, zeroblob(4000))", [])?;
+                                Ok(Done::Keep(()))
+                            })
+                            .await
+                    });
+                }
+                while let Some(done) = rows.join_next().await {
+                    done.unwrap().unwrap();
+                }
+            });
+            written += 8 * page;
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len() as i64));
+            std::thread::sleep(Duration::from_millis(3));
+            assert!(started.elapsed() < Duration::from_secs(60), "writing took too long");
+        }
+        runtime.block_on(writer.close());
+        thread.join().unwrap();
+        // The WAL file keeps its largest size (up to WAL_KEEP_BYTES): bounded means it never
+        // held much more than a checkpoint period's writes, while four times the bound went
+        // through it (without restarts it would hold all of it: the backstop is 32,000 pages).
+        assert!(largest < BOUND, "WAL grew to {largest} bytes; {written} written");
+        assert!(largest > 0, "the WAL was used");
     }
 
     #[test]
