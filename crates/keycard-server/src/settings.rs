@@ -101,6 +101,14 @@ pub struct Settings {
     pub tls_key: Option<String>,
 }
 
+impl Settings {
+    /// The defaults, listening on a free loopback port (`127.0.0.1:0`; ask the application for
+    /// its address) with the store at `database`: for tests, examples and embedding.
+    pub fn loopback(database: impl Into<String>) -> Self {
+        Self { bind: SocketAddr::from(([127, 0, 0, 1], 0)), database: database.into(), ..Self::default() }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);

@@ -39,11 +39,7 @@ pub fn on_postgres() -> bool {
 /// PostgreSQL database (`kc_api_<random>`; scripts/test drops leftovers before each run).
 pub async fn test_settings(dir: &TempDir) -> Settings {
     let _ = tracing_subscriber_init();
-    let mut settings = Settings {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("keycard.db").display().to_string(),
-        ..Settings::default()
-    };
+    let mut settings = Settings::loopback(dir.path().join("keycard.db").display().to_string());
     if on_postgres() {
         let base = std::env::var("KEYCARD_TEST_POSTGRES_URL")
             .expect("KEYCARD_TEST_BACKEND=postgres needs KEYCARD_TEST_POSTGRES_URL");

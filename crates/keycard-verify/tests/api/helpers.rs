@@ -36,12 +36,7 @@ pub async fn start_keycard() -> Keycard {
 
 pub async fn start_keycard_with(configure: impl FnOnce(&mut Settings)) -> Keycard {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut settings = Settings {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("k.db").display().to_string(),
-        argon2_memory_kib: 19_456,
-        ..Default::default()
-    };
+    let mut settings = Settings::loopback(dir.path().join("k.db").display().to_string());
     configure(&mut settings);
     run(settings, dir).await
 }
