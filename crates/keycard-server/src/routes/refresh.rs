@@ -85,14 +85,14 @@ pub async fn refresh(
             }
             metrics::counter!("keycard_refreshes_total", "outcome" => "rotated").increment(1);
             // The store wrote the audit row in the rotation's transaction.
-            log_audit(&rotation.audit_event("refresh", &session.user_id, &session.id));
+            log_audit("refresh", Some(&session.user_id), Some(&session.id), rotation.ip.as_deref(), None);
             issue::token_response(&state, jar, &session, &replacement, delivery, now)
         }
         RotateOutcome::Reused { session_id, user_id } => {
             tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
             metrics::counter!("keycard_refreshes_total", "outcome" => "reused").increment(1);
             metrics::counter!("keycard_revocations_total", "reason" => "refresh_token_reused").increment(1);
-            log_audit(&rotation.audit_event("refresh_token_reused", &user_id, &session_id));
+            log_audit("refresh_token_reused", Some(&user_id), Some(&session_id), rotation.ip.as_deref(), None);
             let err = ApiError::new(
                 ErrorCode::RefreshTokenReused,
                 "this refresh token was already used; the session has been revoked",

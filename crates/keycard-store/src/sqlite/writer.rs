@@ -210,6 +210,8 @@ fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
 
 /// The checkpointer thread: a `PASSIVE` checkpoint on its own connection every
 /// [`CHECKPOINT_EVERY`], and the restart request to the writer; stopped and joined on drop.
+/// The default is none: the writer's automatic checkpoint alone.
+#[derive(Default)]
 struct Checkpointer {
     /// Set by the checkpointer when the writer should checkpoint the last few pages.
     restart: Arc<AtomicBool>,
@@ -221,17 +223,16 @@ impl Checkpointer {
     /// Starts the thread, which has the WAL started over from `restart_pages`. If it cannot run,
     /// SQLite's automatic checkpoint on the writer still bounds the WAL: slower, equally safe.
     fn start(path: &std::path::Path, restart_pages: i64) -> Self {
-        let restart = Arc::new(AtomicBool::new(false));
-        let idle = || Self { restart: Arc::new(AtomicBool::new(false)), stop: None, thread: None };
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = match Connection::open_with_flags(path, flags) {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open the SQLite checkpointer's connection; the writer checkpoints");
-                return idle();
+                return Self::default();
             }
         };
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let restart = Arc::new(AtomicBool::new(false));
         let wanted = restart.clone();
         let thread = std::thread::Builder::new().name("keycard-sqlite-checkpointer".into()).spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
@@ -255,7 +256,7 @@ impl Checkpointer {
             Ok(thread) => Self { restart, stop: Some(stop), thread: Some(thread) },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the SQLite checkpointer thread; the writer checkpoints");
-                idle()
+                Self::default()
             }
         }
     }
