@@ -80,7 +80,15 @@ struct JoseHeader<'a> {
     #[serde(borrow)]
     kid: Option<BorrowedStr<'a>>,
     typ: Option<&'a str>,
-    crit: Option<serde::de::IgnoredAny>,
+    /// Whether the header names `crit` at all: keycard understands no extension, so any `crit`
+    /// (an array, and equally the invalid `null` or `[]` of RFC 7515 §4.1.11) is refused.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// `true` for a member that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// `aud`: one string or a list. Deserialized by hand: serde's `untagged` buffers the value and
@@ -219,7 +227,7 @@ impl Validator {
         if header.alg != Some(key.alg().as_str()) {
             return Err(TokenError::AlgorithmMismatch);
         }
-        if header.crit.is_some() {
+        if header.crit {
             return Err(TokenError::UnsupportedCritical);
         }
         // RFC 9068 allows the media-type form too.
@@ -373,6 +381,16 @@ mod tests {
             (
                 "crit",
                 forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "crit": ["b64"]}), good_claims(now)),
+                TokenError::UnsupportedCritical,
+            ),
+            (
+                "crit null",
+                forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "crit": null}), good_claims(now)),
+                TokenError::UnsupportedCritical,
+            ),
+            (
+                "crit empty",
+                forge(&ring, json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "crit": []}), good_claims(now)),
                 TokenError::UnsupportedCritical,
             ),
             ("wrong iss", forge(&ring, hdr.clone(), with("iss", json!("https://evil"))), TokenError::WrongIssuer),
