@@ -13,7 +13,7 @@
 // - The access token lives in this module's closure only: never localStorage, sessionStorage,
 //   IndexedDB or a readable cookie. A reload loses it; `restore()` gets a new one.
 // - Refreshing is a cookie-authenticated POST, so it carries `X-CSRF-Token`, copied from the
-//   readable `__Secure-keycard_csrf` cookie (double submit). The server rotates both cookies on
+//   readable `__Host-keycard_csrf` cookie (double submit). The server rotates both cookies on
 //   every refresh.
 //
 // Refresh tokens are single-use: presenting one twice is "reuse" and the server revokes the whole
@@ -24,7 +24,8 @@
 
 const LOCK_NAME = 'keycard-refresh';
 const CHANNEL_NAME = 'keycard';
-const CSRF_COOKIES = ['__Secure-keycard_csrf', 'keycard_csrf'];
+// `__Secure-keycard_csrf`: the name before keycard made the CSRF cookie a `__Host-` cookie.
+const CSRF_COOKIES = ['__Host-keycard_csrf', '__Secure-keycard_csrf', 'keycard_csrf'];
 /// How long a tab that saw another tab rotate the cookie waits for that tab's broadcast.
 const ADOPT_WAIT_MS = 1000;
 /// Without Web Locks: how long tabs collect competing claims before the oldest one refreshes.

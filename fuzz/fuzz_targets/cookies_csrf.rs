@@ -42,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(origin_ok, "CSRF passed with a refused Origin");
         let origin = headers.get(header::ORIGIN).map(|o| o.to_str().expect("an allowed origin is text"));
         assert!(origin.is_none_or(|o| config.allowed_origins.iter().any(|a| a == o)), "origin {origin:?} passed");
-        let cookie = jar.get(cookies::csrf_name(&config)).map(|c| c.value()).expect("CSRF passed without a cookie");
+        let cookie = cookies::csrf_cookie(&jar, &config).expect("CSRF passed without a cookie");
+        if jar.get(cookies::csrf_name(&config)).is_some() {
+            assert_eq!(jar.get(cookies::csrf_name(&config)).map(|c| c.value()), Some(cookie), "legacy cookie won");
+        }
         let sent = headers.get(cookies::CSRF_HEADER).and_then(|v| v.to_str().ok()).expect("no CSRF header");
         assert!(!cookie.is_empty() && cookie == sent, "CSRF passed with a mismatched token");
     }

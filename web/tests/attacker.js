@@ -23,7 +23,7 @@ export async function startAttacker(keycard) {
         out.simple = await attempt({});
         // Cookies ignore ports, so this page can read the CSRF cookie: only the Origin check and
         // CORS (which refuses the preflight a custom header needs) stand in the way.
-        const csrf = (document.cookie.match(/__Secure-keycard_csrf=([^;]+)/) || [])[1] || 'guess';
+        const csrf = (document.cookie.match(/__Host-keycard_csrf=([^;]+)/) || [])[1] || 'guess';
         out.withHeader = await attempt({ headers: { 'X-CSRF-Token': csrf } });
         out.noCors = await attempt({ mode: 'no-cors' });
         return out;

@@ -117,7 +117,7 @@ describe('keycard browser flow in headless Chromium', { concurrency: false }, ()
     assert.equal(refresh.sameSite, 'Strict');
     assert.equal(refresh.path, '/auth');
     assert.ok(refresh.expires > Date.now() / 1000 + 86400, 'a persistent cookie (Max-Age from the session)');
-    const csrf = await cookieNamed(context, '__Secure-keycard_csrf');
+    const csrf = await cookieNamed(context, '__Host-keycard_csrf');
     assert.ok(csrf);
     assert.equal(csrf.httpOnly, false);
     assert.equal(csrf.secure, true);
@@ -133,7 +133,7 @@ describe('keycard browser flow in headless Chromium', { concurrency: false }, ()
   it('leaves no token where a script could read it: document.cookie, Web Storage, IndexedDB, Cache Storage', async () => {
     const refresh = (await cookieNamed(context, '__Secure-keycard_refresh')).value;
     const state = await readableState(page);
-    assert.match(state.cookie, /__Secure-keycard_csrf=/, 'the CSRF cookie is readable (double submit)');
+    assert.match(state.cookie, /__Host-keycard_csrf=/, 'the CSRF cookie is readable (double submit)');
     assert.doesNotMatch(state.cookie, /keycard_refresh/);
     const everything = JSON.stringify(state);
     for (const secret of [refresh, loginResponse.access_token, 'kcrt_', loginResponse.access_token.split('.')[1]]) {
@@ -369,12 +369,12 @@ describe('keycard browser flow in headless Chromium', { concurrency: false }, ()
   it('logs out: cookies cleared in the browser, and even a kept copy of the refresh cookie is dead', async () => {
     const kept = (await keycardCookies(context)).filter((c) => c.name.startsWith('__Secure-keycard_'));
     assert.equal(kept.length, 2);
-    const csrf = kept.find((c) => c.name === '__Secure-keycard_csrf').value;
+    const csrf = kept.find((c) => c.name === '__Host-keycard_csrf').value;
     await page.click('#logout');
     await signedOut(page);
     await signedOut(page2); // the other tab heard it on the channel
     assert.equal(await cookieNamed(context, '__Secure-keycard_refresh'), undefined);
-    assert.equal(await cookieNamed(context, '__Secure-keycard_csrf'), undefined);
+    assert.equal(await cookieNamed(context, '__Host-keycard_csrf'), undefined);
     assert.doesNotMatch(await page.evaluate(() => document.cookie), /keycard/);
 
     const refreshFromPage = (token) =>

@@ -37,11 +37,18 @@ impl Client {
     /// meanwhile wait for the login to finish.
     pub async fn login(&self, email: &str, password: &str) -> Result<Login, ClientError> {
         let mut state = self.inner.session.lock().await;
-        let body =
-            LoginRequest { email: email.to_owned(), password: password.to_owned(), delivery: Some(Delivery::Body) };
+        let body = LoginRequest {
+            email: email.to_owned(),
+            password: password.to_owned(),
+            delivery: Some(Delivery::Body),
+            device_token: state.device_token.as_ref().map(|t| t.expose().to_owned()),
+        };
         let sent_at = Instant::now();
         let response = self.inner.http.post(self.inner.url("/auth/login")?).json(&body).send().await?;
-        let response: TokenResponse = decode(check_status(response).await?).await?;
+        let mut response: TokenResponse = decode(check_status(response).await?).await?;
+        if let Some(device) = response.device_token.take() {
+            state.device_token = Some(crate::session::Secret::new(device));
+        }
         let login = Login {
             session_id: response.session_id.clone(),
             expires_in: secs(response.expires_in),

@@ -73,6 +73,9 @@ pub(crate) struct SessionState {
     pub(crate) tokens: Option<Tokens>,
     /// Bumped whenever `tokens` changes (login, refresh, logout, session ended).
     pub(crate) generation: u64,
+    /// The device token of the last successful login, sent with the next ones (kept across
+    /// logouts): keycard never throttles a known device for failures from other devices.
+    pub(crate) device_token: Option<Secret>,
 }
 
 impl SessionState {

@@ -40,6 +40,10 @@ pub struct LoginRequest {
     /// Cookie (default) or body delivery of the refresh token.
     #[serde(default)]
     pub delivery: Option<Delivery>,
+    /// The `device_token` of an earlier successful login from this client (non-browser clients;
+    /// browsers send the device cookie): failures from other devices never throttle it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 /// `POST /auth/refresh` with a body-delivered token (cookie clients send no body).
@@ -132,6 +136,10 @@ pub struct TokenResponse {
     /// The CSRF token to send as `X-CSRF-Token`, with cookie delivery only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf_token: Option<String>,
+    /// After a login with body delivery: this client's device token, to send as `device_token`
+    /// with its next logins (cookie delivery sets the device cookie instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 /// One entry of `GET /auth/sessions`.

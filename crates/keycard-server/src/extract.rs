@@ -49,6 +49,21 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     body_rejection(rejection.status(), detail)
 }
 
+/// A path parameter; one that does not decode (invalid percent-encoded UTF-8, say) is 400
+/// `invalid_request` in the JSON error shape, like every other bad input.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!("invalid path: {}", rejection.body_text()))),
+        }
+    }
+}
+
 /// A JSON body that may be absent (empty): then `T::default()`. Used where cookie clients send
 /// no body (refresh, logout).
 pub struct OptionalJson<T>(pub T);
@@ -68,10 +83,25 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 /// The caller's address and user agent, for sessions and the audit log.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
-    /// Peer IP.
+    /// Client IP (canonical: an IPv4 peer arriving as `::ffff:a.b.c.d` is `a.b.c.d`).
     pub ip: Option<String>,
     /// `User-Agent`, truncated to 512 bytes.
     pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    /// The key of per-IP rate limits: the IPv4 address, or the /64 network of an IPv6 address
+    /// (one host usually owns a whole /64, so per-address budgets would be multiplied by 2^64).
+    pub fn rate_key(&self) -> String {
+        match self.ip.as_deref().map(str::parse::<IpAddr>) {
+            Some(Ok(IpAddr::V6(v6))) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            Some(Ok(ip)) => ip.to_string(),
+            _ => "-".to_owned(),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for ClientInfo {
@@ -90,9 +120,11 @@ impl FromRequestParts<AppState> for ClientInfo {
 }
 
 /// The client's IP: the peer address, or — only when the peer is a trusted proxy — the
-/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Addresses are
+/// compared in canonical form (`::ffff:127.0.0.1` is `127.0.0.1`, as a dual-stack socket reports
+/// IPv4 peers); `trusted` must be canonical already (the settings make it so).
 pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = peer?.to_canonical();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
@@ -101,7 +133,7 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) 
     let mut hops = forwarded.split(',').rev().map(str::trim).filter(|h| !h.is_empty());
     let mut client = peer;
     for hop in hops.by_ref() {
-        match hop.parse::<IpAddr>() {
+        match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) if trusted.contains(&ip) => client = ip,
             Ok(ip) => return Some(ip),
             Err(_) => break,
@@ -171,5 +203,38 @@ impl FromRequestParts<AppState> for Authenticated {
         }
         let token = bearer_token_from(&parts.headers)?;
         Self::from_token(state, token).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_v4_mapped_proxy_is_trusted() {
+        let trusted = ["127.0.0.1".parse().unwrap()];
+        let peer = "::ffff:127.0.0.1".parse().ok();
+        assert_eq!(client_ip(peer, &forwarded("203.0.113.9"), &trusted), "203.0.113.9".parse().ok());
+        // A mapped client address is reported in its IPv4 form.
+        assert_eq!(client_ip(peer, &forwarded("::ffff:203.0.113.9"), &trusted), "203.0.113.9".parse().ok());
+        // An untrusted peer's header is ignored.
+        let stranger = "::ffff:198.51.100.1".parse().ok();
+        assert_eq!(client_ip(stranger, &forwarded("203.0.113.9"), &trusted), "198.51.100.1".parse().ok());
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let key = |ip: &str| ClientInfo { ip: Some(ip.into()), user_agent: None }.rate_key();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(ClientInfo::default().rate_key(), "-");
     }
 }

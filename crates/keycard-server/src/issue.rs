@@ -20,13 +20,15 @@ pub fn access_token(state: &AppState, session: &SessionRecord, now: i64) -> Resu
 }
 
 /// The 200 token response: access token in the body; the refresh token in the body or in the
-/// HTTP-only cookie (with a fresh CSRF token), per `delivery`.
+/// HTTP-only cookie (with a fresh CSRF token), per `delivery`; `device_token` (a login's, for
+/// body delivery) in the body.
 pub fn token_response(
     state: &AppState,
     jar: CookieJar,
     session: &SessionRecord,
     refresh: &RefreshToken,
     delivery: Delivery,
+    device_token: Option<String>,
     now: i64,
 ) -> Result<Response, ApiError> {
     let access = access_token(state, session, now)?;
@@ -39,6 +41,7 @@ pub fn token_response(
         refresh_expires_in,
         refresh_token: None,
         csrf_token: None,
+        device_token,
     };
     match delivery {
         Delivery::Body => {

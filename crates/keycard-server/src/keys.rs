@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use keycard_core::keys::{KeyAlg, KeyMaterial, KeyRing, SigningKey};
@@ -19,8 +20,13 @@ use crate::settings::Settings;
 const SEALED_V1: &[u8] = b"kc1:";
 const MASTER_KEY_BYTES: usize = 32;
 
-/// The key that seals signing keys in the store. Never printed.
-pub struct MasterKey(RandomizedNonceKey);
+/// The key that seals signing keys in the store, and the keys derived from it (HKDF-SHA256, one
+/// per purpose) that sign keycard's own opaque values. Never printed.
+pub struct MasterKey {
+    seal: RandomizedNonceKey,
+    /// Signs device tokens (login throttling by device, `devices.rs`).
+    device: hmac::Key,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,7 +44,19 @@ impl MasterKey {
             .or_else(|| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok().filter(right_size))
             .or_else(|| STANDARD.decode(text).ok().filter(right_size))
             .ok_or_else(|| anyhow::anyhow!("the master key must be 32 bytes, base64url or hex encoded"))?;
-        Ok(Self(RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| anyhow::anyhow!("bad master key"))?))
+        let seal = RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| anyhow::anyhow!("bad master key"))?;
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"keycard master key v1").extract(&bytes);
+        let device: hmac::Key = prk
+            .expand(&[b"keycard device token v1"], hmac::HMAC_SHA256)
+            .map_err(|_| anyhow::anyhow!("deriving the device-token key failed"))?
+            .into();
+        Ok(Self { seal, device })
+    }
+
+    /// The HMAC-SHA256 key of device tokens, derived from the master key (so every instance
+    /// sharing the master key accepts every instance's device tokens).
+    pub fn device_key(&self) -> &hmac::Key {
+        &self.device
     }
 
     /// A new random master key and its text form (base64url).
@@ -57,7 +75,7 @@ impl MasterKey {
     pub fn seal(&self, kid: &str, alg: &str, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
         let mut data = plaintext.to_vec();
         let nonce = self
-            .0
+            .seal
             .seal_in_place_append_tag(Aad::from(Self::aad(kid, alg).as_bytes()), &mut data)
             .map_err(|_| anyhow::anyhow!("sealing key {kid} failed"))?;
         let mut out = SEALED_V1.to_vec();
@@ -76,8 +94,10 @@ impl MasterKey {
         let (nonce, ciphertext) = body.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
         let mut data = ciphertext.to_vec();
-        let plain =
-            self.0.open_in_place(nonce, Aad::from(Self::aad(kid, alg).as_bytes()), &mut data).map_err(|_| wrong())?;
+        let plain = self
+            .seal
+            .open_in_place(nonce, Aad::from(Self::aad(kid, alg).as_bytes()), &mut data)
+            .map_err(|_| wrong())?;
         Ok(plain.to_vec())
     }
 }

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod cookies;
+pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod issue;
@@ -21,6 +22,7 @@ pub mod password;
 pub mod ratelimit;
 pub mod redact;
 mod routes;
+pub mod serve;
 pub mod settings;
 pub mod startup;
 pub mod state;

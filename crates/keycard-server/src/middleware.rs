@@ -1,9 +1,14 @@
-//! Cross-cutting layers: tokens in URLs refused, JSON 404/405/500, security headers, CORS, and
-//! request tracing that never records a header or a query string.
+//! Cross-cutting layers: tokens in URLs and duplicate cookies refused, a deadline on request
+//! bodies, JSON 404/405/500, security headers, CORS, and request tracing that never records a
+//! header or a query string.
 
 use std::any::Any;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -16,10 +21,13 @@ use crate::error::{ApiError, error_response};
 /// Query parameters that mean a token travelled in a URL (logs, history, Referer leak it).
 const TOKEN_PARAMS: [&str; 3] = ["access_token", "refresh_token", "id_token"];
 
-/// 400 for any request carrying a token in its query string.
+/// 400 for any request carrying a token in its query string (parameter names compared without
+/// regard to case: `?Access_Token=` leaks as much as `?access_token=`), or two cookies of one of
+/// keycard's names (a copy planted by a sibling site would otherwise win or lose by position).
 pub async fn reject_tokens_in_query(req: Request, next: Next) -> Response {
     if let Some(query) = req.uri().query() {
-        let leaked = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| TOKEN_PARAMS.contains(&k.as_ref()));
+        let leaked = form_urlencoded::parse(query.as_bytes())
+            .any(|(k, _)| TOKEN_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k.trim())));
         if leaked {
             return error_response(
                 ErrorCode::InvalidRequest,
@@ -28,7 +36,66 @@ pub async fn reject_tokens_in_query(req: Request, next: Next) -> Response {
             );
         }
     }
+    if let Some(name) = crate::cookies::duplicate_cookie(req.headers()) {
+        return error_response(
+            ErrorCode::InvalidRequest,
+            format!(
+                "the request carries the cookie {name} more than once; clear this site's cookies and sign in again"
+            ),
+            None,
+        );
+    }
     next.run(req).await
+}
+
+/// Gives the request body `limit` in all to arrive: a client trickling a body byte by byte
+/// cannot hold a connection and a handler for longer. Past the deadline, reading the body fails
+/// (the handler answers 400). Bodiless requests (every `GET`) are passed through untouched.
+/// Handlers themselves are never cut short: a refresh whose rotation committed always answers.
+pub async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let req =
+        req.map(|body| Body::new(DeadlineBody { inner: body, deadline: Box::pin(tokio::time::sleep(limit)), limit }));
+    next.run(req).await
+}
+
+/// A body that fails once its deadline passes.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(format!(
+                "the request body did not arrive within {} s",
+                self.limit.as_secs()
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// JSON 404 for unknown paths.

@@ -219,7 +219,7 @@ mod paths {
     ///
     /// `delivery: "cookie"` (default, browsers): the refresh token is set in the HTTP-only cookie
     /// `__Secure-keycard_refresh` (Path=/auth) and a CSRF token in the readable cookie
-    /// `__Secure-keycard_csrf` and in the body as `csrf_token`. `delivery: "body"` (native apps,
+    /// `__Host-keycard_csrf` and in the body as `csrf_token`. `delivery: "body"` (native apps,
     /// CLIs, services): the refresh token is in the body as `refresh_token`, and no cookie is set.
     /// Unknown email and wrong password answer the same. Rate-limited per IP and per account, with
     /// backoff after repeated failures.
@@ -355,9 +355,12 @@ mod paths {
     )]
     pub async fn readyz() {}
 
-    /// Prometheus metrics (text exposition format).
+    /// Prometheus metrics (text exposition format). Opt-in: served here only when `metrics_token`
+    /// is set, to requests carrying it as a Bearer token; or on the separate `metrics_bind`
+    /// address without authentication.
     #[utoipa::path(
         get, path = "/metrics", tag = "operations",
+        security(("bearer" = [])),
         responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")),
     )]
     pub async fn metrics() {}
@@ -447,17 +450,26 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
         ),
         ("get", "/auth/me", &[InvalidToken, TemporarilyUnavailable]),
         ("get", "/auth/sessions", &[InvalidToken, TemporarilyUnavailable]),
-        ("delete", "/auth/sessions/{id}", &[InvalidToken, NotFound, TemporarilyUnavailable]),
+        ("delete", "/auth/sessions/{id}", &[InvalidRequest, InvalidToken, NotFound, TemporarilyUnavailable]),
         (
             "post",
             "/auth/password",
-            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, WeakPassword, TemporarilyUnavailable],
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidToken,
+                InvalidCredentials,
+                WeakPassword,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
         ),
         (
             "delete",
             "/auth/account",
-            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, TemporarilyUnavailable],
+            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, RateLimited, TemporarilyUnavailable],
         ),
+        ("get", "/metrics", &[InvalidToken, NotFound]),
         ("get", "/auth/revocations", &[InvalidRequest, TemporarilyUnavailable]),
         ("get", "/readyz", &[TemporarilyUnavailable]),
     ]
@@ -512,7 +524,7 @@ impl Modify for SecuritySchemes {
             "csrf_token",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-CSRF-Token",
-                "Must equal the readable `__Secure-keycard_csrf` cookie (double submit).",
+                "Must equal the readable `__Host-keycard_csrf` cookie (double submit).",
             ))),
         );
     }

@@ -1,10 +1,15 @@
-//! Rate limits on signup, login and refresh (per client IP and per account), and exponential
-//! backoff after repeated failed logins.
+//! Rate limits on signup, login, refresh and password checks (per client IP, per account), and
+//! exponential backoff after repeated failures.
 //!
 //! Two backends behind one type: in-process (governor's GCRA limiters) for a single instance,
 //! and Redis (fixed windows with `INCR` + `EXPIRE`) when several instances share the work, so a
-//! client cannot multiply its budget by the number of instances. Backoff is keyed by account
-//! *and* IP and capped, so failing logins from elsewhere cannot lock the owner out for long.
+//! client cannot multiply its budget by the number of instances.
+//!
+//! Attempts and failures are counted apart. [`RateLimits::check`] spends an attempt (per IP:
+//! a stranger only spends their own budget). Per-account budgets count *failures* only
+//! ([`RateLimits::check_failures`] looks, [`RateLimits::record_failures`] spends), so successful
+//! logins never use them up, and login keys them by device (see `devices.rs`): failures from
+//! unknown devices never throttle a device that has logged in before.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -24,10 +29,14 @@ pub enum Rule {
     SignupIp,
     /// Login attempts per client IP.
     LoginIp,
-    /// Login attempts per account (email).
+    /// Failed logins per account (email) from devices the account has not logged in from.
     LoginAccount,
     /// Refreshes per client IP.
     RefreshIp,
+    /// Password confirmations (password change, account deletion) per user.
+    PasswordCheckUser,
+    /// Password confirmations per client IP.
+    PasswordCheckIp,
 }
 
 impl Rule {
@@ -37,6 +46,8 @@ impl Rule {
             Self::LoginIp => "login_ip",
             Self::LoginAccount => "login_account",
             Self::RefreshIp => "refresh_ip",
+            Self::PasswordCheckUser => "password_check_user",
+            Self::PasswordCheckIp => "password_check_ip",
         }
     }
 }
@@ -53,7 +64,13 @@ pub struct LimitConfig {
 }
 
 enum Backend {
-    Memory { limiters: HashMap<Rule, DefaultKeyedRateLimiter<String>>, failures: Mutex<HashMap<String, (u32, i64)>> },
+    Memory {
+        limiters: HashMap<Rule, DefaultKeyedRateLimiter<String>>,
+        /// Consecutive failures per backoff key: (count, last failure in Unix milliseconds).
+        failures: Mutex<HashMap<String, (u32, i64)>>,
+        /// Failures per (rule, key) in the current minute: (window, count).
+        windows: Mutex<HashMap<(Rule, String), (i64, u32)>>,
+    },
     Redis(ConnectionManager),
 }
 
@@ -76,7 +93,9 @@ impl RateLimits {
             .iter()
             .filter_map(|(rule, n)| NonZeroU32::new(*n).map(|n| (*rule, Governor::keyed(Quota::per_minute(n)))))
             .collect();
-        Self { config, backend: Some(Backend::Memory { limiters, failures: Mutex::new(HashMap::new()) }) }
+        let backend =
+            Backend::Memory { limiters, failures: Mutex::new(HashMap::new()), windows: Mutex::new(HashMap::new()) };
+        Self { config, backend: Some(backend) }
     }
 
     /// Limits shared through Redis at `url`.
@@ -128,10 +147,76 @@ impl RateLimits {
         }
     }
 
-    /// 429 while `key` (account + IP) is backing off after repeated failed logins.
+    /// The per-minute budget of `rule`, when it is limited at all.
+    fn limit(&self, rule: Rule) -> Option<u32> {
+        self.backend.as_ref()?;
+        self.config.per_minute.get(&rule).copied().filter(|n| *n > 0)
+    }
+
+    /// 429 when `key` has used up the failure budget of `rule` in the current minute; spends
+    /// nothing (failures are spent by [`Self::record_failures`]).
+    pub async fn check_failures(&self, rule: Rule, key: &str) -> Result<(), ApiError> {
+        let (Some(backend), Some(limit)) = (&self.backend, self.limit(rule)) else { return Ok(()) };
+        let now = keycard_core::now_unix();
+        let window = now / 60;
+        let count = match backend {
+            Backend::Memory { windows, .. } => match lock(windows).get(&(rule, key.to_owned())) {
+                Some((w, count)) if *w == window => *count,
+                _ => 0,
+            },
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let count: Option<u32> =
+                    conn.get(format!("keycard:rf:{}:{key}:{window}", rule.name())).await.map_err(redis_unavailable)?;
+                count.unwrap_or(0)
+            }
+        };
+        if count >= limit {
+            metrics::counter!("keycard_rate_limited_total", "rule" => rule.name()).increment(1);
+            return Err(ApiError::RateLimited(u64::try_from((window + 1) * 60 - now).unwrap_or(1).max(1)));
+        }
+        Ok(())
+    }
+
+    /// Spends one failure of `rule`'s per-minute budget for `key`.
+    pub async fn record_failures(&self, rule: Rule, key: &str) -> Result<(), ApiError> {
+        let (Some(backend), Some(_)) = (&self.backend, self.limit(rule)) else { return Ok(()) };
+        let window = keycard_core::now_unix() / 60;
+        match backend {
+            Backend::Memory { windows, .. } => {
+                let mut map = lock(windows);
+                if map.len() > 100_000 {
+                    // Bounded memory under a spray of random emails: only this minute counts.
+                    map.retain(|_, (w, _)| *w == window);
+                }
+                let entry = map.entry((rule, key.to_owned())).or_insert((window, 0));
+                if entry.0 != window {
+                    *entry = (window, 0);
+                }
+                entry.1 = entry.1.saturating_add(1);
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let redis_key = format!("keycard:rf:{}:{key}:{window}", rule.name());
+                redis::pipe()
+                    .atomic()
+                    .incr(&redis_key, 1)
+                    .ignore()
+                    .expire(&redis_key, 120)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// 429 while `key` is backing off after repeated failures. Times are kept in milliseconds,
+    /// so a backoff of one second is one second, not "until the clock's next second".
     pub async fn check_backoff(&self, key: &str) -> Result<(), ApiError> {
         let Some(backend) = &self.backend else { return Ok(()) };
-        let (count, last) = match backend {
+        let (count, last_ms) = match backend {
             Backend::Memory { failures, .. } => lock(failures).get(key).copied().unwrap_or((0, 0)),
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
@@ -144,11 +229,12 @@ impl RateLimits {
                 (count.unwrap_or(0), last.unwrap_or(0))
             }
         };
-        let delay = self.backoff_delay(count);
-        let wait = last + delay - keycard_core::now_unix();
-        if delay > 0 && wait > 0 {
-            metrics::counter!("keycard_rate_limited_total", "rule" => "login_backoff").increment(1);
-            return Err(ApiError::RateLimited(u64::try_from(wait).unwrap_or(1)));
+        let delay_ms = self.backoff_delay(count).saturating_mul(1000);
+        let wait_ms = last_ms.saturating_add(delay_ms) - now_ms();
+        if delay_ms > 0 && wait_ms > 0 {
+            metrics::counter!("keycard_rate_limited_total", "rule" => "backoff").increment(1);
+            let secs = u64::try_from(wait_ms).unwrap_or(1).div_ceil(1000);
+            return Err(ApiError::RateLimited(secs.max(1)));
         }
         Ok(())
     }
@@ -163,9 +249,9 @@ impl RateLimits {
         i64::try_from((1u64 << exp).min(self.config.backoff_max)).unwrap_or(i64::MAX)
     }
 
-    /// Counts a failed login for `key`.
+    /// Counts a failure for the backoff of `key`.
     pub async fn record_failure(&self, key: &str) -> Result<(), ApiError> {
-        let now = keycard_core::now_unix();
+        let now = now_ms();
         let forget_after = self.config.backoff_max.max(60) * 2;
         match &self.backend {
             None => {}
@@ -173,7 +259,7 @@ impl RateLimits {
                 let mut map = lock(failures);
                 if map.len() > 100_000 {
                     // Bounded memory under a spray of random emails: forget stale entries.
-                    let horizon = now - i64::try_from(forget_after).unwrap_or(i64::MAX);
+                    let horizon = now - i64::try_from(forget_after * 1000).unwrap_or(i64::MAX);
                     map.retain(|_, (_, at)| *at > horizon);
                 }
                 let entry = map.entry(key.to_owned()).or_insert((0, now));
@@ -195,7 +281,7 @@ impl RateLimits {
         Ok(())
     }
 
-    /// Clears the failure count of `key` after a successful login.
+    /// Clears the failure count of `key` after a success.
     pub async fn reset_failures(&self, key: &str) -> Result<(), ApiError> {
         match &self.backend {
             None => {}
@@ -215,12 +301,20 @@ impl RateLimits {
 
     /// Drops idle in-memory limiter state (called periodically).
     pub fn prune(&self) {
-        if let Some(Backend::Memory { limiters, .. }) = &self.backend {
+        if let Some(Backend::Memory { limiters, windows, .. }) = &self.backend {
             for limiter in limiters.values() {
                 limiter.retain_recent();
             }
+            let window = keycard_core::now_unix() / 60;
+            lock(windows).retain(|_, (w, _)| *w == window);
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (backoff times).
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,5 +1,5 @@
-//! Redaction of secrets in anything that may be logged: refresh tokens (`kcrt_…`) and
-//! anything shaped like a JWT are replaced by `[redacted]`.
+//! Redaction of secrets in anything that may be logged: refresh tokens (`kcrt_…`), device
+//! tokens (`kcdv_…`) and anything shaped like a JWT are replaced by `[redacted]`.
 
 use std::borrow::Cow;
 use std::io::IsTerminal as _;
@@ -8,7 +8,7 @@ use std::io::IsTerminal as _;
 /// the first starting `eyJ`) replaced by `[redacted]`. Text holding neither `kcrt_` nor `eyJ`
 /// (nearly every log line) comes back as it is, borrowed: nothing in it can be redacted.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    if !text.contains("kcrt_") && !text.contains("eyJ") {
+    if !text.contains("kcrt_") && !text.contains("kcdv_") && !text.contains("eyJ") {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
@@ -34,7 +34,7 @@ fn is_token_char(c: char) -> bool {
 }
 
 fn looks_secret(word: &str) -> bool {
-    if word.contains("kcrt_") {
+    if word.contains("kcrt_") || word.contains("kcdv_") {
         return true;
     }
     let parts: Vec<&str> = word.split('.').collect();
@@ -47,9 +47,10 @@ mod tests {
 
     #[test]
     fn tokens_are_redacted_and_prose_kept() {
-        let text = "refresh kcrt_abcDEF-123_xyz failed; bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1In0.c2ln end. v1.2.3";
+        let text = "refresh kcrt_abcDEF-123_xyz failed; bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1In0.c2ln end. v1.2.3 kcdv_QUJD.REVG";
         let clean = redact(text);
         assert!(!clean.contains("kcrt_abc"), "{clean}");
+        assert!(!clean.contains("kcdv_QUJD"), "{clean}");
         assert!(!clean.contains("eyJzdWIi"), "{clean}");
         assert!(clean.contains("failed; bearer [redacted] end. v1.2.3"), "{clean}");
     }

@@ -70,13 +70,22 @@ pub struct Settings {
     pub signup_per_ip_per_minute: u32,
     /// Login attempts per client IP per minute.
     pub login_per_ip_per_minute: u32,
-    /// Login attempts per account per minute.
+    /// Failed logins per account per minute from devices that have not logged into it before
+    /// (a known device is never throttled by them; docs/DECISIONS.md).
     pub login_per_account_per_minute: u32,
+    /// How long a device token (the device cookie, or `device_token` for other clients) marks
+    /// the device as known to an account after a successful login.
+    pub device_ttl: HumanDuration,
+    /// Password confirmations (password change, account deletion) per user per minute.
+    pub password_check_per_user_per_minute: u32,
+    /// Password confirmations per client IP per minute.
+    pub password_check_per_ip_per_minute: u32,
     /// Refreshes per client IP per minute.
     pub refresh_per_ip_per_minute: u32,
-    /// Failed logins (same account, same IP) before exponential backoff starts.
+    /// Consecutive failed password checks (per account for unknown devices, per known device,
+    /// per user and per IP for password confirmations) before exponential backoff starts.
     pub login_backoff_after: u32,
-    /// Longest login backoff.
+    /// Longest backoff.
     pub login_backoff_max: HumanDuration,
     /// Redis URL for rate-limit state shared by several instances (`redis://…`); in-process when unset.
     pub redis: Option<String>,
@@ -99,6 +108,22 @@ pub struct Settings {
     pub tls_cert: Option<String>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<String>,
+    /// A connection must send a request's whole header block (and, on TLS, finish its handshake)
+    /// within this time of its start or of its previous response; else it is closed.
+    pub header_read_timeout: HumanDuration,
+    /// A connection with no request in flight and no bytes in either direction for this long is
+    /// closed.
+    pub idle_timeout: HumanDuration,
+    /// A request's body must arrive within this time of the request's start; else 400.
+    pub request_timeout: HumanDuration,
+    /// Most connections served at once; more wait in the listen backlog. 0: automatic, the
+    /// process's file-descriptor limit less a reserve for the store, keys and logs.
+    pub max_connections: usize,
+    /// `/metrics` answers only with `Authorization: Bearer <metrics_token>` (unset: see
+    /// `metrics_bind`; with neither, `/metrics` is off).
+    pub metrics_token: Option<Secret>,
+    /// A separate address serving only `/metrics` (for a private network or loopback).
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -139,6 +164,9 @@ impl Default for Settings {
             signup_per_ip_per_minute: 10,
             login_per_ip_per_minute: 30,
             login_per_account_per_minute: 10,
+            device_ttl: HumanDuration::secs(90 * 86_400),
+            password_check_per_user_per_minute: 10,
+            password_check_per_ip_per_minute: 30,
             refresh_per_ip_per_minute: 600,
             login_backoff_after: 5,
             login_backoff_max: HumanDuration::secs(300),
@@ -152,6 +180,12 @@ impl Default for Settings {
             pg_statement_timeout: HumanDuration::secs(10),
             tls_cert: None,
             tls_key: None,
+            header_read_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(60),
+            request_timeout: HumanDuration::secs(30),
+            max_connections: 0,
+            metrics_token: None,
+            metrics_bind: None,
         }
     }
 }
@@ -199,6 +233,19 @@ impl Settings {
         }
         if self.session_idle_ttl.0 > self.session_absolute_ttl.0 || self.session_idle_ttl.0.is_zero() {
             return Err(SettingsError("session_idle_ttl must be positive and at most session_absolute_ttl".into()));
+        }
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("request_timeout", self.request_timeout),
+            ("device_ttl", self.device_ttl),
+        ] {
+            if d.0.is_zero() {
+                return Err(SettingsError(format!("{name} must be positive")));
+            }
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            return Err(SettingsError("metrics_token must be at least 16 characters".into()));
         }
         if self.hash_concurrency == 0 {
             return Err(SettingsError("hash_concurrency must be at least 1".into()));
@@ -258,6 +305,8 @@ impl Settings {
                 (Rule::LoginIp, self.login_per_ip_per_minute),
                 (Rule::LoginAccount, self.login_per_account_per_minute),
                 (Rule::RefreshIp, self.refresh_per_ip_per_minute),
+                (Rule::PasswordCheckUser, self.password_check_per_user_per_minute),
+                (Rule::PasswordCheckIp, self.password_check_per_ip_per_minute),
             ]
             .into_iter()
             .collect(),

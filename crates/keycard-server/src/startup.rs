@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::ServiceExt as _;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::Response;
@@ -37,6 +36,10 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
     /// Certificate and key (PEM) when serving HTTPS.
     tls: Option<RustlsConfig>,
+    /// Connection cap and timeouts of the connection loop.
+    limits: crate::serve::ConnectionLimits,
+    /// The separate `/metrics` listener (`metrics_bind`).
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -83,10 +86,19 @@ impl Application {
             reuse_interval: settings.reuse_interval.as_secs_i64(),
             key_overlap,
             signing_alg: first_alg,
-            trusted_proxies: settings.trusted_proxies.0.iter().filter_map(|p| p.parse().ok()).collect(),
+            trusted_proxies: settings
+                .trusted_proxies
+                .0
+                .iter()
+                .filter_map(|p| p.parse::<std::net::IpAddr>().ok())
+                .map(|ip| ip.to_canonical())
+                .collect(),
             refresh_binding: crate::state::Binding::parse(&settings.refresh_binding),
             tls: settings.tls_cert.is_some(),
             cookie_secure: settings.cookie_secure,
+            device_ttl: settings.device_ttl.as_secs_i64(),
+            metrics_token: settings.metrics_token.clone(),
+            request_timeout: settings.request_timeout.0,
         };
         let limits = match (settings.rate_limit_enabled, settings.redis.as_deref()) {
             (false, _) => RateLimits::disabled(settings.limit_config()),
@@ -98,7 +110,33 @@ impl Application {
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));
         let router = routes(state.clone());
-        Ok(Self { listener, router, max_body_bytes: settings.max_body_bytes, addr, state, background, tls })
+        let max_connections = match settings.max_connections {
+            0 => crate::serve::automatic_max_connections(),
+            n => n,
+        };
+        tracing::debug!(max_connections, "connection cap");
+        let limits = crate::serve::ConnectionLimits {
+            max_connections,
+            header_read_timeout: settings.header_read_timeout.0,
+            idle_timeout: settings.idle_timeout.0,
+        };
+        let metrics_listener = match settings.metrics_bind {
+            Some(bind) => {
+                Some(TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("binding metrics_bind {bind}: {e}"))?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            router,
+            max_body_bytes: settings.max_body_bytes,
+            addr,
+            state,
+            background,
+            tls,
+            limits,
+            metrics_listener,
+        })
     }
 
     /// The address actually bound.
@@ -115,29 +153,36 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, issuer = %self.state.config.issuer, tls = self.tls.is_some(), "keycard listening");
         let service = with_global_layers(self.router, &self.state, self.max_body_bytes);
-        let served = match self.tls {
-            None => {
-                let service = service.into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await
-            }
-            Some(config) => {
-                let handle = axum_server::Handle::new();
-                let stopper = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.await;
-                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-                });
-                let listener = self.listener.into_std()?;
-                // axum-server hands over hyper's body type; a router in front converts it.
-                let service =
-                    Router::new().fallback_service(service).into_make_service_with_connect_info::<SocketAddr>();
-                axum_server::tls_rustls::from_tcp_rustls(listener, config)?.handle(handle).serve(service).await
-            }
-        };
+        let tls = self.tls.map(|config| tokio_rustls::TlsAcceptor::from(config.get_inner()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics = self.metrics_listener.map(|listener| {
+            let mut stop = stop_rx.clone();
+            let router = Router::new()
+                .route("/metrics", axum::routing::get(crate::telemetry::render))
+                .fallback(middleware::not_found);
+            let service = with_global_layers(router, &self.state, self.max_body_bytes);
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving /metrics");
+            tokio::spawn(crate::serve::serve(listener, service, None, self.limits.clone(), async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }))
+        });
+        let served = crate::serve::serve(self.listener, service, tls, self.limits, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         for task in self.background {
             task.abort();
         }
         served
+    }
+
+    /// The address of the separate `/metrics` listener (`metrics_bind`), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 }
 
@@ -218,7 +263,7 @@ pub fn app(state: AppState, settings: &Settings) -> Router {
 fn routes(state: AppState) -> Router {
     crate::telemetry::prometheus();
     routes::router()
-        .route("/metrics", axum::routing::get(crate::telemetry::render))
+        .route("/metrics", axum::routing::get(crate::telemetry::render_protected))
         .route_layer(axum::middleware::from_fn(crate::telemetry::track_latency))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
@@ -245,5 +290,6 @@ pub fn with_global_layers(
         .layer(axum::middleware::from_fn(middleware::reject_tokens_in_query))
         .layer(middleware::cors(&state.config.allowed_origins))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.config.request_timeout, middleware::body_deadline))
         .service(router)
 }

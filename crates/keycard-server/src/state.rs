@@ -74,8 +74,14 @@ pub struct RuntimeConfig {
     pub reuse_interval: i64,
     /// Origins allowed for cookie-authenticated requests and CORS (issuer origin included).
     pub allowed_origins: Vec<String>,
-    /// Whether cookies are `Secure` with the `__Secure-` prefix.
+    /// Whether cookies are `Secure` with the `__Secure-` / `__Host-` prefixes.
     pub cookie_secure: bool,
+    /// Seconds a device token keeps a device known to an account.
+    pub device_ttl: i64,
+    /// The bearer secret of `/metrics` on the main listener (none: `/metrics` is not served there).
+    pub metrics_token: Option<crate::settings::Secret>,
+    /// Longest time a request may take.
+    pub request_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -101,6 +107,11 @@ impl AppState {
             validator,
             verified: VerifiedTokens::new(verify_cache_size),
         }))
+    }
+
+    /// The key of device tokens (`devices.rs`).
+    pub fn device_key(&self) -> &aws_lc_rs::hmac::Key {
+        self.master.device_key()
     }
 
     /// Key management with this server's overlap window.

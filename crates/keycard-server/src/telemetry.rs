@@ -1,13 +1,22 @@
 //! Prometheus metrics (`/metrics`) and the request-latency histogram.
 //!
+//! `/metrics` is opt-in: on the main listener only with `Authorization: Bearer <metrics_token>`,
+//! or unauthenticated on its own `metrics_bind` address (a private network); with neither it
+//! answers 404 like any unknown path. Login outcomes and reuse detections are not for strangers.
+//!
 //! The `metrics` facade has one recorder per process; it is installed once, and every
 //! application in the process (tests start many) renders from the same handle.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use keycard_core::ErrorCode;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -51,6 +60,20 @@ fn spawn_upkeep(handle: PrometheusHandle) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start the metrics upkeep thread; histograms drain only on scrape");
     }
+}
+
+/// `GET /metrics` on the main listener: 404 unless `metrics_token` is set, then 401 unless the
+/// request carries it as a Bearer token (compared in constant time).
+pub async fn render_protected(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(secret) = &state.config.metrics_token else {
+        return ApiError::new(ErrorCode::NotFound, "no such endpoint").into_response();
+    };
+    let presented = crate::extract::bearer_token_from(&headers).unwrap_or("");
+    if !bool::from(presented.as_bytes().ct_eq(secret.expose().as_bytes())) {
+        return ApiError::new(ErrorCode::InvalidToken, "/metrics needs the metrics_token as a Bearer token")
+            .into_response();
+    }
+    render().await
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -63,6 +63,8 @@ async fn start() -> Server {
     let settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
         database: dir.path().join("k.db").display().to_string(),
+        // /metrics is served (behind its token) so that every documented operation is.
+        metrics_token: Some(keycard_server::settings::Secret::new("openapi-test-metrics-token")),
         ..Default::default()
     };
     let app = Application::build(settings).await.expect("the server starts");

@@ -30,3 +30,24 @@ async fn bad_base_urls_and_unreachable_servers_are_errors_not_panics() {
     let error = client.login("x@example.com", PASSWORD).await.unwrap_err();
     assert!(matches!(error, ClientError::Http(_)), "{error:?}");
 }
+
+/// The client keeps the device token of its login and sends it with the next ones, so failed
+/// guesses by strangers (which spend the account's unknown-device budget) never lock it out.
+#[tokio::test]
+async fn a_client_that_logged_in_before_is_a_known_device() {
+    let keycard = crate::helpers::start_keycard_with(|s| s.login_per_account_per_minute = 2).await;
+    let owner = keycard.logged_in("device@example.com").await;
+    let stranger = Client::new(&keycard.base).unwrap();
+    let throttled = async {
+        for _ in 0..10 {
+            let error = stranger.login("device@example.com", "a stranger's guess").await.unwrap_err();
+            if error.status().map(|s| s.as_u16()) == Some(429) {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(throttled.await, "strangers are throttled");
+    owner.login("device@example.com", PASSWORD).await.expect("the owner's client is never throttled by them");
+    assert!(owner.me().await.is_ok());
+}

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use keycard_core::refresh::RefreshToken;
-use keycard_core::wire::{LoginRequest, SignupRequest, UserInfo};
+use keycard_core::wire::{Delivery, LoginRequest, SignupRequest, UserInfo};
 use keycard_store::{AuditEvent, NewSession, NewUser, SessionRecord};
 
 use crate::error::ApiError;
@@ -16,6 +16,7 @@ use crate::password::{MAX_PASSWORD_BYTES, Passwords};
 use crate::ratelimit::Rule;
 use crate::routes::{Email, user_info};
 use crate::state::AppState;
+use crate::{cookies, devices};
 
 /// Creates an account.
 pub async fn signup(
@@ -23,7 +24,7 @@ pub async fn signup(
     client: ClientInfo,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> Result<Response, ApiError> {
-    state.limits.check(Rule::SignupIp, client.ip.as_deref().unwrap_or("-")).await?;
+    state.limits.check(Rule::SignupIp, &client.rate_key()).await?;
     let email = Email::parse(&req.email)?;
     Passwords::check_policy(&req.password)?;
     let password_hash = state.passwords.hash(req.password).await?;
@@ -45,6 +46,11 @@ pub async fn signup(
 }
 
 /// Checks the password and starts a session (a new refresh-token family).
+///
+/// Throttling follows OWASP's device-cookie defence (`devices.rs`): attempts are limited per
+/// IP; failures are counted per known device when the client presents a valid device token for
+/// this account, and otherwise in one budget shared by every unknown device of the account. A
+/// success clears its own count and hands the client a fresh device token.
 pub async fn login(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -53,22 +59,34 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     // A malformed email cannot belong to an account: same answer as a wrong password.
     let email = Email::parse(&req.email).map(|e| e.0).unwrap_or_default();
-    let ip = client.ip.as_deref().unwrap_or("-");
-    state.limits.check(Rule::LoginIp, ip).await?;
-    state.limits.check(Rule::LoginAccount, &email).await?;
-    let backoff_key = format!("{email}|{ip}");
-    state.limits.check_backoff(&backoff_key).await?;
+    state.limits.check(Rule::LoginIp, &client.rate_key()).await?;
     let user = if email.is_empty() { None } else { state.store.user_by_email(&email).await? };
+    let now = keycard_core::now_unix();
+    let presented = req.device_token.as_deref().or_else(|| cookies::device_cookie(&jar, &state.config));
+    let device = match (&user, presented) {
+        (Some(user), Some(token)) => devices::verify(state.device_key(), token, &user.id, now, state.config.device_ttl),
+        _ => None,
+    };
+    let failure_key = match &device {
+        Some(device) => format!("login:device:{device}"),
+        None => {
+            state.limits.check_failures(Rule::LoginAccount, &email).await?;
+            format!("login:account:{email}")
+        }
+    };
+    state.limits.check_backoff(&failure_key).await?;
     let matched = if req.password.len() > MAX_PASSWORD_BYTES {
         false
     } else {
         state.passwords.verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?
     };
-    let now = keycard_core::now_unix();
     let user = match user {
         Some(user) if matched => user,
         other => {
-            state.limits.record_failure(&backoff_key).await?;
+            state.limits.record_failure(&failure_key).await?;
+            if device.is_none() {
+                state.limits.record_failures(Rule::LoginAccount, &email).await?;
+            }
             metrics::counter!("keycard_logins_total", "outcome" => "failure").increment(1);
             state
                 .audit(AuditEvent {
@@ -77,27 +95,35 @@ pub async fn login(
                     user_id: other.map(|u| u.id),
                     ip: client.ip,
                     user_agent: client.user_agent,
+                    detail: Some(if device.is_some() { "known device" } else { "unknown device" }.into()),
                     ..Default::default()
                 })
                 .await;
             return Err(ApiError::invalid_credentials());
         }
     };
-    state.limits.reset_failures(&backoff_key).await?;
+    state.limits.reset_failures(&failure_key).await?;
     metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
     let (session, refresh) = start_session(&state, &user.id, &client, now).await?;
     state
         .audit(AuditEvent {
             at: now,
             kind: "login".into(),
-            user_id: Some(user.id),
+            user_id: Some(user.id.clone()),
             session_id: Some(session.id.clone()),
             ip: client.ip,
             user_agent: client.user_agent,
-            detail: None,
+            detail: device.is_none().then(|| "new device".into()),
         })
         .await;
-    issue::token_response(&state, jar, &session, &refresh, req.delivery.unwrap_or_default(), now)
+    let delivery = req.delivery.unwrap_or_default();
+    let device_token = devices::issue(state.device_key(), &user.id, now);
+    let device_ttl = state.config.device_ttl;
+    let (jar, body_device) = match delivery {
+        Delivery::Cookie => (cookies::set_device_cookie(jar, &state.config, device_token, device_ttl), None),
+        Delivery::Body => (jar, Some(device_token)),
+    };
+    issue::token_response(&state, jar, &session, &refresh, delivery, body_device, now)
 }
 
 async fn start_session(

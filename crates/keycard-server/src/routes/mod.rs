@@ -11,6 +11,7 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 use keycard_core::wire::UserInfo;
 use time::OffsetDateTime;
+use unicode_normalization::UnicodeNormalization as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -41,7 +42,9 @@ pub fn router() -> Router<AppState> {
         .route("/docs.js", get(crate::openapi::docs_js))
 }
 
-/// An email address, trimmed and lower-cased, checked for a plausible shape.
+/// An email address, trimmed, NFKC-normalised and lower-cased, checked for a plausible shape.
+/// NFKC folds compatibility forms (fullwidth `ａlice@example.com` is `alice@example.com`), so
+/// look-alike spellings of one address cannot become two accounts.
 pub struct Email(pub String);
 
 impl Email {
@@ -50,7 +53,7 @@ impl Email {
 
     /// Normalises and checks `raw`; 400 `invalid_request` when it is not an address.
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let email = raw.trim().to_lowercase();
+        let email = raw.trim().nfkc().collect::<String>().to_lowercase();
         let valid = email.len() <= Self::MAX_LEN
             && !email.chars().any(|c| c.is_whitespace() || c.is_control())
             && matches!(email.split_once('@'), Some((local, domain))
@@ -77,6 +80,14 @@ mod tests {
     #[test]
     fn emails_are_normalised() {
         assert_eq!(Email::parse("  Alice@Example.COM ").map(|e| e.0).ok(), Some("alice@example.com".into()));
+    }
+
+    #[test]
+    fn compatibility_forms_are_one_address() {
+        let plain = Email::parse("alice@example.com").map(|e| e.0).ok();
+        for look_alike in ["\u{ff41}lice@example.com", "ALICE@EXAMPLE.COM", "alice@ｅxample.com"] {
+            assert_eq!(Email::parse(look_alike).map(|e| e.0).ok(), plain, "{look_alike}");
+        }
     }
 
     #[test]

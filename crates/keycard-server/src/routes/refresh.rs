@@ -44,7 +44,7 @@ pub async fn refresh(
     client: ClientInfo,
     OptionalJson(req): OptionalJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    state.limits.check(Rule::RefreshIp, client.ip.as_deref().unwrap_or("-")).await?;
+    state.limits.check(Rule::RefreshIp, &client.rate_key()).await?;
     let Some((raw, delivery)) = presented_refresh(req.refresh_token, &headers, &jar, &state)? else {
         return Err(ApiError::new(ErrorCode::InvalidGrant, "no refresh token was presented"));
     };
@@ -86,7 +86,7 @@ pub async fn refresh(
             metrics::counter!("keycard_refreshes_total", "outcome" => "rotated").increment(1);
             // The store wrote the audit row in the rotation's transaction.
             log_audit("refresh", Some(&session.user_id), Some(&session.id), rotation.ip.as_deref(), None);
-            issue::token_response(&state, jar, &session, &replacement, delivery, now)
+            issue::token_response(&state, jar, &session, &replacement, delivery, None, now)
         }
         RotateOutcome::Reused { session_id, user_id } => {
             tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");

@@ -183,12 +183,14 @@ async fn common_passwords_are_refused_as_weak() {
 
 #[tokio::test]
 async fn metrics_count_logins_refreshes_reuse_and_latency() {
-    let app = spawn_app().await;
+    let app =
+        spawn_app_with(|s| s.metrics_token = Some(keycard_server::settings::Secret::new("metrics-token-0123456789")))
+            .await;
     let (_, tokens) = app.user().await;
     let old = tokens.refresh_token.unwrap();
     app.refresh(&old).await;
     app.refresh(&old).await;
-    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let resp = app.client.get(app.url("/metrics")).bearer_auth("metrics-token-0123456789").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     for needle in [

@@ -65,8 +65,8 @@ async fn login_with_cookie_delivery_sets_http_only_refresh_cookie_and_csrf() {
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/auth", "Max-Age=604800"] {
         assert!(refresh.contains(attr), "{attr} missing in {refresh}");
     }
-    let csrf_cookie = cookies.iter().find(|c| c.starts_with("__Secure-keycard_csrf=")).expect("csrf cookie");
-    assert!(csrf_cookie.contains(&format!("__Secure-keycard_csrf={csrf}")));
+    let csrf_cookie = cookies.iter().find(|c| c.starts_with("__Host-keycard_csrf=")).expect("csrf cookie");
+    assert!(csrf_cookie.contains(&format!("__Host-keycard_csrf={csrf}")));
     assert!(csrf_cookie.contains("Path=/") && !csrf_cookie.contains("HttpOnly"));
 }
 

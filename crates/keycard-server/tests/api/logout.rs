@@ -70,7 +70,7 @@ async fn logout_clears_both_cookies() {
         cookies.iter().any(|c| c.starts_with("__Secure-keycard_refresh=;") && c.contains("Max-Age=0")),
         "{cookies:?}"
     );
-    assert!(cookies.iter().any(|c| c.starts_with("__Secure-keycard_csrf=;") && c.contains("Max-Age=0")), "{cookies:?}");
+    assert!(cookies.iter().any(|c| c.starts_with("__Host-keycard_csrf=;") && c.contains("Max-Age=0")), "{cookies:?}");
 }
 
 #[tokio::test]

@@ -144,7 +144,7 @@ fn cookie_pair(resp: &reqwest::Response) -> (String, String) {
         if let Some(v) = pair.strip_prefix("__Secure-keycard_refresh=") {
             refresh = Some(v.to_owned());
         }
-        if let Some(v) = pair.strip_prefix("__Secure-keycard_csrf=") {
+        if let Some(v) = pair.strip_prefix("__Host-keycard_csrf=") {
             csrf = Some(v.to_owned());
         }
     }
@@ -160,7 +160,7 @@ async fn cookie_login(app: &TestApp) -> (String, String) {
 }
 
 fn cookie_header(refresh: &str, csrf: &str) -> String {
-    format!("__Secure-keycard_refresh={refresh}; __Secure-keycard_csrf={csrf}")
+    format!("__Secure-keycard_refresh={refresh}; __Host-keycard_csrf={csrf}")
 }
 
 #[tokio::test]
