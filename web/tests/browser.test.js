@@ -367,7 +367,8 @@ describe('keycard browser flow in headless Chromium', { concurrency: false }, ()
   });
 
   it('logs out: cookies cleared in the browser, and even a kept copy of the refresh cookie is dead', async () => {
-    const kept = (await keycardCookies(context)).filter((c) => c.name.startsWith('__Secure-keycard_'));
+    const kept = (await keycardCookies(context)).filter((c) =>
+      ['__Secure-keycard_refresh', '__Host-keycard_csrf'].includes(c.name));
     assert.equal(kept.length, 2);
     const csrf = kept.find((c) => c.name === '__Host-keycard_csrf').value;
     await page.click('#logout');
@@ -376,6 +377,9 @@ describe('keycard browser flow in headless Chromium', { concurrency: false }, ()
     assert.equal(await cookieNamed(context, '__Secure-keycard_refresh'), undefined);
     assert.equal(await cookieNamed(context, '__Host-keycard_csrf'), undefined);
     assert.doesNotMatch(await page.evaluate(() => document.cookie), /keycard/);
+    // The device cookie outlives the session: this browser stays a known device for login throttling.
+    const device = await cookieNamed(context, '__Host-keycard_device');
+    assert.ok(device && device.httpOnly && device.secure && device.path === '/', JSON.stringify(device));
 
     const refreshFromPage = (token) =>
       page.evaluate(async (t) => {

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`claims`]: the access-token claim set.
+//! - [`clock`]: the time everything reads (a manual clock in tests).
 //! - [`keys`]: signing keys bound to their algorithm, and the key ring that signs and verifies.
 //! - [`validate`]: the validation checklist of SPEC.md, with a typed [`TokenError`].
 //! - [`refresh`]: opaque refresh tokens (`kcrt_…`) and their SHA-256 hashes.
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod claims;
+pub mod clock;
 pub mod error;
 pub mod keys;
 pub mod refresh;

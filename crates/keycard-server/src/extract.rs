@@ -170,7 +170,7 @@ pub struct Authenticated {
 impl Authenticated {
     /// Validates `token` and looks its session and user up.
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
-        let now = keycard_core::now_unix();
+        let now = state.now();
         let claims = match state.verified.get(token, now, state.config.leeway) {
             // This exact token passed validation under the current key ring, and is in its
             // validity window still (see verify_cache).

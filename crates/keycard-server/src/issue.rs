@@ -8,9 +8,10 @@ use keycard_core::refresh::RefreshToken;
 use keycard_core::wire::{Delivery, TokenResponse};
 use keycard_store::SessionRecord;
 
-use crate::cookies;
 use crate::error::ApiError;
+use crate::sessions::Issued;
 use crate::state::AppState;
+use crate::{cookies, devices};
 
 /// Signs an access token for `session`, valid from `now`.
 pub fn access_token(state: &AppState, session: &SessionRecord, now: i64) -> Result<String, ApiError> {
@@ -55,4 +56,23 @@ pub fn token_response(
             Ok((jar, Json(body)).into_response())
         }
     }
+}
+
+/// The answer to a login: the token response, plus a fresh device token for the client (the
+/// device cookie with cookie delivery, `device_token` in the body with body delivery).
+pub fn login_response(
+    state: &AppState,
+    jar: CookieJar,
+    issued: &Issued,
+    user_id: &str,
+    delivery: Delivery,
+) -> Result<Response, ApiError> {
+    let device_token = devices::issue(state.device_key(), user_id, issued.now);
+    let (jar, body_device) = match delivery {
+        Delivery::Cookie => {
+            (cookies::set_device_cookie(jar, &state.config, device_token, state.config.device_ttl), None)
+        }
+        Delivery::Body => (jar, Some(device_token)),
+    };
+    token_response(state, jar, &issued.session, &issued.refresh, delivery, body_device, issued.now)
 }

@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod redact;
 mod routes;
 pub mod serve;
+pub mod sessions;
 pub mod settings;
 pub mod startup;
 pub mod state;

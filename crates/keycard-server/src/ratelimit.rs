@@ -13,10 +13,11 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
+use keycard_core::clock::Clock;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
@@ -78,16 +79,18 @@ enum Backend {
 pub struct RateLimits {
     config: LimitConfig,
     backend: Option<Backend>,
+    /// Time of failure windows and backoff (the per-IP GCRA limiters keep their own).
+    clock: Arc<dyn Clock>,
 }
 
 impl RateLimits {
     /// No limits at all (the `rate_limit_enabled = false` setting).
-    pub fn disabled(config: LimitConfig) -> Self {
-        Self { config, backend: None }
+    pub fn disabled(config: LimitConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { config, backend: None, clock }
     }
 
     /// In-process limits.
-    pub fn memory(config: LimitConfig) -> Self {
+    pub fn memory(config: LimitConfig, clock: Arc<dyn Clock>) -> Self {
         let limiters = config
             .per_minute
             .iter()
@@ -95,14 +98,14 @@ impl RateLimits {
             .collect();
         let backend =
             Backend::Memory { limiters, failures: Mutex::new(HashMap::new()), windows: Mutex::new(HashMap::new()) };
-        Self { config, backend: Some(backend) }
+        Self { config, backend: Some(backend), clock }
     }
 
     /// Limits shared through Redis at `url`.
-    pub async fn redis(config: LimitConfig, url: &str) -> anyhow::Result<Self> {
+    pub async fn redis(config: LimitConfig, url: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("redis URL: {e}"))?;
         let manager = ConnectionManager::new(client).await.map_err(|e| anyhow::anyhow!("connecting to redis: {e}"))?;
-        Ok(Self { config, backend: Some(Backend::Redis(manager)) })
+        Ok(Self { config, backend: Some(Backend::Redis(manager)), clock })
     }
 
     /// Spends one unit of `rule` for `key`; 429 with `Retry-After` when the budget is gone.
@@ -122,7 +125,7 @@ impl RateLimits {
                 }
             }
             Backend::Redis(conn) => {
-                let now = keycard_core::now_unix();
+                let now = self.clock.now();
                 let window = now / 60;
                 let redis_key = format!("keycard:rl:{}:{key}:{window}", rule.name());
                 let mut conn = conn.clone();
@@ -157,7 +160,7 @@ impl RateLimits {
     /// nothing (failures are spent by [`Self::record_failures`]).
     pub async fn check_failures(&self, rule: Rule, key: &str) -> Result<(), ApiError> {
         let (Some(backend), Some(limit)) = (&self.backend, self.limit(rule)) else { return Ok(()) };
-        let now = keycard_core::now_unix();
+        let now = self.clock.now();
         let window = now / 60;
         let count = match backend {
             Backend::Memory { windows, .. } => match lock(windows).get(&(rule, key.to_owned())) {
@@ -181,7 +184,7 @@ impl RateLimits {
     /// Spends one failure of `rule`'s per-minute budget for `key`.
     pub async fn record_failures(&self, rule: Rule, key: &str) -> Result<(), ApiError> {
         let (Some(backend), Some(_)) = (&self.backend, self.limit(rule)) else { return Ok(()) };
-        let window = keycard_core::now_unix() / 60;
+        let window = self.clock.now() / 60;
         match backend {
             Backend::Memory { windows, .. } => {
                 let mut map = lock(windows);
@@ -230,7 +233,7 @@ impl RateLimits {
             }
         };
         let delay_ms = self.backoff_delay(count).saturating_mul(1000);
-        let wait_ms = last_ms.saturating_add(delay_ms) - now_ms();
+        let wait_ms = last_ms.saturating_add(delay_ms) - self.clock.now_ms();
         if delay_ms > 0 && wait_ms > 0 {
             metrics::counter!("keycard_rate_limited_total", "rule" => "backoff").increment(1);
             let secs = u64::try_from(wait_ms).unwrap_or(1).div_ceil(1000);
@@ -251,7 +254,7 @@ impl RateLimits {
 
     /// Counts a failure for the backoff of `key`.
     pub async fn record_failure(&self, key: &str) -> Result<(), ApiError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let forget_after = self.config.backoff_max.max(60) * 2;
         match &self.backend {
             None => {}
@@ -305,16 +308,10 @@ impl RateLimits {
             for limiter in limiters.values() {
                 limiter.retain_recent();
             }
-            let window = keycard_core::now_unix() / 60;
+            let window = self.clock.now() / 60;
             lock(windows).retain(|_, (w, _)| *w == window);
         }
     }
-}
-
-/// Milliseconds since the Unix epoch (backoff times).
-fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

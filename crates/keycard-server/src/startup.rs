@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::Response;
 use axum_server::tls_rustls::RustlsConfig;
+use keycard_core::clock::Clock;
 use keycard_core::keys::KeyAlg;
 use keycard_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -46,6 +47,12 @@ impl Application {
     /// Binds `settings.bind`, opens the store (creating and migrating it), loads or generates the
     /// signing key, and assembles the router.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(keycard_core::clock::SystemClock)).await
+    }
+
+    /// [`Application::build`] with the clock every time-based decision reads (tests pass a
+    /// [`keycard_core::clock::ManualClock`] to move time without sleeping).
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind).await?;
         let addr = listener.local_addr()?;
         let tls = match (&settings.tls_cert, &settings.tls_key) {
@@ -69,9 +76,7 @@ impl Application {
             + 2 * settings.key_reload_interval.as_secs_i64();
         let first_alg = KeyAlg::parse(&settings.signing_alg)
             .ok_or_else(|| anyhow::anyhow!("unsupported signing_alg {:?}", settings.signing_alg))?;
-        let ring = keys::KeyManager::new(store.as_ref(), &master, key_overlap)
-            .ring(keycard_core::now_unix(), first_alg)
-            .await?;
+        let ring = keys::KeyManager::new(store.as_ref(), &master, key_overlap).ring(clock.now(), first_alg).await?;
         let passwords =
             Passwords::new(settings.argon2_memory_kib, settings.hash_concurrency, settings.hash_queue_timeout.0)?;
         let issuer = settings.issuer_for(addr);
@@ -93,7 +98,8 @@ impl Application {
                 .filter_map(|p| p.parse::<std::net::IpAddr>().ok())
                 .map(|ip| ip.to_canonical())
                 .collect(),
-            refresh_binding: crate::state::Binding::parse(&settings.refresh_binding),
+            refresh_binding: crate::state::Binding::from_name(&settings.refresh_binding)
+                .ok_or_else(|| anyhow::anyhow!("refresh_binding must be none, user_agent or ip_prefix"))?,
             tls: settings.tls_cert.is_some(),
             cookie_secure: settings.cookie_secure,
             device_ttl: settings.device_ttl.as_secs_i64(),
@@ -101,11 +107,11 @@ impl Application {
             request_timeout: settings.request_timeout.0,
         };
         let limits = match (settings.rate_limit_enabled, settings.redis.as_deref()) {
-            (false, _) => RateLimits::disabled(settings.limit_config()),
-            (true, Some(url)) => RateLimits::redis(settings.limit_config(), url).await?,
-            (true, None) => RateLimits::memory(settings.limit_config()),
+            (false, _) => RateLimits::disabled(settings.limit_config(), clock.clone()),
+            (true, Some(url)) => RateLimits::redis(settings.limit_config(), url, clock.clone()).await?,
+            (true, None) => RateLimits::memory(settings.limit_config(), clock.clone()),
         };
-        let state = AppState::new(store, passwords, config, ring, master, limits, settings.verify_cache_size);
+        let state = AppState::new(store, passwords, config, ring, master, limits, settings.verify_cache_size, clock);
         let mut background: Vec<JoinHandle<()>> =
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));
@@ -212,7 +218,7 @@ fn spawn_housekeeping(state: AppState, audit_retention: i64) -> JoinHandle<()> {
             tick.tick().await;
             state.limits.prune();
             if rounds % 60 == 0 && audit_retention > 0 {
-                let before = keycard_core::now_unix() - audit_retention;
+                let before = state.now() - audit_retention;
                 match state.store.prune_audit(before).await {
                     Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned audit events past retention"),
                     Ok(_) => {}

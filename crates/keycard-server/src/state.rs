@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use keycard_core::clock::Clock;
 use keycard_core::keys::KeyRing;
 use keycard_core::validate::Validator;
 use keycard_store::{AuditEvent, Store};
@@ -35,6 +36,8 @@ pub struct Inner {
     validator: Validator,
     /// Access tokens that passed validation under the current key ring.
     pub verified: VerifiedTokens,
+    /// The time every decision reads (a manual clock in tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Deref for AppState {
@@ -94,6 +97,7 @@ impl AppState {
         master: MasterKey,
         limits: RateLimits,
         verify_cache_size: usize,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let validator = Validator::new(&config.issuer, &config.audience, config.leeway.unsigned_abs());
         Self(Arc::new(Inner {
@@ -103,10 +107,16 @@ impl AppState {
             limits,
             keys: RwLock::new(Arc::new(keys)),
             master,
-            keys_loaded_at: AtomicI64::new(keycard_core::now_unix()),
+            keys_loaded_at: AtomicI64::new(clock.now()),
             validator,
             verified: VerifiedTokens::new(verify_cache_size),
+            clock,
         }))
+    }
+
+    /// Now, in Unix seconds, by the server's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// The key of device tokens (`devices.rs`).
@@ -121,7 +131,7 @@ impl AppState {
 
     /// Re-reads the key ring from the store (rotation by `keycard keys` or another instance).
     pub async fn reload_keys(&self) -> anyhow::Result<()> {
-        let now = keycard_core::now_unix();
+        let now = self.now();
         let ring = self.key_manager().ring(now, self.config.signing_alg).await?;
         self.keys_loaded_at.store(now, Ordering::Relaxed);
         let changed = {
@@ -144,7 +154,7 @@ impl AppState {
     /// Reloads keys after an unknown `kid`, at most once a second (a flood of forged kids must
     /// not become a flood of store reads). True when a reload happened.
     pub async fn reload_keys_for_unknown_kid(&self) -> bool {
-        let now = keycard_core::now_unix();
+        let now = self.now();
         let last = self.keys_loaded_at.load(Ordering::Relaxed);
         if now <= last || self.keys_loaded_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err()
         {
@@ -210,46 +220,5 @@ fn kids(ring: &KeyRing) -> (String, Vec<String>) {
     (ring.active().kid().to_owned(), kids)
 }
 
-/// Refresh-token binding: what must stay the same between login and each refresh.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Binding {
-    /// No binding.
-    None,
-    /// The exact `User-Agent`.
-    UserAgent,
-    /// The client IP's network: /24 for IPv4, /48 for IPv6.
-    IpPrefix,
-}
-
-impl Binding {
-    /// Parses the setting (already validated).
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "user_agent" => Self::UserAgent,
-            "ip_prefix" => Self::IpPrefix,
-            _ => Self::None,
-        }
-    }
-
-    /// Whether a refresh from `(ua, ip)` matches a session started from `(login_ua, login_ip)`.
-    pub fn matches(self, login_ua: Option<&str>, login_ip: Option<&str>, ua: Option<&str>, ip: Option<&str>) -> bool {
-        match self {
-            Self::None => true,
-            Self::UserAgent => login_ua == ua,
-            Self::IpPrefix => match (login_ip.and_then(|i| i.parse().ok()), ip.and_then(|i| i.parse().ok())) {
-                (Some(a), Some(b)) => ip_prefix(a) == ip_prefix(b),
-                _ => login_ip == ip,
-            },
-        }
-    }
-}
-
-fn ip_prefix(ip: std::net::IpAddr) -> Vec<u8> {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.octets()[..3].to_vec(),
-            None => v6.octets()[..6].to_vec(),
-        },
-    }
-}
+/// The refresh-token binding policy: decided inside the store's rotation (one transaction).
+pub use keycard_store::Binding;

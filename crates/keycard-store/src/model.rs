@@ -72,6 +72,57 @@ pub struct SessionRecord {
     pub ip: Option<String>,
 }
 
+/// Refresh-token binding: what must stay the same between login and each refresh. Carried by
+/// each [`Rotation`], so the store decides it in the rotation's own transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Binding {
+    /// No binding.
+    #[default]
+    None,
+    /// The exact `User-Agent`.
+    UserAgent,
+    /// The client IP's network: /24 for IPv4, /48 for IPv6.
+    IpPrefix,
+}
+
+impl Binding {
+    /// The setting's name of this policy (`none`, `user_agent`, `ip_prefix`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::UserAgent => "user_agent",
+            Self::IpPrefix => "ip_prefix",
+        }
+    }
+
+    /// The policy named `name`; `None` for an unknown name (never a silent "no binding").
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::None, Self::UserAgent, Self::IpPrefix].into_iter().find(|b| b.name() == name)
+    }
+
+    /// Whether a refresh from `(ua, ip)` matches a session started from `(login_ua, login_ip)`.
+    pub fn matches(self, login_ua: Option<&str>, login_ip: Option<&str>, ua: Option<&str>, ip: Option<&str>) -> bool {
+        match self {
+            Self::None => true,
+            Self::UserAgent => login_ua == ua,
+            Self::IpPrefix => match (login_ip.and_then(|i| i.parse().ok()), ip.and_then(|i| i.parse().ok())) {
+                (Some(a), Some(b)) => ip_prefix(a) == ip_prefix(b),
+                _ => login_ip == ip,
+            },
+        }
+    }
+}
+
+fn ip_prefix(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.octets()[..3].to_vec(),
+            None => v6.octets()[..6].to_vec(),
+        },
+    }
+}
+
 /// One refresh: present a token, get a replacement.
 #[derive(Debug, Clone)]
 pub struct Rotation {
@@ -89,9 +140,29 @@ pub struct Rotation {
     pub ip: Option<String>,
     /// The requesting client's user agent, for the same audit row.
     pub user_agent: Option<String>,
+    /// The binding the session must keep: on a mismatch the rotation revokes the session
+    /// instead (reason `binding_mismatch`, audit `session_revoked`), in the same transaction.
+    pub binding: Binding,
 }
 
 impl Rotation {
+    /// Whether this refresh comes from the device `session` was started on (per the binding).
+    pub fn binding_holds(&self, session: &SessionRecord) -> bool {
+        self.binding.matches(
+            session.user_agent.as_deref(),
+            session.ip.as_deref(),
+            self.user_agent.as_deref(),
+            self.ip.as_deref(),
+        )
+    }
+
+    /// The audit event of a session ended by a binding mismatch.
+    pub fn binding_event(&self, session: &SessionRecord) -> AuditEvent {
+        let mut event = self.audit_event("session_revoked", &session.user_id, &session.id);
+        event.detail = Some(format!("refresh binding ({}) mismatch", self.binding.name()));
+        event
+    }
+
     /// The audit event a rotation records with its outcome: `refresh` when it rotated,
     /// `refresh_token_reused` when it revoked the session (nothing when the token was invalid).
     pub fn audit_event(&self, kind: &str, user_id: &str, session_id: &str) -> AuditEvent {
@@ -114,6 +185,14 @@ pub enum RotateOutcome {
     Rotated(SessionRecord),
     /// The token had been used already (outside the reuse interval): the session is now revoked.
     Reused {
+        /// The revoked session.
+        session_id: String,
+        /// Its owner.
+        user_id: String,
+    },
+    /// The token was live but presented from another device than its session's binding allows:
+    /// the session is now revoked (reason `binding_mismatch`).
+    BindingMismatch {
         /// The revoked session.
         session_id: String,
         /// Its owner.

@@ -291,6 +291,7 @@ async fn rotate(store: &dyn Store, m: &mut Model, pick: &Pick) {
         reuse_interval: m.reuse_interval,
         ip: None,
         user_agent: None,
+        binding: Default::default(),
     };
     let outcome = store.rotate_refresh(&rotation).await.expect("rotate_refresh");
 
@@ -429,6 +430,7 @@ fn a_used_token_yields_again_only_inside_the_reuse_interval() {
                     reuse_interval: 10,
                     ip: None,
                     user_agent: None,
+                    binding: Default::default(),
                 };
                 (store.rotate_refresh(&r).await.unwrap(), replacement)
             }

@@ -5,15 +5,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
-use keycard_core::ErrorCode;
 use keycard_core::wire::{DeleteAccountRequest, PasswordChangeRequest, SessionInfo, UserInfo};
 use keycard_store::AuditEvent;
 
 use crate::cookies;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, Authenticated, ClientInfo};
-use crate::password::{MAX_PASSWORD_BYTES, Passwords};
-use crate::ratelimit::Rule;
+use crate::password::Passwords;
 use crate::routes::{timestamp, user_info};
 use crate::state::AppState;
 
@@ -27,7 +25,7 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    let sessions = state.store.list_sessions(&auth.user.id, keycard_core::now_unix()).await?;
+    let sessions = state.store.list_sessions(&auth.user.id, state.now()).await?;
     Ok(Json(
         sessions
             .into_iter()
@@ -50,63 +48,8 @@ pub async fn revoke_session(
     client: ClientInfo,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let now = keycard_core::now_unix();
-    if !state.store.revoke_session(&auth.user.id, &id, "revoked_by_user", now).await? {
-        return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
-    }
-    state
-        .audit(AuditEvent {
-            at: now,
-            kind: "session_revoked".into(),
-            user_id: Some(auth.user.id),
-            session_id: Some(id),
-            ip: client.ip,
-            user_agent: client.user_agent,
-            detail: Some(format!("by session {}", auth.claims.sid)),
-        })
-        .await;
+    state.sessions().revoke(&auth, id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Checks the caller's password; a wrong one is 401 `invalid_credentials`.
-///
-/// Throttled like login: attempts per user and per IP per minute (a flood of guesses, each a
-/// full Argon2 hash, cannot crowd out logins), exponential backoff after repeated failures per
-/// user and per IP, every failure audited (`password_check_failed`) and counted in metrics.
-async fn confirm_password(
-    state: &AppState,
-    auth: &Authenticated,
-    client: &ClientInfo,
-    password: String,
-) -> Result<(), ApiError> {
-    let ip = client.rate_key();
-    let (user_key, ip_key) = (format!("pwcheck:user:{}", auth.user.id), format!("pwcheck:ip:{ip}"));
-    state.limits.check_backoff(&user_key).await?;
-    state.limits.check_backoff(&ip_key).await?;
-    state.limits.check(Rule::PasswordCheckUser, &auth.user.id).await?;
-    state.limits.check(Rule::PasswordCheckIp, &ip).await?;
-    let matched = password.len() <= MAX_PASSWORD_BYTES
-        && state.passwords.verify(password, Some(auth.user.password_hash.clone())).await?;
-    if matched {
-        state.limits.reset_failures(&user_key).await?;
-        metrics::counter!("keycard_password_checks_total", "outcome" => "success").increment(1);
-        return Ok(());
-    }
-    state.limits.record_failure(&user_key).await?;
-    state.limits.record_failure(&ip_key).await?;
-    metrics::counter!("keycard_password_checks_total", "outcome" => "failure").increment(1);
-    state
-        .audit(AuditEvent {
-            at: keycard_core::now_unix(),
-            kind: "password_check_failed".into(),
-            user_id: Some(auth.user.id.clone()),
-            session_id: Some(auth.claims.sid.clone()),
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
-            detail: None,
-        })
-        .await;
-    Err(ApiError::new(ErrorCode::InvalidCredentials, "the current password is incorrect"))
 }
 
 /// `POST /auth/password`: changes the password and revokes every other session.
@@ -117,9 +60,9 @@ pub async fn change_password(
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> Result<StatusCode, ApiError> {
     Passwords::check_policy(&req.new_password)?;
-    confirm_password(&state, &auth, &client, req.current_password).await?;
+    state.sessions().confirm_password(&auth, &client, req.current_password).await?;
     let hash = state.passwords.hash(req.new_password).await?;
-    let now = keycard_core::now_unix();
+    let now = state.now();
     let revoked = state.store.set_password(&auth.user.id, &hash, Some(&auth.claims.sid), now).await?;
     state
         .audit(AuditEvent {
@@ -143,8 +86,8 @@ pub async fn delete_account(
     client: ClientInfo,
     ApiJson(req): ApiJson<DeleteAccountRequest>,
 ) -> Result<Response, ApiError> {
-    confirm_password(&state, &auth, &client, req.password).await?;
-    let now = keycard_core::now_unix();
+    state.sessions().confirm_password(&auth, &client, req.password).await?;
+    let now = state.now();
     let revoked = state.store.delete_user(&auth.user.id, now).await?;
     state
         .audit(AuditEvent {

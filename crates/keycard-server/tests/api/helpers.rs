@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use keycard_core::clock::{Clock, ManualClock};
 use keycard_core::wire::TokenResponse;
 use keycard_server::settings::HumanDuration;
 use keycard_server::{AppState, Application, Settings};
@@ -23,6 +24,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     pub settings: Settings,
+    /// The server's clock: it stands still unless a test moves it (`advance`).
+    pub clock: Arc<ManualClock>,
     /// Keeps the database directory alive as long as the app.
     pub dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -76,7 +79,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts a server with exactly these settings (the restart test reuses a directory).
 pub async fn start(settings: Settings, dir: Arc<TempDir>) -> TestApp {
-    let app = Application::build(settings.clone()).await.expect("the server starts");
+    start_with_clock(settings, dir, Arc::new(ManualClock::starting_now())).await
+}
+
+/// Starts a server reading `clock` (two servers standing in for two instances share one).
+pub async fn start_with_clock(settings: Settings, dir: Arc<TempDir>, clock: Arc<ManualClock>) -> TestApp {
+    let app = Application::build_with_clock(settings.clone(), clock.clone()).await.expect("the server starts");
     let addr = app.local_addr();
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -89,6 +97,7 @@ pub async fn start(settings: Settings, dir: Arc<TempDir>) -> TestApp {
         client: reqwest::Client::builder().cookie_store(false).build().unwrap(),
         state,
         settings,
+        clock,
         dir,
         stop: Some(stop),
         task: Some(task),
@@ -96,6 +105,16 @@ pub async fn start(settings: Settings, dir: Arc<TempDir>) -> TestApp {
 }
 
 impl TestApp {
+    /// Now by the server's clock (Unix seconds).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Moves the server's clock forward by `secs` seconds (no sleeping).
+    pub fn advance(&self, secs: f64) {
+        self.clock.advance(std::time::Duration::from_secs_f64(secs));
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -41,8 +41,7 @@ async fn rotation_signs_with_the_new_key_and_old_tokens_verify_during_the_overla
     .await;
     let (email, before) = app.user().await;
     let old_kid = kid_of(&before.access_token);
-    let new_kid =
-        app.state.key_manager().rotate(keycard_core::keys::KeyAlg::EdDsa, keycard_core::now_unix()).await.unwrap();
+    let new_kid = app.state.key_manager().rotate(keycard_core::keys::KeyAlg::EdDsa, app.now()).await.unwrap();
     app.state.reload_keys().await.unwrap();
 
     let after = app.login(&email).await;
@@ -55,12 +54,10 @@ async fn rotation_signs_with_the_new_key_and_old_tokens_verify_during_the_overla
     assert_eq!(kids, expected);
 
     // After access TTL + leeway from the rotation the old key leaves JWKS.
-    let statuses = app.state.key_manager().list(keycard_core::now_unix()).await.unwrap();
+    let statuses = app.state.key_manager().list(app.now()).await.unwrap();
     let until = statuses.iter().find(|k| k.kid == old_kid).unwrap().published_until.unwrap();
-    assert!(until - keycard_core::now_unix() <= 3, "overlap is access TTL + leeway (+1 s ordering)");
-    while keycard_core::now_unix() < until {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    assert!(until - app.now() <= 3, "overlap is access TTL + leeway (+1 s ordering)");
+    app.advance((until - app.now()) as f64);
     app.state.reload_keys().await.unwrap();
     assert_eq!(jwks_kids(&app).await, vec![new_kid]);
 }
@@ -70,7 +67,7 @@ async fn a_retired_key_stops_verifying_at_once() {
     let app = spawn_app_with(|s| s.key_reload_interval = secs(0)).await;
     let (_, before) = app.user().await;
     let old_kid = kid_of(&before.access_token);
-    let now = keycard_core::now_unix();
+    let now = app.now();
     app.state.key_manager().rotate(keycard_core::keys::KeyAlg::EdDsa, now).await.unwrap();
     assert!(app.state.key_manager().retire(&old_kid, now).await.unwrap());
     app.state.reload_keys().await.unwrap();
@@ -88,12 +85,13 @@ async fn a_key_rotated_by_another_process_is_picked_up_on_first_sight_of_its_kid
     .await;
     let mut settings = a.settings.clone();
     settings.bind = "127.0.0.1:0".parse().unwrap();
-    let b = start(settings, a.dir.clone()).await;
+    let b = start_with_clock(settings, a.dir.clone(), a.clock.clone()).await;
     let (_, tokens) = a.user().await;
-    b.state.key_manager().rotate(keycard_core::keys::KeyAlg::EdDsa, keycard_core::now_unix() + 1).await.unwrap();
+    b.state.key_manager().rotate(keycard_core::keys::KeyAlg::EdDsa, b.now() + 1).await.unwrap();
     b.state.reload_keys().await.unwrap();
     let fresh = b.refresh(tokens.refresh_token.as_deref().unwrap()).await.json::<Value>().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // A second later (A reloads keys after an unknown kid at most once a second).
+    a.advance(1.1);
     // A has never loaded the new key; the unknown kid makes it look once.
     assert_eq!(a.get_authed("/auth/me", fresh["access_token"].as_str().unwrap()).await.status(), 200);
 }

@@ -87,7 +87,7 @@ async fn a_retry_inside_the_reuse_interval_gets_a_fresh_pair_and_reuse_after_it_
     let sessions = app.get_authed("/auth/sessions", retried["access_token"].as_str().unwrap()).await;
     assert_eq!(sessions.status(), 200);
 
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.advance(2.1);
     assert_error(app.refresh(&old).await, 401, "refresh_token_reused").await;
     assert_error(app.refresh(retried["refresh_token"].as_str().unwrap()).await, 401, "invalid_grant").await;
 }
@@ -100,7 +100,7 @@ async fn an_idle_session_expires() {
     })
     .await;
     let (_, tokens) = app.user().await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.advance(2.1);
     assert_error(app.refresh(tokens.refresh_token.as_deref().unwrap()).await, 401, "invalid_grant").await;
 }
 
@@ -112,26 +112,21 @@ async fn rotation_never_extends_a_session_past_its_absolute_lifetime() {
     })
     .await;
     let (_, tokens) = app.user().await;
-    let session = app
-        .store()
-        .list_sessions(&app.get_authed_user_id_from_token(&tokens.access_token), keycard_core::now_unix())
-        .await
-        .unwrap();
+    let session =
+        app.store().list_sessions(&app.get_authed_user_id_from_token(&tokens.access_token), app.now()).await.unwrap();
     let absolute = session[0].absolute_expires_at;
     let mut refresh = tokens.refresh_token.unwrap();
     for _ in 0..2 {
-        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+        app.advance(2.0);
         let resp = app.refresh(&refresh).await;
         assert_eq!(resp.status(), 200);
         let next: Value = resp.json().await.unwrap();
-        let now = keycard_core::now_unix();
+        let now = app.now();
         let left = next["refresh_expires_in"].as_i64().unwrap();
         assert!(left <= 4 && now + left <= absolute, "idle expiry {left} s past the absolute limit");
         refresh = next["refresh_token"].as_str().unwrap().to_owned();
     }
-    while keycard_core::now_unix() < absolute {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    app.advance((absolute - app.now()) as f64);
     assert_error(app.refresh(&refresh).await, 401, "invalid_grant").await;
 }
 

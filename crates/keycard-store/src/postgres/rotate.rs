@@ -85,6 +85,15 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
             .await?;
     }
 
+    if !r.binding_holds(&family) {
+        // Another device presents this session's token: stolen, or moved. The session ends.
+        let ids = revoke::mark(&mut tx, &family.user_id, Which::Only(&family.id), "binding_mismatch", r.now).await?;
+        revoke::publish(&mut tx, &ids, &family.user_id, "binding_mismatch", r.now).await?;
+        append_audit(&mut *tx, &r.binding_event(&family)).await?;
+        tx.commit().await?;
+        return Ok(RotateOutcome::BindingMismatch { session_id: family.id, user_id: family.user_id });
+    }
+
     let rotated: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE sessions s SET last_used_at = $3, idle_expires_at = LEAST($2 + $3, s.absolute_expires_at)
          WHERE s.id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $3 AND s.absolute_expires_at > $3

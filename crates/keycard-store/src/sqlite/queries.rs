@@ -162,6 +162,12 @@ fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>> {
         // Revoked or expired session: undo, the presented token stays as it was.
         return Ok(Done::Undo(RotateOutcome::Invalid));
     };
+    if !r.binding_holds(&rotated) {
+        // Another device presents this session's token: stolen, or moved. The session ends.
+        revoke_in(c, std::slice::from_ref(&rotated.id), &rotated.user_id, "binding_mismatch", r.now)?;
+        append_audit(c, &r.binding_event(&rotated))?;
+        return Ok(Done::Keep(RotateOutcome::BindingMismatch { session_id: rotated.id, user_id: rotated.user_id }));
+    }
     c.prepare_cached(INSERT_TOKEN)?.execute(params![r.replacement.as_bytes(), session_id, r.now])?;
     append_audit(c, &r.audit_event("refresh", &rotated.user_id, &rotated.id))?;
     Ok(Done::Keep(RotateOutcome::Rotated(rotated)))

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Once};
 
 use keycard_core::refresh::{RefreshToken, TokenHash};
+use keycard_store::Binding;
 use keycard_store::{NewSession, NewUser, PgStore, PgStoreOptions, Rotation, SqliteStore, Store};
 
 /// A fixed "now" (2023-11-14), so expiry arithmetic reads plainly.
@@ -164,5 +165,14 @@ pub async fn session(store: &dyn Store, user_id: &str) -> (String, TokenHash) {
 
 /// A strictly single-use rotation of `presented` at `now`.
 pub fn rotation(presented: TokenHash, replacement: TokenHash, now: i64) -> Rotation {
-    Rotation { presented, replacement, now, idle_ttl: IDLE, reuse_interval: 0, ip: None, user_agent: None }
+    Rotation {
+        presented,
+        replacement,
+        now,
+        idle_ttl: IDLE,
+        reuse_interval: 0,
+        ip: None,
+        user_agent: None,
+        binding: Binding::None,
+    }
 }

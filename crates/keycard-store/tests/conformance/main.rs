@@ -61,6 +61,7 @@ conformance! {
     rotation::reusing_a_rotated_token_revokes_the_session_and_its_replacement,
     rotation::a_retry_inside_the_reuse_interval_rotates_again_and_retires_the_unreceived_token,
     rotation::a_retry_after_the_reuse_interval_is_reuse,
+    rotation::a_refresh_from_another_device_revokes_a_bound_session_in_the_rotation,
     rotation::fifty_concurrent_rotations_of_one_token_have_exactly_one_winner,
     rotation::concurrent_retries_inside_the_reuse_interval_leave_exactly_one_live_token,
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use keycard_store::{RotateOutcome, Rotation, Store};
+use keycard_store::{AuditFilter, Binding, RotateOutcome, Rotation, Store};
 
 use crate::harness::{NOW, rotation, session, token, user};
 
@@ -164,4 +164,33 @@ pub async fn concurrent_retries_inside_the_reuse_interval_leave_exactly_one_live
     }
     assert_eq!(live, 1, "the family keeps exactly one live token");
     assert!(store.revocations_since(0, 100).await.unwrap().is_empty());
+}
+
+pub async fn a_refresh_from_another_device_revokes_a_bound_session_in_the_rotation(store: Arc<dyn Store>) {
+    let uid = user(&*store, "ada@example.com").await;
+    let (sid, first) = session(&*store, &uid).await; // started from user agent "conformance"
+    let bound = |presented, replacement, ua: &str, now| Rotation {
+        binding: Binding::UserAgent,
+        user_agent: Some(ua.into()),
+        ..rotation(presented, replacement, now)
+    };
+    let second = token();
+    let same = store.rotate_refresh(&bound(first, second, "conformance", NOW + 10)).await.unwrap();
+    assert!(matches!(same, RotateOutcome::Rotated(_)), "the same device rotates: {same:?}");
+
+    // The live token presented from another device: one store call revokes the session.
+    let stolen = store.rotate_refresh(&bound(second, token(), "thief/1.0", NOW + 20)).await.unwrap();
+    assert_eq!(stolen, RotateOutcome::BindingMismatch { session_id: sid.clone(), user_id: uid.clone() });
+    assert!(store.session_user(&sid, &uid, NOW + 21).await.unwrap().is_none(), "access tokens are revoked");
+    assert!(store.list_sessions(&uid, NOW + 21).await.unwrap().is_empty());
+    let feed = store.revocations_since(0, 100).await.unwrap();
+    assert_eq!(feed.len(), 1, "{feed:?}");
+    assert_eq!((feed[0].session_id.as_str(), feed[0].reason.as_str()), (sid.as_str(), "binding_mismatch"));
+    let filter = AuditFilter { user_id: Some(uid.clone()), limit: 10, ..Default::default() };
+    let events = store.audit_events(&filter).await.unwrap();
+    let revoked = events.iter().find(|e| e.event.kind == "session_revoked").expect("audited");
+    assert_eq!(revoked.event.detail.as_deref(), Some("refresh binding (user_agent) mismatch"));
+    // The owner's device cannot go on either: the session is over.
+    let after = store.rotate_refresh(&bound(second, token(), "conformance", NOW + 30)).await.unwrap();
+    assert_eq!(after, RotateOutcome::Invalid);
 }

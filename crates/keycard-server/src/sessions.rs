@@ -1,0 +1,295 @@
+//! The session service: the rules of login, refresh, logout, revocation and password checks,
+//! between the routes (HTTP in and out) and the store. Handlers extract, call one method here and
+//! map the result to a response; every decision about who may do what, when, lives here.
+//!
+//! ```text
+//! routes/*.rs  ──extract──▶  Sessions::{login, refresh, logout, revoke, confirm_password}
+//!                                 │  throttling (ratelimit.rs), device tokens (devices.rs)
+//!                                 ▼
+//!                           Store (one call per decision; a refresh is one transaction)
+//! ```
+
+use keycard_core::ErrorCode;
+use keycard_core::refresh::RefreshToken;
+use keycard_core::wire::LogoutScope;
+use keycard_store::{AuditEvent, NewSession, RotateOutcome, Rotation, SessionRecord, UserRecord};
+
+use crate::devices;
+use crate::error::ApiError;
+use crate::extract::{Authenticated, ClientInfo};
+use crate::password::MAX_PASSWORD_BYTES;
+use crate::ratelimit::Rule;
+use crate::routes::Email;
+use crate::state::{AppState, log_audit};
+
+/// The session rules, over one server's state.
+pub struct Sessions<'a> {
+    state: &'a AppState,
+}
+
+/// A session just started (login) or continued (refresh), with its new refresh token.
+pub struct Issued {
+    /// The session.
+    pub session: SessionRecord,
+    /// Its live refresh token (the only copy: the store keeps its hash).
+    pub refresh: RefreshToken,
+    /// When it was issued (Unix seconds).
+    pub now: i64,
+}
+
+/// A refresh that did not rotate: the error, and whether the session it named is over (then the
+/// browser's cookies are cleared too).
+pub struct RefreshRefused {
+    /// The answer.
+    pub error: ApiError,
+    /// Whether the session was revoked by this refresh (reuse, binding mismatch).
+    pub session_ended: bool,
+}
+
+impl From<ApiError> for RefreshRefused {
+    fn from(error: ApiError) -> Self {
+        Self { error, session_ended: false }
+    }
+}
+
+impl AppState {
+    /// The session rules over this state.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions { state: self }
+    }
+}
+
+impl Sessions<'_> {
+    /// Checks the password and starts a session (a new refresh-token family); returns it with the
+    /// user it belongs to.
+    ///
+    /// Throttling follows OWASP's device-cookie defence (`devices.rs`): attempts are limited per
+    /// IP; failures are counted per known device when the client presents a valid device token
+    /// for this account, and otherwise in one budget shared by every unknown device of the
+    /// account. A success clears its own count.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        device_token: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<(Issued, UserRecord), ApiError> {
+        let state = self.state;
+        // A malformed email cannot belong to an account: same answer as a wrong password.
+        let email = Email::parse(email).map(|e| e.0).unwrap_or_default();
+        state.limits.check(Rule::LoginIp, &client.rate_key()).await?;
+        let user = if email.is_empty() { None } else { state.store.user_by_email(&email).await? };
+        let now = state.now();
+        let device = match (&user, device_token) {
+            (Some(user), Some(token)) => {
+                devices::verify(state.device_key(), token, &user.id, now, state.config.device_ttl)
+            }
+            _ => None,
+        };
+        let failure_key = match &device {
+            Some(device) => format!("login:device:{device}"),
+            None => {
+                state.limits.check_failures(Rule::LoginAccount, &email).await?;
+                format!("login:account:{email}")
+            }
+        };
+        state.limits.check_backoff(&failure_key).await?;
+        let matched = password.len() <= MAX_PASSWORD_BYTES
+            && state.passwords.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+        let user = match user {
+            Some(user) if matched => user,
+            other => {
+                state.limits.record_failure(&failure_key).await?;
+                if device.is_none() {
+                    state.limits.record_failures(Rule::LoginAccount, &email).await?;
+                }
+                metrics::counter!("keycard_logins_total", "outcome" => "failure").increment(1);
+                let detail = if device.is_some() { "known device" } else { "unknown device" };
+                state.audit(event("login_failed", other.map(|u| u.id), None, client, Some(detail.into()), now)).await;
+                return Err(ApiError::invalid_credentials());
+            }
+        };
+        state.limits.reset_failures(&failure_key).await?;
+        metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
+        let issued = self.start(&user.id, client, now).await?;
+        let detail = device.is_none().then(|| "new device".to_owned());
+        state.audit(event("login", Some(user.id.clone()), Some(issued.session.id.clone()), client, detail, now)).await;
+        Ok((issued, user))
+    }
+
+    /// Starts a session for `user_id` at `now`.
+    async fn start(&self, user_id: &str, client: &ClientInfo, now: i64) -> Result<Issued, ApiError> {
+        let c = &self.state.config;
+        let absolute_expires_at = now + c.absolute_ttl;
+        let new = NewSession {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: user_id.to_owned(),
+            created_at: now,
+            idle_expires_at: (now + c.idle_ttl).min(absolute_expires_at),
+            absolute_expires_at,
+            user_agent: client.user_agent.clone(),
+            ip: client.ip.clone(),
+        };
+        let refresh = RefreshToken::generate();
+        self.state.store.create_session(&new, &refresh.hash()).await?;
+        let session = SessionRecord {
+            id: new.id,
+            user_id: new.user_id,
+            created_at: now,
+            last_used_at: now,
+            idle_expires_at: new.idle_expires_at,
+            absolute_expires_at,
+            user_agent: new.user_agent,
+            ip: new.ip,
+        };
+        Ok(Issued { session, refresh, now })
+    }
+
+    /// Rotates the presented refresh token (raw text): one store call, one transaction, in which
+    /// the store also applies reuse detection and the device binding, and records the audit row.
+    pub async fn refresh(&self, raw: &str, client: ClientInfo) -> Result<Issued, RefreshRefused> {
+        let state = self.state;
+        state.limits.check(Rule::RefreshIp, &client.rate_key()).await?;
+        let presented = RefreshToken::parse(raw).ok_or_else(ApiError::invalid_grant)?;
+        let replacement = RefreshToken::generate();
+        let c = &state.config;
+        let rotation = Rotation {
+            presented: presented.hash(),
+            replacement: replacement.hash(),
+            now: state.now(),
+            idle_ttl: c.idle_ttl,
+            reuse_interval: c.reuse_interval,
+            ip: client.ip,
+            user_agent: client.user_agent,
+            binding: c.refresh_binding,
+        };
+        let (kind, reason, user_id, session_id, message) =
+            match state.store.rotate_refresh(&rotation).await.map_err(ApiError::from)? {
+                RotateOutcome::Rotated(session) => {
+                    metrics::counter!("keycard_refreshes_total", "outcome" => "rotated").increment(1);
+                    // The store wrote the audit row in the rotation's transaction.
+                    log_audit("refresh", Some(&session.user_id), Some(&session.id), rotation.ip.as_deref(), None);
+                    return Ok(Issued { session, refresh: replacement, now: rotation.now });
+                }
+                RotateOutcome::Invalid => {
+                    metrics::counter!("keycard_refreshes_total", "outcome" => "invalid").increment(1);
+                    return Err(ApiError::invalid_grant().into());
+                }
+                RotateOutcome::Reused { session_id, user_id } => {
+                    tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
+                    metrics::counter!("keycard_refreshes_total", "outcome" => "reused").increment(1);
+                    let message = "this refresh token was already used; the session has been revoked";
+                    ("refresh_token_reused", "refresh_token_reused", user_id, session_id, message)
+                }
+                RotateOutcome::BindingMismatch { session_id, user_id } => {
+                    // Another device presents this session's token: stolen, or moved. The session ended.
+                    let message = "this session is bound to another device and has been revoked";
+                    ("session_revoked", "binding_mismatch", user_id, session_id, message)
+                }
+            };
+        metrics::counter!("keycard_revocations_total", "reason" => reason).increment(1);
+        log_audit(kind, Some(&user_id), Some(&session_id), rotation.ip.as_deref(), None);
+        let code =
+            if reason == "refresh_token_reused" { ErrorCode::RefreshTokenReused } else { ErrorCode::InvalidGrant };
+        Err(RefreshRefused { error: ApiError::new(code, message), session_ended: true })
+    }
+
+    /// The live session an unused refresh token belongs to (logout by refresh token).
+    pub async fn by_refresh(&self, raw: &str) -> Result<Option<SessionRecord>, ApiError> {
+        let token = RefreshToken::parse(raw).ok_or_else(ApiError::invalid_grant)?;
+        Ok(self.state.store.session_by_refresh(&token.hash(), self.state.now()).await?)
+    }
+
+    /// Ends `session_id` (`Local`), every session of the user (`Global`), or all but it
+    /// (`Others`); audited, published on the revocation feed by the store.
+    pub async fn logout(
+        &self,
+        user_id: String,
+        session_id: String,
+        scope: LogoutScope,
+        client: &ClientInfo,
+    ) -> Result<(), ApiError> {
+        let (store, now) = (&self.state.store, self.state.now());
+        let revoked = match scope {
+            LogoutScope::Local => {
+                let done = store.revoke_session(&user_id, &session_id, "logout", now).await?;
+                if done { vec![session_id.clone()] } else { vec![] }
+            }
+            LogoutScope::Global => store.revoke_user_sessions(&user_id, None, "logout_global", now).await?,
+            LogoutScope::Others => {
+                store.revoke_user_sessions(&user_id, Some(&session_id), "logout_others", now).await?
+            }
+        };
+        let detail = format!("scope={scope:?} revoked={}", revoked.len()).to_lowercase();
+        self.state.audit(event("logout", Some(user_id), Some(session_id), client, Some(detail), now)).await;
+        metrics::counter!("keycard_revocations_total", "reason" => "logout").increment(revoked.len() as u64);
+        Ok(())
+    }
+
+    /// Revokes one of the caller's sessions; 404 when it is not theirs or not live.
+    pub async fn revoke(&self, auth: &Authenticated, session_id: String, client: &ClientInfo) -> Result<(), ApiError> {
+        let now = self.state.now();
+        if !self.state.store.revoke_session(&auth.user.id, &session_id, "revoked_by_user", now).await? {
+            return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
+        }
+        let detail = Some(format!("by session {}", auth.claims.sid));
+        self.state
+            .audit(event("session_revoked", Some(auth.user.id.clone()), Some(session_id), client, detail, now))
+            .await;
+        Ok(())
+    }
+
+    /// Checks the caller's current password (password change, account deletion); a wrong one is
+    /// 401 `invalid_credentials`.
+    ///
+    /// Throttled like login: attempts per user and per IP per minute (a flood of guesses, each a
+    /// full Argon2 hash, cannot crowd out logins), exponential backoff after repeated failures per
+    /// user and per IP, every failure audited (`password_check_failed`) and counted in metrics.
+    pub async fn confirm_password(
+        &self,
+        auth: &Authenticated,
+        client: &ClientInfo,
+        password: String,
+    ) -> Result<(), ApiError> {
+        let state = self.state;
+        let ip = client.rate_key();
+        let (user_key, ip_key) = (format!("pwcheck:user:{}", auth.user.id), format!("pwcheck:ip:{ip}"));
+        state.limits.check_backoff(&user_key).await?;
+        state.limits.check_backoff(&ip_key).await?;
+        state.limits.check(Rule::PasswordCheckUser, &auth.user.id).await?;
+        state.limits.check(Rule::PasswordCheckIp, &ip).await?;
+        let matched = password.len() <= MAX_PASSWORD_BYTES
+            && state.passwords.verify(password, Some(auth.user.password_hash.clone())).await?;
+        if matched {
+            state.limits.reset_failures(&user_key).await?;
+            metrics::counter!("keycard_password_checks_total", "outcome" => "success").increment(1);
+            return Ok(());
+        }
+        state.limits.record_failure(&user_key).await?;
+        state.limits.record_failure(&ip_key).await?;
+        metrics::counter!("keycard_password_checks_total", "outcome" => "failure").increment(1);
+        let (user_id, sid) = (Some(auth.user.id.clone()), Some(auth.claims.sid.clone()));
+        state.audit(event("password_check_failed", user_id, sid, client, None, state.now())).await;
+        Err(ApiError::new(ErrorCode::InvalidCredentials, "the current password is incorrect"))
+    }
+}
+
+/// An audit event of `client`'s request.
+fn event(
+    kind: &str,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    client: &ClientInfo,
+    detail: Option<String>,
+    at: i64,
+) -> AuditEvent {
+    AuditEvent {
+        at,
+        kind: kind.into(),
+        user_id,
+        session_id,
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        detail,
+    }
+}
