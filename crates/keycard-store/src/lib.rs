@@ -136,7 +136,9 @@ pub trait Store: Send + Sync + 'static {
     /// every live session of the user with reason `user_disabled`, onto the revocation feed; it
     /// returns the revoked ids. From then on the user's access tokens are refused
     /// ([`session_user`](Self::session_user)) and no session of theirs rotates. Enabling clears
-    /// `disabled_at` and revokes nothing (returns no ids); revoked sessions stay revoked.
+    /// `disabled_at`; revoked sessions stay revoked, and sessions created while the user was
+    /// disabled (logins that should have been refused) are revoked too, the same way, so that
+    /// no session from before comes back to life. Returns the ids revoked.
     async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> Result<Option<Vec<String>>>;
     /// Live sessions for operators (`keycard sessions list`): all users' or only `user_id`'s,
     /// newest first (ties by id, descending), at most `limit` (0 or less means 100).

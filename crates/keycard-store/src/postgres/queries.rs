@@ -253,28 +253,23 @@ impl Store for PgStore {
         // login creating a session for them (its foreign-key check takes a KEY SHARE lock on this
         // row, which a plain UPDATE of other columns would not wait for) either committed before —
         // and its session is revoked and published below — or waits until the user is disabled.
-        let found: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        let found: Option<(Option<i64>,)> = sqlx::query_as("SELECT disabled_at FROM users WHERE id = $1 FOR UPDATE")
             .bind(user_id)
             .fetch_optional(&mut *tx)
             .await?;
-        if found.is_none() {
-            return Ok(None);
-        }
-        if !disabled {
-            sqlx::query("UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1")
-                .bind(user_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return Ok(Some(Vec::new()));
+        let Some((was,)) = found else { return Ok(None) };
+        if !disabled && was.is_none() {
+            return Ok(Some(Vec::new())); // enabled already: nothing changes
         }
         // Disabling again keeps the first time.
-        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 WHERE id = $1")
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let set = if disabled {
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 WHERE id = $1"
+        } else {
+            "UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1"
+        };
+        sqlx::query(set).bind(user_id).bind(now).execute(&mut *tx).await?;
+        // Disabling ends every live session; enabling, those created while disabled (logins that
+        // should have been refused): either way, none from before comes back.
         let ids = revoke::mark(&mut tx, user_id, Which::AllBut(None), "user_disabled", now).await?;
         revoke::publish(&mut tx, &ids, user_id, "user_disabled", now).await?;
         tx.commit().await?;

@@ -73,6 +73,7 @@ const LIST_USERS: &str = concat!(
     live!(1),
     ") FROM users u WHERE u.email > ?3 AND (?2 IS NULL OR instr(u.email, ?2) > 0) ORDER BY u.email LIMIT ?4"
 );
+const USER_DISABLED_AT: &str = "SELECT disabled_at FROM users WHERE id = ?1";
 /// Disabling keeps the first `disabled_at` when disabled again.
 const DISABLE_USER: &str = "UPDATE users SET disabled_at = COALESCE(disabled_at, ?2), updated_at = ?2 WHERE id = ?1";
 const ENABLE_USER: &str = "UPDATE users SET disabled_at = NULL, updated_at = ?2 WHERE id = ?1";
@@ -381,13 +382,15 @@ impl Store for SqliteStore {
     async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> Result<Option<Vec<String>>> {
         let user_id = user_id.to_owned();
         self.write(move |c| {
-            let set = if disabled { DISABLE_USER } else { ENABLE_USER };
-            if c.prepare_cached(set)?.execute(params![user_id, now])? == 0 {
-                return Ok(Done::Keep(None));
+            let was: Option<Option<i64>> =
+                c.prepare_cached(USER_DISABLED_AT)?.query_row(params![user_id], |row| row.get(0)).optional()?;
+            let Some(was) = was else { return Ok(Done::Keep(None)) };
+            if !disabled && was.is_none() {
+                return Ok(Done::Keep(Some(Vec::new()))); // enabled already: nothing changes
             }
-            if !disabled {
-                return Ok(Done::Keep(Some(Vec::new())));
-            }
+            c.prepare_cached(if disabled { DISABLE_USER } else { ENABLE_USER })?.execute(params![user_id, now])?;
+            // Disabling ends every live session; enabling, those created while disabled (logins
+            // that should have been refused): either way, none from before comes back.
             let ids = live_session_ids(c, &user_id, None, now)?;
             revoke_in(c, &ids, &user_id, "user_disabled", now)?;
             Ok(Done::Keep(Some(ids)))

@@ -72,18 +72,26 @@ pub async fn enabling_a_user_lets_new_sessions_work_and_leaves_old_ones_revoked(
     let ada = user(&*store, "ada@example.com").await;
     let (old, old_token) = session(&*store, &ada).await;
     store.set_user_disabled(&ada, true, NOW + 10).await.unwrap().expect("ada exists");
+    // A login while disabled (the server should refuse it): its session must not come to life.
+    let (while_disabled, while_token) = session_at(&*store, &ada, NOW + 15).await;
 
     let enabled = store.set_user_disabled(&ada, false, NOW + 20).await.unwrap();
 
-    assert_eq!(enabled, Some(Vec::new()), "enabling revokes nothing");
+    assert_eq!(enabled, Some(vec![while_disabled.clone()]), "only the session created while disabled");
     assert_eq!(store.user_by_id(&ada).await.unwrap().unwrap().disabled_at, None);
     assert!(store.session_user(&old, &ada, NOW + 21).await.unwrap().is_none(), "revoked sessions stay revoked");
     assert_eq!(store.rotate_refresh(&rotation(old_token, token(), NOW + 21)).await.unwrap(), RotateOutcome::Invalid);
+    assert!(store.session_user(&while_disabled, &ada, NOW + 21).await.unwrap().is_none());
+    assert_eq!(store.rotate_refresh(&rotation(while_token, token(), NOW + 21)).await.unwrap(), RotateOutcome::Invalid);
+    let feed = store.revocations_since(0, 100).await.unwrap();
+    assert_eq!(feed.last().map(|r| (&r.session_id, r.reason.as_str())), Some((&while_disabled, "user_disabled")));
     let (new, new_token) = session_at(&*store, &ada, NOW + 22).await;
     assert_eq!(store.session_user(&new, &ada, NOW + 23).await.unwrap().expect("a new session works").id, ada);
     let rotated = store.rotate_refresh(&rotation(new_token, token(), NOW + 23)).await.unwrap();
     assert!(matches!(rotated, RotateOutcome::Rotated(ref s) if s.id == new), "{rotated:?}");
-    assert_eq!(store.set_user_disabled(&ada, false, NOW + 30).await.unwrap(), Some(Vec::new()), "idempotent");
+    let enabled_again = store.set_user_disabled(&ada, false, NOW + 30).await.unwrap();
+    assert_eq!(enabled_again, Some(Vec::new()), "enabling an enabled user changes nothing");
+    assert!(store.session_user(&new, &ada, NOW + 31).await.unwrap().is_some(), "the live session stays");
 }
 
 pub async fn disabling_or_enabling_an_unknown_user_is_none(store: Arc<dyn Store>) {
