@@ -110,6 +110,13 @@ impl Sessions<'_> {
             }
         };
         state.limits.reset_failures(&failure_key).await?;
+        if user.disabled_at.is_some() {
+            // Only the right password learns that the account is disabled (`keycard users`).
+            metrics::counter!("keycard_logins_total", "outcome" => "disabled").increment(1);
+            let detail = Some("account disabled".to_owned());
+            state.audit(event("login_failed", Some(user.id), None, client, detail, now)).await;
+            return Err(ApiError::new(ErrorCode::Forbidden, "this account is disabled"));
+        }
         metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         let issued = self.start(&user.id, client, now).await?;
         let detail = device.is_none().then(|| "new device".to_owned());

@@ -96,10 +96,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, session: &NewSession, first_token: &TokenHash) -> Result<()>;
     /// Marks `presented` used and issues `replacement` in one atomic step; see [`RotateOutcome`].
     /// The same transaction records the audit event of the outcome ([`Rotation::audit_event`]).
+    /// A session of a disabled user does not rotate ([`RotateOutcome::Invalid`]).
     async fn rotate_refresh(&self, rotation: &Rotation) -> Result<RotateOutcome>;
     /// The live session an unused refresh token belongs to (for logout by refresh token).
     async fn session_by_refresh(&self, token: &TokenHash, now: i64) -> Result<Option<SessionRecord>>;
-    /// The user behind an access token's session, if that session is live and belongs to `user_id`.
+    /// The user behind an access token's session, if that session is live and belongs to `user_id`
+    /// and the user is not disabled. Runs on every authenticated request: one indexed statement.
     async fn session_user(&self, session_id: &str, user_id: &str, now: i64) -> Result<Option<UserRecord>>;
     /// The user's live sessions, newest first.
     async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>>;
@@ -125,6 +127,25 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user(&self, user_id: &str, now: i64) -> Result<Vec<String>>;
     /// Revocations with a sequence number above `after`, oldest first (the revocation feed).
     async fn revocations_since(&self, after: i64, limit: i64) -> Result<Vec<Revocation>>;
+
+    /// Users for operators (`keycard users list`), by email, with their live-session counts.
+    async fn list_users(&self, filter: &UserFilter, now: i64) -> Result<Vec<UserSummary>>;
+    /// Disables (`disabled`) or enables the user; `None` when there is no such user.
+    ///
+    /// Disabling sets `disabled_at` (kept if already set) and, in the same transaction, revokes
+    /// every live session of the user with reason `user_disabled`, onto the revocation feed; it
+    /// returns the revoked ids. From then on the user's access tokens are refused
+    /// ([`session_user`](Self::session_user)) and no session of theirs rotates. Enabling clears
+    /// `disabled_at`; revoked sessions stay revoked, and sessions created while the user was
+    /// disabled (logins that should have been refused) are revoked too, the same way, so that
+    /// no session from before comes back to life. Returns the ids revoked.
+    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> Result<Option<Vec<String>>>;
+    /// Live sessions for operators (`keycard sessions list`): all users' or only `user_id`'s,
+    /// newest first (ties by id, descending), at most `limit` (0 or less means 100).
+    async fn list_all_sessions(&self, user_id: Option<&str>, now: i64, limit: i64) -> Result<Vec<SessionRecord>>;
+    /// Revokes the session whatever its user (`keycard sessions revoke`), onto the revocation
+    /// feed; returns its user's id, or `None` when there is no such live session.
+    async fn revoke_session_by_id(&self, session_id: &str, reason: &str, now: i64) -> Result<Option<String>>;
 
     /// Every stored signing key.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>>;

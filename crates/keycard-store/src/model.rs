@@ -24,12 +24,46 @@ pub struct UserRecord {
     pub password_hash: String,
     /// Creation time.
     pub created_at: i64,
+    /// When an operator disabled the account (`keycard users disable`); `None` while enabled.
+    /// A disabled user's access tokens are refused and their sessions do not rotate.
+    pub disabled_at: Option<i64>,
 }
 
 impl std::fmt::Debug for UserRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRecord").field("id", &self.id).field("created_at", &self.created_at).finish_non_exhaustive()
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
     }
+}
+
+/// Which users an operator lists ([`Store::list_users`](crate::Store::list_users)), by email.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Only users whose email contains this text (compared exactly: emails are stored normalised,
+    /// lower-cased).
+    pub email_contains: Option<String>,
+    /// Only users whose email sorts after this one: the last email of the previous page.
+    pub after_email: Option<String>,
+    /// At most this many; 0 or less means 100.
+    pub limit: i64,
+}
+
+/// A user as operators list them: no password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// UUID.
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// When disabled, if the account is.
+    pub disabled_at: Option<i64>,
+    /// How many of the user's sessions are live now.
+    pub live_sessions: i64,
 }
 
 /// A session (refresh-token family) to create at login.
@@ -198,7 +232,8 @@ pub enum RotateOutcome {
         /// Its owner.
         user_id: String,
     },
-    /// Unknown token, or its session is revoked or expired. Nothing changed.
+    /// Unknown token, or its session is revoked or expired, or its user is disabled. Nothing
+    /// changed.
     Invalid,
 }
 
@@ -213,7 +248,8 @@ pub struct Revocation {
     pub user_id: String,
     /// When.
     pub revoked_at: i64,
-    /// Why (`logout`, `reuse`, `password_change`, …).
+    /// Why (`logout`, `refresh_token_reused`, `password_change`, `user_disabled`,
+    /// `revoked_by_operator`, …).
     pub reason: String,
 }
 

@@ -53,8 +53,14 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()
             } else {
                 println!("{:<18} {:<6} {:<22} {:<8} published until", "kid", "alg", "created", "state");
                 for k in keys {
-                    let until = k.published_until.map(format_time).unwrap_or_default();
-                    println!("{:<18} {:<6} {:<22} {:<8} {until}", k.kid, k.alg, format_time(k.created_at), k.state);
+                    let until = k.published_until.map(crate::time_text).unwrap_or_default();
+                    println!(
+                        "{:<18} {:<6} {:<22} {:<8} {until}",
+                        k.kid,
+                        k.alg,
+                        crate::time_text(k.created_at),
+                        k.state
+                    );
                 }
             }
         }
@@ -72,11 +78,4 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()
         KeysCommand::MasterKey => {}
     }
     Ok(())
-}
-
-fn format_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
 }

@@ -2,6 +2,7 @@
 //! Clap and glue only: the server lives in `keycard-server`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use keycard_server::{Application, Settings};
@@ -11,6 +12,8 @@ mod audit;
 mod check;
 mod inspect;
 mod keys;
+mod sessions;
+mod users;
 
 #[derive(Parser)]
 #[command(name = "keycard", version, about = "Self-hosted token service: JWT authentication, safe by default")]
@@ -34,6 +37,20 @@ enum Command {
     Audit {
         #[command(flatten)]
         filter: audit::AuditArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Act on accounts: list, show, disable (revokes every session), enable, logout (revokes).
+    Users {
+        #[command(subcommand)]
+        action: users::UsersCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Act on sessions: list the live ones (every user's or one user's), revoke one.
+    Sessions {
+        #[command(subcommand)]
+        action: sessions::SessionsCommand,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -115,15 +132,36 @@ struct ServeArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     init_logging();
-    match Cli::parse().command {
+    match run(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, causes after colons, redacted like the logs; never a backtrace.
+            eprintln!("error: {}", keycard_server::redact::redact(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => serve(args).await,
         Command::Audit { filter, store } => audit::run(filter, &store.settings()?).await,
         Command::Keys { action, store } => keys::run(action, &store.settings()?).await,
+        Command::Users { action, store } => users::run(action, &store.settings()?).await,
+        Command::Sessions { action, store } => sessions::run(action, &store.settings()?).await,
         Command::Check(args) => check::run(args).await,
         Command::Token { action } => inspect::run(action).await,
     }
+}
+
+/// Unix seconds as an RFC 3339 UTC time (the number itself if out of range).
+fn time_text(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
 }
 
 /// Logs go to stderr through the redacting writer: no token, cookie or password reaches them.

@@ -11,10 +11,15 @@ use super::rotate::{self, SESSION_COLUMNS, SessionRow, session};
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
-type UserRow = (String, String, String, i64);
+type UserRow = (String, String, String, i64, Option<i64>);
 
-fn user((id, email, password_hash, created_at): UserRow) -> UserRecord {
-    UserRecord { id, email, password_hash, created_at }
+fn user((id, email, password_hash, created_at, disabled_at): UserRow) -> UserRecord {
+    UserRecord { id, email, password_hash, created_at, disabled_at }
+}
+
+/// The limit of an operator's listing: 0 or less means 100.
+fn page(limit: i64) -> i64 {
+    if limit > 0 { limit } else { 100 }
 }
 
 #[async_trait]
@@ -43,7 +48,7 @@ impl Store for PgStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
         let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE email = $1")
+            sqlx::query_as("SELECT id, email, password_hash, created_at, disabled_at FROM users WHERE email = $1")
                 .bind(email)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -52,7 +57,7 @@ impl Store for PgStore {
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
         let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
+            sqlx::query_as("SELECT id, email, password_hash, created_at, disabled_at FROM users WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -102,10 +107,12 @@ impl Store for PgStore {
     }
 
     async fn session_user(&self, session_id: &str, user_id: &str, now: i64) -> Result<Option<UserRecord>> {
-        // Idle expiry does not end an access token early: only revocation and the absolute limit do.
+        // Idle expiry does not end an access token early: only revocation, the absolute limit and
+        // disabling the user do.
         let row: Option<UserRow> = sqlx::query_as(
-            "SELECT u.id, u.email, u.password_hash, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.absolute_expires_at > $3",
+            "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled_at FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.absolute_expires_at > $3
+               AND u.disabled_at IS NULL",
         )
         .bind(session_id)
         .bind(user_id)
@@ -210,6 +217,107 @@ impl Store for PgStore {
                 reason,
             })
             .collect())
+    }
+
+    async fn list_users(&self, f: &UserFilter, now: i64) -> Result<Vec<UserSummary>> {
+        // By email from after the cursor (emails are never empty, so "after ''" is every user),
+        // in the order of the unique index on email; live sessions counted on `sessions_by_user`.
+        let rows: Vec<(String, String, i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT u.id, u.email, u.created_at, u.disabled_at,
+                    (SELECT count(*) FROM sessions s WHERE s.user_id = u.id
+                       AND s.revoked_at IS NULL AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1)
+             FROM users u WHERE u.email > $3 AND ($2::text IS NULL OR strpos(u.email, $2) > 0)
+             ORDER BY u.email LIMIT $4",
+        )
+        .bind(now)
+        .bind(&f.email_contains)
+        .bind(f.after_email.as_deref().unwrap_or(""))
+        .bind(page(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, email, created_at, disabled_at, live_sessions)| UserSummary {
+                id,
+                email,
+                created_at,
+                disabled_at,
+                live_sessions,
+            })
+            .collect())
+    }
+
+    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> Result<Option<Vec<String>>> {
+        let mut tx = self.write_tx().await?;
+        // Lock the user first (lock order: user, sessions, tokens, feed), as `delete_user` does: a
+        // login creating a session for them (its foreign-key check takes a KEY SHARE lock on this
+        // row, which a plain UPDATE of other columns would not wait for) either committed before —
+        // and its session is revoked and published below — or waits until the user is disabled.
+        let found: Option<(Option<i64>,)> = sqlx::query_as("SELECT disabled_at FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((was,)) = found else { return Ok(None) };
+        if !disabled && was.is_none() {
+            return Ok(Some(Vec::new())); // enabled already: nothing changes
+        }
+        // Disabling again keeps the first time.
+        let set = if disabled {
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 WHERE id = $1"
+        } else {
+            "UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1"
+        };
+        sqlx::query(set).bind(user_id).bind(now).execute(&mut *tx).await?;
+        // Disabling ends every live session; enabling, those created while disabled (logins that
+        // should have been refused): either way, none from before comes back.
+        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(None), "user_disabled", now).await?;
+        revoke::publish(&mut tx, &ids, user_id, "user_disabled", now).await?;
+        tx.commit().await?;
+        Ok(Some(ids))
+    }
+
+    async fn list_all_sessions(&self, user_id: Option<&str>, now: i64, limit: i64) -> Result<Vec<SessionRecord>> {
+        // Two statements rather than `$1 IS NULL OR s.user_id = $1`, so each has its index:
+        // `sessions_by_user`, or `sessions_by_created` read backwards.
+        const LIVE: &str = "s.revoked_at IS NULL AND s.idle_expires_at > $1 AND s.absolute_expires_at > $1";
+        let rows: Vec<SessionRow> = match user_id {
+            Some(user_id) => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $3 AND {LIVE}
+                     ORDER BY s.created_at DESC, s.id DESC LIMIT $2"
+                )))
+                .bind(now)
+                .bind(page(limit))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s WHERE {LIVE} ORDER BY s.created_at DESC, s.id DESC LIMIT $2"
+            )))
+            .bind(now)
+            .bind(page(limit))
+            .fetch_all(&self.pool)
+            .await?,
+        };
+        Ok(rows.into_iter().map(session).collect())
+    }
+
+    async fn revoke_session_by_id(&self, session_id: &str, reason: &str, now: i64) -> Result<Option<String>> {
+        let mut tx = self.write_tx().await?;
+        // A session's owner never changes; `mark` locks the session and re-checks it is live.
+        let owner: Option<(String,)> = sqlx::query_as("SELECT user_id FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((user_id,)) = owner else { return Ok(None) };
+        let ids = revoke::mark(&mut tx, &user_id, Which::Only(session_id), reason, now).await?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        revoke::publish(&mut tx, &ids, &user_id, reason, now).await?;
+        tx.commit().await?;
+        Ok(Some(user_id))
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>> {

@@ -27,8 +27,8 @@ macro_rules! live {
 
 const INSERT_USER: &str =
     "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)";
-const USER_BY_EMAIL: &str = "SELECT id, email, password_hash, created_at FROM users WHERE email = ?1";
-const USER_BY_ID: &str = "SELECT id, email, password_hash, created_at FROM users WHERE id = ?1";
+const USER_BY_EMAIL: &str = "SELECT id, email, password_hash, created_at, disabled_at FROM users WHERE email = ?1";
+const USER_BY_ID: &str = "SELECT id, email, password_hash, created_at, disabled_at FROM users WHERE id = ?1";
 const INSERT_SESSION: &str = "INSERT INTO sessions
      (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
      VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)";
@@ -39,8 +39,10 @@ const USE_TOKEN: &str =
 const TOKEN: &str = "SELECT session_id, used_at FROM refresh_tokens WHERE hash = ?1";
 const LIVE_SESSION: &str = concat!("SELECT ", cols!(), " FROM sessions s WHERE s.id = ?1 AND ", live!(2));
 const RETIRE_UNUSED: &str = "UPDATE refresh_tokens SET used_at = ?1 WHERE session_id = ?2 AND used_at IS NULL";
+/// Pushes a live session's idle expiry forward; a disabled user's session does not move (no row).
 const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = ?3, idle_expires_at = MIN(?2 + ?3, absolute_expires_at)
      WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
+       AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = sessions.user_id AND u.disabled_at IS NOT NULL)
      RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip";
 const SESSION_BY_REFRESH: &str = concat!(
     "SELECT ",
@@ -48,10 +50,12 @@ const SESSION_BY_REFRESH: &str = concat!(
     " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?1 AND t.used_at IS NULL AND ",
     live!(2)
 );
-/// Idle expiry does not end an access token early: only revocation and the absolute limit do.
+/// Idle expiry does not end an access token early: only revocation, the absolute limit and
+/// disabling the user do.
 const SESSION_USER: &str =
-    "SELECT u.id, u.email, u.password_hash, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
-     WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.absolute_expires_at > ?3";
+    "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled_at FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.absolute_expires_at > ?3
+       AND u.disabled_at IS NULL";
 const LIST_SESSIONS: &str = concat!(
     "SELECT ",
     cols!(),
@@ -62,6 +66,29 @@ const LIST_SESSIONS: &str = concat!(
 const OWN_LIVE_SESSION: &str = concat!("SELECT s.id FROM sessions s WHERE s.id = ?1 AND s.user_id = ?2 AND ", live!(3));
 const LIVE_SESSION_IDS: &str =
     concat!("SELECT s.id FROM sessions s WHERE s.user_id = ?1 AND (?2 IS NULL OR s.id <> ?2) AND ", live!(3));
+/// Operators' listing (`keycard users list`), by email from after `?3` (the unique index on email
+/// gives the order), with each user's live sessions counted on `sessions_by_user`.
+const LIST_USERS: &str = concat!(
+    "SELECT u.id, u.email, u.created_at, u.disabled_at, (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND ",
+    live!(1),
+    ") FROM users u WHERE u.email > ?3 AND (?2 IS NULL OR instr(u.email, ?2) > 0) ORDER BY u.email LIMIT ?4"
+);
+const USER_DISABLED_AT: &str = "SELECT disabled_at FROM users WHERE id = ?1";
+/// Disabling keeps the first `disabled_at` when disabled again.
+const DISABLE_USER: &str = "UPDATE users SET disabled_at = COALESCE(disabled_at, ?2), updated_at = ?2 WHERE id = ?1";
+const ENABLE_USER: &str = "UPDATE users SET disabled_at = NULL, updated_at = ?2 WHERE id = ?1";
+/// Every user's live sessions, newest first, on `sessions_by_created` read backwards.
+const ALL_LIVE_SESSIONS: &str =
+    concat!("SELECT ", cols!(), " FROM sessions s WHERE ", live!(1), " ORDER BY s.created_at DESC, s.id DESC LIMIT ?2");
+/// One user's live sessions for operators, in the same order as [`ALL_LIVE_SESSIONS`].
+const USER_LIVE_SESSIONS: &str = concat!(
+    "SELECT ",
+    cols!(),
+    " FROM sessions s WHERE s.user_id = ?1 AND ",
+    live!(2),
+    " ORDER BY s.created_at DESC, s.id DESC LIMIT ?3"
+);
+const LIVE_SESSION_OWNER: &str = concat!("SELECT s.user_id FROM sessions s WHERE s.id = ?1 AND ", live!(2));
 const REVOKE: &str = "UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 WHERE id = ?3 AND revoked_at IS NULL";
 const DROP_TOKENS: &str = "DELETE FROM refresh_tokens WHERE session_id = ?1";
 const PUBLISH: &str = "INSERT INTO revocations (session_id, user_id, revoked_at, reason) VALUES (?1, ?2, ?3, ?4)";
@@ -96,9 +123,20 @@ fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     })
 }
 
-/// A user from `id, email, password_hash, created_at`.
+/// A user from `id, email, password_hash, created_at, disabled_at`.
 fn user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
-    Ok(UserRecord { id: row.get(0)?, email: row.get(1)?, password_hash: row.get(2)?, created_at: row.get(3)? })
+    Ok(UserRecord {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        password_hash: row.get(2)?,
+        created_at: row.get(3)?,
+        disabled_at: row.get(4)?,
+    })
+}
+
+/// The limit of an operator's listing: 0 or less means 100.
+fn page(limit: i64) -> i64 {
+    if limit > 0 { limit } else { 100 }
 }
 
 /// Whether `e` is a unique or primary-key violation (as sqlx's `is_unique_violation` decides).
@@ -159,7 +197,7 @@ fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>> {
     let rotated =
         c.prepare_cached(TOUCH_SESSION)?.query_row(params![session_id, r.idle_ttl, r.now], session).optional()?;
     let Some(rotated) = rotated else {
-        // Revoked or expired session: undo, the presented token stays as it was.
+        // Revoked or expired session, or a disabled user: undo, the presented token stays as it was.
         return Ok(Done::Undo(RotateOutcome::Invalid));
     };
     if !r.binding_holds(&rotated) {
@@ -327,6 +365,67 @@ impl Store for SqliteStore {
                 })?
                 .collect()
         })
+    }
+
+    async fn list_users(&self, f: &UserFilter, now: i64) -> Result<Vec<UserSummary>> {
+        // Emails are never empty, so "after ''" is every user and the range stays on the index.
+        let after = f.after_email.as_deref().unwrap_or("");
+        self.read(|c| {
+            c.prepare_cached(LIST_USERS)?
+                .query_map(params![now, f.email_contains, after, page(f.limit)], |row| {
+                    Ok(UserSummary {
+                        id: row.get(0)?,
+                        email: row.get(1)?,
+                        created_at: row.get(2)?,
+                        disabled_at: row.get(3)?,
+                        live_sessions: row.get(4)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> Result<Option<Vec<String>>> {
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            let was: Option<Option<i64>> =
+                c.prepare_cached(USER_DISABLED_AT)?.query_row(params![user_id], |row| row.get(0)).optional()?;
+            let Some(was) = was else { return Ok(Done::Keep(None)) };
+            if !disabled && was.is_none() {
+                return Ok(Done::Keep(Some(Vec::new()))); // enabled already: nothing changes
+            }
+            c.prepare_cached(if disabled { DISABLE_USER } else { ENABLE_USER })?.execute(params![user_id, now])?;
+            // Disabling ends every live session; enabling, those created while disabled (logins
+            // that should have been refused): either way, none from before comes back.
+            let ids = live_session_ids(c, &user_id, None, now)?;
+            revoke_in(c, &ids, &user_id, "user_disabled", now)?;
+            Ok(Done::Keep(Some(ids)))
+        })
+        .await
+    }
+
+    async fn list_all_sessions(&self, user_id: Option<&str>, now: i64, limit: i64) -> Result<Vec<SessionRecord>> {
+        let limit = page(limit);
+        self.read(|c| match user_id {
+            Some(user_id) => {
+                c.prepare_cached(USER_LIVE_SESSIONS)?.query_map(params![user_id, now, limit], session)?.collect()
+            }
+            None => c.prepare_cached(ALL_LIVE_SESSIONS)?.query_map(params![now, limit], session)?.collect(),
+        })
+    }
+
+    async fn revoke_session_by_id(&self, session_id: &str, reason: &str, now: i64) -> Result<Option<String>> {
+        let (session_id, reason) = (session_id.to_owned(), reason.to_owned());
+        self.write(move |c| {
+            let owner: Option<String> = c
+                .prepare_cached(LIVE_SESSION_OWNER)?
+                .query_row(params![session_id, now], |row| row.get(0))
+                .optional()?;
+            let Some(user_id) = owner else { return Ok(Done::Keep(None)) };
+            revoke_in(c, std::slice::from_ref(&session_id), &user_id, &reason, now)?;
+            Ok(Done::Keep(Some(user_id)))
+        })
+        .await
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>> {

@@ -13,6 +13,7 @@ mod harness;
 
 mod concurrency;
 mod keys_audit;
+mod operators;
 mod postgres_only;
 mod revocation;
 mod rotation;
@@ -79,6 +80,15 @@ conformance! {
     keys_audit::audit_events_are_appended_and_filtered_newest_first,
     keys_audit::pruning_the_audit_log_deletes_only_events_before_the_cutoff,
     keys_audit::a_rotation_records_its_audit_event_with_its_outcome,
+
+    operators::disabling_a_user_revokes_their_live_sessions_onto_the_feed,
+    operators::a_disabled_users_access_tokens_are_refused_and_no_session_of_theirs_rotates,
+    operators::enabling_a_user_lets_new_sessions_work_and_leaves_old_ones_revoked,
+    operators::disabling_or_enabling_an_unknown_user_is_none,
+    operators::an_operator_revokes_any_live_session_by_id,
+    operators::users_are_listed_by_email_with_filter_pages_and_live_session_counts,
+    operators::every_users_live_sessions_are_listed_newest_first,
+    operators::disabling_a_user_while_their_sessions_rotate_and_log_in_leaves_none_usable,
 
     concurrency::concurrent_writes_with_failing_ones_each_get_their_own_answer,
 }
