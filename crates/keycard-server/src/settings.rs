@@ -1,10 +1,12 @@
 //! Typed configuration, loaded in layers: defaults → TOML file → `KEYCARD_*` env → flags.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
+use keycard_core::keys::KeyAlg;
+use keycard_store::Binding;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -46,9 +48,6 @@ pub struct Settings {
     pub hash_queue_timeout: HumanDuration,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
-    /// Unused since the SQLite store reads inline on a per-thread read-only connection; kept so
-    /// existing configuration files still load.
-    pub db_readers: u32,
     /// Argon2 memory cost in KiB (OWASP: 19456). Lower only for tests.
     pub argon2_memory_kib: u32,
     /// Access tokens remembered as verified (signature and claims), so repeated requests with
@@ -60,8 +59,9 @@ pub struct Settings {
     /// File holding the master key. Default for SQLite: `<database>.master-key`, created on
     /// first start.
     pub master_key_file: Option<String>,
-    /// Algorithm of the first generated signing key (`EdDSA`, …).
-    pub signing_alg: String,
+    /// Algorithm of the first generated signing key (`EdDSA`, `ES256`, `RS256`, `HS256`).
+    #[serde(with = "alg_name")]
+    pub signing_alg: KeyAlg,
     /// How often the key ring is re-read from the store (rotation by other processes).
     pub key_reload_interval: HumanDuration,
     /// Master switch of every rate limit and login backoff (off for load tests, trusted networks).
@@ -89,11 +89,13 @@ pub struct Settings {
     pub login_backoff_max: HumanDuration,
     /// Redis URL for rate-limit state shared by several instances (`redis://…`); in-process when unset.
     pub redis: Option<String>,
-    /// Proxies whose `X-Forwarded-For` is believed (exact IPs). Empty: the header is ignored.
-    pub trusted_proxies: StringList,
+    /// Proxies whose `X-Forwarded-For` is believed (exact IPs, canonical: an IPv4 proxy also
+    /// matches its `::ffff:` form). Empty: the header is ignored.
+    pub trusted_proxies: IpList,
     /// Refresh-token binding: `none`, `user_agent` or `ip_prefix` (/24 IPv4, /48 IPv6). A refresh
     /// from another device revokes the session.
-    pub refresh_binding: String,
+    #[serde(with = "binding_name")]
+    pub refresh_binding: Binding,
     /// How long audit events are kept.
     pub audit_retention: HumanDuration,
     /// PostgreSQL: most connections per instance.
@@ -153,12 +155,11 @@ impl Default for Settings {
             hash_concurrency: cores,
             hash_queue_timeout: HumanDuration::secs(5),
             max_body_bytes: 64 * 1024,
-            db_readers: 4,
             argon2_memory_kib: 19_456,
             verify_cache_size: 10_000,
             master_key: None,
             master_key_file: None,
-            signing_alg: "EdDSA".into(),
+            signing_alg: KeyAlg::EdDsa,
             key_reload_interval: HumanDuration::secs(5),
             rate_limit_enabled: true,
             signup_per_ip_per_minute: 10,
@@ -171,8 +172,8 @@ impl Default for Settings {
             login_backoff_after: 5,
             login_backoff_max: HumanDuration::secs(300),
             redis: None,
-            trusted_proxies: StringList::default(),
-            refresh_binding: "none".into(),
+            trusted_proxies: IpList::default(),
+            refresh_binding: Binding::None,
             audit_retention: HumanDuration::secs(90 * 86_400),
             pg_max_connections: 10,
             pg_min_connections: 1,
@@ -188,6 +189,33 @@ impl Default for Settings {
             metrics_bind: None,
         }
     }
+}
+
+/// The retired `db_readers` setting: old configuration files still load, with a warning.
+const RETIRED_DB_READERS: &str = "db_readers";
+
+/// `KEYCARD_*` variables that belong to the command or the scripts, not to the settings.
+const NOT_SETTINGS: [&str; 6] = ["config", "log", "log_format", "bin", "profile", "backend"];
+
+/// How many leading characters `a` and `b` share.
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
+}
+
+/// Levenshtein distance (for "did you mean" hints; names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Errors loading settings.
@@ -211,13 +239,47 @@ impl Settings {
         let known = Self::field_names();
         let env =
             Env::prefixed("KEYCARD_").filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
-        let settings: Settings = figment
-            .merge(env)
-            .merge(Serialized::defaults(overrides))
-            .extract()
-            .map_err(|e| SettingsError(e.to_string()))?;
+        let mut merged = figment.merge(env).merge(Serialized::defaults(overrides));
+        if merged.contains(RETIRED_DB_READERS) {
+            tracing::warn!(
+                "the db_readers setting has no effect any more (SQLite reads run on a connection per thread) \
+                 and is ignored; remove it from the configuration"
+            );
+            let mut dict: figment::value::Dict = merged.extract().map_err(|e| SettingsError(e.to_string()))?;
+            dict.remove(RETIRED_DB_READERS);
+            merged = Figment::from(Serialized::defaults(dict));
+        }
+        let settings: Settings = merged.extract().map_err(|e| SettingsError(e.to_string()))?;
         settings.check()?;
         Ok(settings)
+    }
+
+    /// `KEYCARD_*` variables of the environment that name no setting, each with the nearest
+    /// setting's variable when one is close (a typo such as `KEYCARD_RATE_LIMITS`). Variables of
+    /// the command and the tests (`KEYCARD_CONFIG`, `KEYCARD_LOG…`, `KEYCARD_TEST_…`) are not
+    /// settings and are not reported.
+    pub fn unknown_env_vars() -> Vec<(String, Option<String>)> {
+        Self::unknown_vars(std::env::vars().map(|(key, _)| key))
+    }
+
+    /// [`Settings::unknown_env_vars`] over the variable names `keys`.
+    fn unknown_vars(keys: impl Iterator<Item = String>) -> Vec<(String, Option<String>)> {
+        let known = Self::field_names();
+        keys.filter_map(|key| {
+                let name = key.strip_prefix("KEYCARD_")?.to_ascii_lowercase();
+                let not_a_setting = NOT_SETTINGS.iter().any(|n| name == *n || name.starts_with("test_"));
+                if not_a_setting || known.iter().any(|k| *k == name) || name == RETIRED_DB_READERS {
+                    return None;
+                }
+                let nearest = known
+                    .iter()
+                    .map(|k| (edit_distance(&name, k), k))
+                    .filter(|(d, k)| *d <= 3.max(k.len() / 4) || common_prefix(&name, k) >= 6)
+                    .min()
+                    .map(|(_, k)| format!("KEYCARD_{}", k.to_ascii_uppercase()));
+                Some((key, nearest))
+        })
+        .collect()
     }
 
     fn field_names() -> Vec<String> {
@@ -227,7 +289,10 @@ impl Settings {
         }
     }
 
-    fn check(&self) -> Result<(), SettingsError> {
+    /// Checks what the types alone cannot (positive durations, consistent pairs, origin shapes).
+    /// [`Settings::load`] and [`crate::Application::build`] both call it, so settings built in
+    /// code are checked like settings read from a file.
+    pub fn check(&self) -> Result<(), SettingsError> {
         if self.access_ttl.0.is_zero() {
             return Err(SettingsError("access_ttl must be positive".into()));
         }
@@ -250,16 +315,8 @@ impl Settings {
         if self.hash_concurrency == 0 {
             return Err(SettingsError("hash_concurrency must be at least 1".into()));
         }
-        if !["none", "user_agent", "ip_prefix"].contains(&self.refresh_binding.as_str()) {
-            return Err(SettingsError("refresh_binding must be none, user_agent or ip_prefix".into()));
-        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(SettingsError("tls_cert and tls_key go together".into()));
-        }
-        for proxy in self.trusted_proxies.0.iter() {
-            if proxy.parse::<std::net::IpAddr>().is_err() {
-                return Err(SettingsError(format!("trusted proxy {proxy:?} is not an IP address")));
-            }
         }
         for origin in self.allowed_origins.0.iter() {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
@@ -390,6 +447,63 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// IP addresses given as a TOML array or a comma-separated string, parsed and canonicalised when
+/// read (a value that is not an address is a configuration error naming it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpList(pub Vec<IpAddr>);
+
+impl IpList {
+    /// These addresses, canonical.
+    pub fn new(ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self(ips.into_iter().map(|ip| ip.to_canonical()).collect())
+    }
+}
+
+impl<'de> Deserialize<'de> for IpList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = StringList::deserialize(d)?;
+        let ips = items
+            .0
+            .iter()
+            .map(|s| s.parse::<IpAddr>().map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(ips))
+    }
+}
+
+/// `signing_alg` as its JOSE name.
+mod alg_name {
+    use keycard_core::keys::KeyAlg;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(alg: &KeyAlg, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(alg.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<KeyAlg, D::Error> {
+        let name = String::deserialize(d)?;
+        KeyAlg::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("signing_alg {name:?}: use EdDSA, ES256, RS256 or HS256")))
+    }
+}
+
+/// `refresh_binding` as its setting name.
+mod binding_name {
+    use keycard_store::Binding;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(binding: &Binding, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(binding.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Binding, D::Error> {
+        let name = String::deserialize(d)?;
+        Binding::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!("refresh_binding {name:?}: use none, user_agent or ip_prefix"))
+        })
+    }
+}
+
 /// A list given as a TOML array or a comma-separated string (`KEYCARD_ALLOWED_ORIGINS=a,b`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StringList(pub Vec<String>);
@@ -422,6 +536,45 @@ mod tests {
         for bad in ["", "soon", "-5m", "15 parsecs"] {
             assert!(HumanDuration::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn enumerated_settings_are_typed_and_unknown_values_refused() {
+        let parse = |toml: &str| -> Result<Settings, figment::Error> {
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)).extract()
+        };
+        assert_eq!(parse("refresh_binding = \"user_agent\"").unwrap().refresh_binding, Binding::UserAgent);
+        assert_eq!(parse("signing_alg = \"ES256\"").unwrap().signing_alg, KeyAlg::Es256);
+        // Unknown values are errors, never a silent "no binding".
+        assert!(parse("refresh_binding = \"user-agent\"").unwrap_err().to_string().contains("user_agent"));
+        assert!(parse("signing_alg = \"none\"").is_err());
+        let proxies = parse("trusted_proxies = \"::ffff:10.0.0.1, 10.0.0.2\"").unwrap().trusted_proxies;
+        assert_eq!(proxies, IpList::new(["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()]));
+        assert!(parse("trusted_proxies = [\"proxy.local\"]").unwrap_err().to_string().contains("proxy.local"));
+    }
+
+    #[test]
+    fn an_old_configuration_with_db_readers_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keycard.toml");
+        std::fs::write(&file, "db_readers = 4\naudience = \"api\"\n").unwrap();
+        let settings = Settings::load(Some(&file), serde_json::json!({})).unwrap();
+        assert_eq!(settings.audience, "api");
+    }
+
+    #[test]
+    fn typos_in_variable_names_get_the_nearest_setting() {
+        assert_eq!(edit_distance("rate_limits", "rate_limit_enabled"), 7);
+        assert_eq!(edit_distance("acess_ttl", "access_ttl"), 1);
+        let vars = ["KEYCARD_ACESS_TTL", "KEYCARD_RATE_LIMITS", "KEYCARD_AUDIENCE", "KEYCARD_CONFIG", "KEYCARD_TEST_X"];
+        let unknown = Settings::unknown_vars(vars.iter().map(|v| v.to_string()));
+        assert_eq!(
+            unknown,
+            vec![
+                ("KEYCARD_ACESS_TTL".into(), Some("KEYCARD_ACCESS_TTL".into())),
+                ("KEYCARD_RATE_LIMITS".into(), Some("KEYCARD_RATE_LIMIT_ENABLED".into())),
+            ]
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::Response;
 use axum_server::tls_rustls::RustlsConfig;
 use keycard_core::clock::Clock;
-use keycard_core::keys::KeyAlg;
 use keycard_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -53,6 +52,7 @@ impl Application {
     /// [`Application::build`] with the clock every time-based decision reads (tests pass a
     /// [`keycard_core::clock::ManualClock`] to move time without sleeping).
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        settings.check()?;
         let listener = TcpListener::bind(settings.bind).await?;
         let addr = listener.local_addr()?;
         let tls = match (&settings.tls_cert, &settings.tls_key) {
@@ -74,8 +74,7 @@ impl Application {
         let key_overlap = settings.access_ttl.as_secs_i64()
             + settings.leeway.as_secs_i64()
             + 2 * settings.key_reload_interval.as_secs_i64();
-        let first_alg = KeyAlg::parse(&settings.signing_alg)
-            .ok_or_else(|| anyhow::anyhow!("unsupported signing_alg {:?}", settings.signing_alg))?;
+        let first_alg = settings.signing_alg;
         let ring = keys::KeyManager::new(store.as_ref(), &master, key_overlap).ring(clock.now(), first_alg).await?;
         let passwords =
             Passwords::new(settings.argon2_memory_kib, settings.hash_concurrency, settings.hash_queue_timeout.0)?;
@@ -91,15 +90,8 @@ impl Application {
             reuse_interval: settings.reuse_interval.as_secs_i64(),
             key_overlap,
             signing_alg: first_alg,
-            trusted_proxies: settings
-                .trusted_proxies
-                .0
-                .iter()
-                .filter_map(|p| p.parse::<std::net::IpAddr>().ok())
-                .map(|ip| ip.to_canonical())
-                .collect(),
-            refresh_binding: crate::state::Binding::from_name(&settings.refresh_binding)
-                .ok_or_else(|| anyhow::anyhow!("refresh_binding must be none, user_agent or ip_prefix"))?,
+            trusted_proxies: settings.trusted_proxies.0.clone(),
+            refresh_binding: settings.refresh_binding,
             tls: settings.tls_cert.is_some(),
             cookie_secure: settings.cookie_secure,
             device_ttl: settings.device_ttl.as_secs_i64(),
@@ -238,7 +230,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         let store = anyhow::Context::context(store, "could not open the PostgreSQL store")?;
         return Ok(Arc::new(store));
     }
-    Ok(Arc::new(SqliteStore::open(url, settings.db_readers).await?))
+    Ok(Arc::new(SqliteStore::open(url, 0).await?))
 }
 
 /// The configured origins, plus the issuer's own origin and, on loopback, its `localhost` twin.

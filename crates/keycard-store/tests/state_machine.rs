@@ -335,6 +335,8 @@ async fn rotate(store: &dyn Store, m: &mut Model, pick: &Pick) {
             m.tokens.push(MToken { token: replacement, session: si, used_at: None, yields: 0 });
         }
         RotateOutcome::Reused { .. } => m.revoke(&BTreeSet::from([s.id])),
+        // The model's rotations carry no binding, so no mismatch can happen.
+        RotateOutcome::BindingMismatch { .. } => panic!("a rotation without binding reported a mismatch"),
         RotateOutcome::Invalid => {}
     }
 }

@@ -174,6 +174,12 @@ fn init_logging() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_ref(), &args)?;
+    for (variable, nearest) in Settings::unknown_env_vars() {
+        match nearest {
+            Some(nearest) => tracing::warn!(%variable, %nearest, "ignoring a KEYCARD_ variable that names no setting; did you mean the nearest one?"),
+            None => tracing::warn!(%variable, "ignoring a KEYCARD_ variable that names no setting"),
+        }
+    }
     let app = Application::build(settings).await?;
     app.run_until(shutdown_signal()).await?;
     tracing::info!("keycard stopped");

@@ -47,7 +47,7 @@ async fn per_ip_login_limit_answers_429_with_retry_after() {
 async fn per_account_login_limit_holds_across_ips() {
     let app = spawn_app_with(|s| {
         s.login_per_account_per_minute = 2;
-        s.trusted_proxies = keycard_server::settings::StringList(vec!["127.0.0.1".into()]);
+        s.trusted_proxies = keycard_server::settings::IpList::new(["127.0.0.1".parse().unwrap()]);
     })
     .await;
     for i in 0..2 {
@@ -103,7 +103,7 @@ async fn one_setting_switches_every_limit_off() {
 #[tokio::test]
 async fn x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
     for (trusted, expected_ip) in [(vec![], "127.0.0.1"), (vec!["127.0.0.1".to_owned()], "203.0.113.9")] {
-        let app = spawn_app_with(|s| s.trusted_proxies = keycard_server::settings::StringList(trusted.clone())).await;
+        let app = spawn_app_with(|s| s.trusted_proxies = keycard_server::settings::IpList::new(trusted.iter().map(|t| t.parse().unwrap()))).await;
         let email = "proxied@example.com";
         app.signup(email).await;
         let tokens: Value = app
@@ -125,7 +125,7 @@ async fn x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
 
 #[tokio::test]
 async fn a_refresh_from_another_user_agent_revokes_a_bound_session() {
-    let app = spawn_app_with(|s| s.refresh_binding = "user_agent".into()).await;
+    let app = spawn_app_with(|s| s.refresh_binding = keycard_store::Binding::UserAgent).await;
     app.signup("bound@example.com").await;
     let login = |ua: &'static str| {
         app.client

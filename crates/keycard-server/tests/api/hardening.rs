@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use keycard_server::settings::{Secret, StringList};
+use keycard_server::settings::{IpList, Secret};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use crate::helpers::*;
 
 fn behind_proxy(s: &mut keycard_server::Settings) {
-    s.trusted_proxies = StringList(vec!["127.0.0.1".into()]);
+    s.trusted_proxies = IpList::new(["127.0.0.1".parse().unwrap()]);
 }
 
 async fn login_from(app: &TestApp, ip: &str, body: Value) -> reqwest::Response {
@@ -280,7 +280,7 @@ async fn a_v4_mapped_proxy_is_trusted() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(&dir).await;
     settings.bind = "[::ffff:127.0.0.1]:0".parse().unwrap();
-    settings.trusted_proxies = StringList(vec!["127.0.0.1".into()]);
+    settings.trusted_proxies = IpList::new(["127.0.0.1".parse().unwrap()]);
     let app = start(settings, dir).await;
     let url = format!("http://127.0.0.1:{}", app.addr.port());
     app.signup("mapped@example.com").await;

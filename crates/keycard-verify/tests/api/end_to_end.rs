@@ -50,7 +50,7 @@ async fn a_request_without_a_token_gets_the_rfc_6750_challenge() {
 #[tokio::test]
 async fn tokens_of_each_public_key_algorithm_from_keycard_verify() {
     for alg in ["ES256", "RS256", "EdDSA"] {
-        let keycard = start_keycard_with(|s| s.signing_alg = alg.into()).await;
+        let keycard = start_keycard_with(|s| s.signing_alg = keycard_core::keys::KeyAlg::parse(alg).unwrap()).await;
         let verifier = Verifier::from_issuer(&keycard.issuer, "keycard").await.unwrap();
         let tokens = keycard.login("alg@example.com").await;
         let header = tokens.access_token.split('.').next().unwrap();
