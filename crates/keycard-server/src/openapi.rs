@@ -114,44 +114,6 @@ pub async fn docs_js() -> Response {
     asset(DOCS_JS, "application/javascript", ASSET_CSP)
 }
 
-/// A public key of the JWK set (mirrors `keycard_core::keys::Jwk`).
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-struct Jwk {
-    /// Key type: `OKP` (Ed25519), `EC` (P-256), `RSA`; `oct` only in an HS256 key's descriptor.
-    kty: String,
-    /// Curve, for OKP and EC keys.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    crv: Option<String>,
-    /// Public key (OKP) or x coordinate (EC), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    x: Option<String>,
-    /// y coordinate (EC), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    y: Option<String>,
-    /// Modulus (RSA), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    n: Option<String>,
-    /// Public exponent (RSA), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    e: Option<String>,
-    /// Key id, the `kid` header of tokens it signed.
-    kid: String,
-    /// Algorithm bound to the key: `EdDSA`, `ES256`, `RS256` or `HS256`.
-    alg: String,
-    /// Always `sig`.
-    #[serde(rename = "use")]
-    use_: String,
-}
-
-/// The JWK set: the active key and those still inside their overlap window.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-struct JwkSet {
-    /// The public keys.
-    keys: Vec<Jwk>,
-}
-
 /// The discovery document.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
@@ -197,12 +159,13 @@ struct Status {
 /// The operations. The functions are never called: they carry the `#[utoipa::path]` attributes.
 #[allow(dead_code, clippy::unused_async)]
 mod paths {
+    use keycard_core::keys::JwkSet;
     use keycard_core::wire::{
         DeleteAccountRequest, LoginRequest, LogoutRequest, PasswordChangeRequest, RefreshRequest, RevocationFeed,
         SessionInfo, SignupRequest, TokenResponse, UserInfo,
     };
 
-    use super::{JwkSet, OpenIdConfiguration, Status};
+    use super::{OpenIdConfiguration, Status};
 
     /// Creates an account.
     ///
