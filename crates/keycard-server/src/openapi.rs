@@ -114,40 +114,6 @@ pub async fn docs_js() -> Response {
     asset(DOCS_JS, "application/javascript", ASSET_CSP)
 }
 
-/// The discovery document.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-struct OpenIdConfiguration {
-    /// The `iss` of every access token.
-    issuer: String,
-    /// URL of the JWK set.
-    jwks_uri: String,
-    /// `POST /auth/signup`.
-    signup_endpoint: String,
-    /// `POST /auth/login`.
-    login_endpoint: String,
-    /// `POST /auth/refresh`.
-    token_endpoint: String,
-    /// `POST /auth/refresh`.
-    refresh_endpoint: String,
-    /// `POST /auth/logout`.
-    logout_endpoint: String,
-    /// `GET /auth/me`.
-    userinfo_endpoint: String,
-    /// `GET /auth/sessions`.
-    sessions_endpoint: String,
-    /// `GET /auth/revocations`.
-    revocation_feed_endpoint: String,
-    /// Always `["none"]`: keycard's clients are public.
-    token_endpoint_auth_methods_supported: Vec<String>,
-    /// The active signing algorithm.
-    id_token_signing_alg_values_supported: Vec<String>,
-    /// The active signing algorithm.
-    access_token_signing_alg_values_supported: Vec<String>,
-    /// `password` and `refresh_token`.
-    grant_types_supported: Vec<String>,
-}
-
 /// A probe's answer.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
@@ -161,11 +127,11 @@ struct Status {
 mod paths {
     use keycard_core::keys::JwkSet;
     use keycard_core::wire::{
-        DeleteAccountRequest, LoginRequest, LogoutRequest, PasswordChangeRequest, RefreshRequest, RevocationFeed,
-        SessionInfo, SignupRequest, TokenResponse, UserInfo,
+        DeleteAccountRequest, Discovery, LoginRequest, LogoutRequest, PasswordChangeRequest, RefreshRequest,
+        RevocationFeed, SessionInfo, SignupRequest, TokenResponse, UserInfo,
     };
 
-    use super::{OpenIdConfiguration, Status};
+    use super::Status;
 
     /// Creates an account.
     ///
@@ -300,7 +266,7 @@ mod paths {
     /// Issuer, JWKS URL and endpoint URLs.
     #[utoipa::path(
         get, path = "/.well-known/openid-configuration", tag = "discovery",
-        responses((status = 200, description = "The discovery document.", body = OpenIdConfiguration)),
+        responses((status = 200, description = "The discovery document.", body = Discovery)),
     )]
     pub async fn openid_configuration() {}
 

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use keycard_core::wire::Discovery;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -18,24 +19,8 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /.well-known/openid-configuration`.
-pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let iss = &state.config.issuer;
-    Json(json!({
-        "issuer": iss,
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "signup_endpoint": format!("{iss}/auth/signup"),
-        "login_endpoint": format!("{iss}/auth/login"),
-        "token_endpoint": format!("{iss}/auth/refresh"),
-        "refresh_endpoint": format!("{iss}/auth/refresh"),
-        "logout_endpoint": format!("{iss}/auth/logout"),
-        "userinfo_endpoint": format!("{iss}/auth/me"),
-        "sessions_endpoint": format!("{iss}/auth/sessions"),
-        "revocation_feed_endpoint": format!("{iss}/auth/revocations"),
-        "token_endpoint_auth_methods_supported": ["none"],
-        "id_token_signing_alg_values_supported": [state.keys().active().alg().as_str()],
-        "access_token_signing_alg_values_supported": [state.keys().active().alg().as_str()],
-        "grant_types_supported": ["password", "refresh_token"],
-    }))
+pub async fn openid_configuration(State(state): State<AppState>) -> Json<Discovery> {
+    Json(Discovery::new(&state.config.issuer, state.keys().active().alg()))
 }
 
 /// `GET /healthz`: the process is up.
