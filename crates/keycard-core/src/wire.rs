@@ -1,6 +1,6 @@
 //! Request and response bodies of the HTTP API v1: one definition for server and clients
 //! (and, with the `openapi` feature, for the server's OpenAPI document). Also the discovery
-//! document; the JWK set is [`crate::keys::JwkSet`].
+//! document and the probe bodies; the JWK set is [`crate::keys::JwkSet`].
 //!
 //! Request bodies deny unknown fields: a typo such as `pasword` is a 400, not a silent default.
 
@@ -280,6 +280,28 @@ impl Discovery {
     }
 }
 
+/// A probe's answer: `{"status": "ok"}` from `GET /healthz`, `{"status": "ready"}` from
+/// `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Status))]
+pub struct ProbeStatus {
+    /// `ok` (liveness) or `ready` (readiness).
+    pub status: String,
+}
+
+impl ProbeStatus {
+    /// Liveness: the process is up.
+    pub fn ok() -> Self {
+        Self { status: "ok".into() }
+    }
+
+    /// Readiness: the store answers.
+    pub fn ready() -> Self {
+        Self { status: "ready".into() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +340,11 @@ mod tests {
         );
         assert!(doc.revocation_feed_endpoint.is_empty() && doc.grant_types_supported.is_empty());
         assert!(serde_json::from_str::<Discovery>(r#"{"issuer":"https://other.example"}"#).is_err());
+    }
+
+    #[test]
+    fn probe_bodies_are_a_status_field() {
+        assert_eq!(serde_json::to_string(&ProbeStatus::ok()).unwrap(), r#"{"status":"ok"}"#);
+        assert_eq!(serde_json::to_string(&ProbeStatus::ready()).unwrap(), r#"{"status":"ready"}"#);
     }
 }

@@ -14,14 +14,13 @@ use std::sync::OnceLock;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use keycard_core::ErrorCode;
-use serde::Serialize;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Schema, Type};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 /// The document.
 #[derive(OpenApi)]
@@ -114,24 +113,14 @@ pub async fn docs_js() -> Response {
     asset(DOCS_JS, "application/javascript", ASSET_CSP)
 }
 
-/// A probe's answer.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-struct Status {
-    /// `ok` (liveness) or `ready` (readiness).
-    status: String,
-}
-
 /// The operations. The functions are never called: they carry the `#[utoipa::path]` attributes.
 #[allow(dead_code, clippy::unused_async)]
 mod paths {
     use keycard_core::keys::JwkSet;
     use keycard_core::wire::{
-        DeleteAccountRequest, Discovery, LoginRequest, LogoutRequest, PasswordChangeRequest, RefreshRequest,
-        RevocationFeed, SessionInfo, SignupRequest, TokenResponse, UserInfo,
+        DeleteAccountRequest, Discovery, LoginRequest, LogoutRequest, PasswordChangeRequest, ProbeStatus,
+        RefreshRequest, RevocationFeed, SessionInfo, SignupRequest, TokenResponse, UserInfo,
     };
-
-    use super::Status;
 
     /// Creates an account.
     ///
@@ -273,14 +262,14 @@ mod paths {
     /// Liveness: the process is up.
     #[utoipa::path(
         get, path = "/healthz", tag = "operations",
-        responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = Status)),
+        responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = ProbeStatus)),
     )]
     pub async fn healthz() {}
 
     /// Readiness: the store answers.
     #[utoipa::path(
         get, path = "/readyz", tag = "operations",
-        responses((status = 200, description = "`{\"status\": \"ready\"}`.", body = Status)),
+        responses((status = 200, description = "`{\"status\": \"ready\"}`.", body = ProbeStatus)),
     )]
     pub async fn readyz() {}
 

@@ -4,8 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keycard_core::wire::Discovery;
-use serde_json::json;
+use keycard_core::wire::{Discovery, ProbeStatus};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,14 +23,14 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<Discove
 }
 
 /// `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<ProbeStatus> {
+    Json(ProbeStatus::ok())
 }
 
 /// `GET /readyz`: the store answers.
-pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<ProbeStatus>), ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok((StatusCode::OK, Json(json!({"status": "ready"})))),
+        Ok(()) => Ok((StatusCode::OK, Json(ProbeStatus::ready()))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::new(keycard_core::ErrorCode::TemporarilyUnavailable, "the token store is unreachable"))
