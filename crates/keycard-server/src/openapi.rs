@@ -22,6 +22,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Schema, Type};
 use utoipa::{Modify, OpenApi};
 
+use crate::assets::{ASSET_CSP, asset};
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -90,18 +92,8 @@ pub async fn openapi_json() -> Response {
 /// sinks throw (the script builds elements with `textContent` only).
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; base-uri 'none'; \
                         form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'";
-const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_HTML: &str = include_str!("openapi/docs.html");
 const DOCS_JS: &str = include_str!("openapi/docs.js");
-
-fn asset(body: &'static str, content_type: &'static str, csp: &'static str) -> Response {
-    let headers: [(HeaderName, HeaderValue); 3] = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp)),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-    ];
-    (headers, body).into_response()
-}
 
 /// `GET /docs`: the API reference page.
 pub async fn docs() -> Response {
