@@ -3,16 +3,15 @@
 //!
 //! Creating 100k sessions through `POST /auth/login` would take half an hour of Argon2 on two
 //! cores; the memory target only needs them to exist. Each session gets one unused refresh token
-//! (`kcrt_` + base64url of 32 random bytes, stored as its SHA-256), like a fresh login's.
+//! (`kcrt_` + base64url of 32 random bytes, stored as its SHA-256), like a fresh login's: made
+//! and hashed by keycard-core's `refresh` module, as the server does.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
+use keycard_core::refresh::{RefreshToken, TokenHash};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
@@ -51,7 +50,7 @@ pub async fn seed_sessions(path: &Path, count: usize) -> anyhow::Result<i64> {
             .execute(&mut *tx)
             .await?;
             sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)")
-                .bind(random_token_hash()?.to_vec())
+                .bind(random_token_hash().as_bytes())
                 .bind(&session_id)
                 .bind(now)
                 .execute(&mut *tx)
@@ -75,10 +74,9 @@ fn random<const N: usize>() -> anyhow::Result<[u8; N]> {
     Ok(bytes)
 }
 
-/// The stored form of a fresh refresh token, as keycard-core computes it.
-pub fn random_token_hash() -> anyhow::Result<[u8; 32]> {
-    let token = format!("kcrt_{}", URL_SAFE_NO_PAD.encode(random::<32>()?));
-    Ok(Sha256::digest(token.as_bytes()).into())
+/// The stored form of a fresh refresh token.
+pub fn random_token_hash() -> TokenHash {
+    RefreshToken::generate().hash()
 }
 
 /// A random (version 4) UUID in its hyphenated form, like the server's session ids.

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use keycard_core::refresh::TokenHash;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
@@ -46,7 +47,7 @@ type UserRow = (String, String, String, i64);
 struct Chain {
     session: String,
     user: String,
-    token: [u8; 32],
+    token: TokenHash,
 }
 
 fn now() -> i64 {
@@ -65,7 +66,7 @@ async fn create_chains(database: &Path, n: usize) -> anyhow::Result<Vec<Chain>> 
         .await?;
     let mut chains = Vec::with_capacity(n);
     for _ in 0..n {
-        let chain = Chain { session: seed::uuid_v4()?, user: user.clone(), token: seed::random_token_hash()? };
+        let chain = Chain { session: seed::uuid_v4()?, user: user.clone(), token: seed::random_token_hash() };
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at)
              VALUES (?1, ?2, ?3, ?3, ?3 + 604800, ?3 + 2592000)",
@@ -76,7 +77,7 @@ async fn create_chains(database: &Path, n: usize) -> anyhow::Result<Vec<Chain>> 
         .execute(&pool)
         .await?;
         sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)")
-            .bind(&chain.token[..])
+            .bind(chain.token.as_bytes())
             .bind(&chain.session)
             .bind(now)
             .execute(&pool)
@@ -195,14 +196,15 @@ async fn sqlx_pool(database: &Path, connections: u32, read_only: bool) -> anyhow
 
 /// keycard-store's `rotate_refresh` (winning path) plus the refresh handler's audit row.
 async fn sqlx_rotate(pool: &SqlitePool, mut c: Chain) -> anyhow::Result<Chain> {
-    let (now, next) = (now(), seed::random_token_hash()?);
+    let (now, next) = (now(), seed::random_token_hash());
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let won: Option<(String,)> = sqlx::query_as(ROTATE).bind(now).bind(&c.token[..]).fetch_optional(&mut *tx).await?;
+    let won: Option<(String,)> =
+        sqlx::query_as(ROTATE).bind(now).bind(c.token.as_bytes()).fetch_optional(&mut *tx).await?;
     let (session_id,) = won.context("token already used")?;
     let row: Option<SessionRow> =
         sqlx::query_as(TOUCH).bind(&session_id).bind(IDLE_TTL).bind(now).fetch_optional(&mut *tx).await?;
     row.context("session not live")?;
-    sqlx::query(INSERT).bind(&next[..]).bind(&session_id).bind(now).execute(&mut *tx).await?;
+    sqlx::query(INSERT).bind(next.as_bytes()).bind(&session_id).bind(now).execute(&mut *tx).await?;
     tx.commit().await?;
     sqlx::query(AUDIT).bind(now).bind(&c.user).bind(&session_id).execute(pool).await?;
     c.token = next;
@@ -309,15 +311,15 @@ fn commit_batch(conn: &Connection, chains: Vec<Chain>) -> Vec<anyhow::Result<Cha
 }
 
 fn rotate_one(conn: &Connection, mut c: Chain) -> anyhow::Result<Chain> {
-    let (now, next) = (now(), seed::random_token_hash()?);
+    let (now, next) = (now(), seed::random_token_hash());
     let session_id: String = conn
         .prepare_cached(ROTATE)?
-        .query_row(params![now, &c.token[..]], |r| r.get(0))
+        .query_row(params![now, c.token.as_bytes()], |r| r.get(0))
         .context("token already used")?;
     let live: Option<String> =
         conn.prepare_cached(TOUCH)?.query_row(params![session_id, IDLE_TTL, now], |r| r.get(0)).optional()?;
     live.context("session not live")?;
-    conn.prepare_cached(INSERT)?.execute(params![&next[..], session_id, now])?;
+    conn.prepare_cached(INSERT)?.execute(params![next.as_bytes(), session_id, now])?;
     conn.prepare_cached(AUDIT)?.execute(params![now, c.user, session_id])?;
     c.token = next;
     Ok(c)

@@ -1,9 +1,13 @@
-//! Request and response bodies of the HTTP API v1: one definition for server and clients.
+//! Request and response bodies of the HTTP API v1: one definition for server and clients
+//! (and, with the `openapi` feature, for the server's OpenAPI document). Also the discovery
+//! document and the probe bodies; the JWK set is [`crate::keys::JwkSet`].
 //!
 //! Request bodies deny unknown fields: a typo such as `pasword` is a 400, not a silent default.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use crate::keys::KeyAlg;
 
 /// `POST /auth/signup`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,4 +189,162 @@ pub struct RevocationFeed {
     pub revocations: Vec<RevokedSession>,
     /// The position to ask from next time (the last `seq` returned, or `after` when none).
     pub next: i64,
+}
+
+/// The discovery document, `GET /.well-known/openid-configuration`: the issuer, its JWK set and
+/// its endpoints, with the OpenID Connect Discovery names where one exists.
+///
+/// keycard always sends every field. Read from another issuer, only `issuer` and `jwks_uri` must
+/// be there: the other fields default to empty, and fields not listed here are ignored.
+// The fields are in alphabetical order: the document has always been served with its keys in
+// that order (a `json!` map), and the struct serializes to the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = OpenIdConfiguration))]
+pub struct Discovery {
+    /// The active signing algorithm.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub access_token_signing_alg_values_supported: Vec<String>,
+    /// `password` and `refresh_token`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub grant_types_supported: Vec<String>,
+    /// The active signing algorithm.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// The `iss` of every access token.
+    pub issuer: String,
+    /// URL of the JWK set.
+    pub jwks_uri: String,
+    /// `POST /auth/login`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub login_endpoint: String,
+    /// `POST /auth/logout`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub logout_endpoint: String,
+    /// `POST /auth/refresh`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub refresh_endpoint: String,
+    /// `GET /auth/revocations`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub revocation_feed_endpoint: String,
+    /// `GET /auth/sessions`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub sessions_endpoint: String,
+    /// `POST /auth/signup`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub signup_endpoint: String,
+    /// `POST /auth/refresh`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub token_endpoint: String,
+    /// Always `["none"]`: keycard's clients are public.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// `GET /auth/me`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub userinfo_endpoint: String,
+}
+
+impl Discovery {
+    /// The document keycard serves for `issuer` (no trailing slash) signing with `alg`.
+    pub fn new(issuer: &str, alg: KeyAlg) -> Self {
+        let url = |path: &str| format!("{issuer}{path}");
+        let alg = vec![alg.as_str().to_owned()];
+        Self {
+            access_token_signing_alg_values_supported: alg.clone(),
+            grant_types_supported: vec!["password".into(), "refresh_token".into()],
+            id_token_signing_alg_values_supported: alg,
+            issuer: issuer.to_owned(),
+            jwks_uri: url("/.well-known/jwks.json"),
+            login_endpoint: url("/auth/login"),
+            logout_endpoint: url("/auth/logout"),
+            refresh_endpoint: url("/auth/refresh"),
+            revocation_feed_endpoint: url("/auth/revocations"),
+            sessions_endpoint: url("/auth/sessions"),
+            signup_endpoint: url("/auth/signup"),
+            token_endpoint: url("/auth/refresh"),
+            token_endpoint_auth_methods_supported: vec!["none".into()],
+            userinfo_endpoint: url("/auth/me"),
+        }
+    }
+}
+
+/// A probe's answer: `{"status": "ok"}` from `GET /healthz`, `{"status": "ready"}` from
+/// `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Status))]
+pub struct ProbeStatus {
+    /// `ok` (liveness) or `ready` (readiness).
+    pub status: String,
+}
+
+impl ProbeStatus {
+    /// Liveness: the process is up.
+    pub fn ok() -> Self {
+        Self { status: "ok".into() }
+    }
+
+    /// Readiness: the store answers.
+    pub fn ready() -> Self {
+        Self { status: "ready".into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_discovery_document_serializes_to_the_bytes_always_served() {
+        let doc = Discovery::new("https://id.example", KeyAlg::EdDsa);
+        let expected = concat!(
+            r#"{"access_token_signing_alg_values_supported":["EdDSA"],"#,
+            r#""grant_types_supported":["password","refresh_token"],"#,
+            r#""id_token_signing_alg_values_supported":["EdDSA"],"#,
+            r#""issuer":"https://id.example","#,
+            r#""jwks_uri":"https://id.example/.well-known/jwks.json","#,
+            r#""login_endpoint":"https://id.example/auth/login","#,
+            r#""logout_endpoint":"https://id.example/auth/logout","#,
+            r#""refresh_endpoint":"https://id.example/auth/refresh","#,
+            r#""revocation_feed_endpoint":"https://id.example/auth/revocations","#,
+            r#""sessions_endpoint":"https://id.example/auth/sessions","#,
+            r#""signup_endpoint":"https://id.example/auth/signup","#,
+            r#""token_endpoint":"https://id.example/auth/refresh","#,
+            r#""token_endpoint_auth_methods_supported":["none"],"#,
+            r#""userinfo_endpoint":"https://id.example/auth/me"}"#,
+        );
+        assert_eq!(serde_json::to_string(&doc).unwrap(), expected);
+        assert_eq!(serde_json::from_str::<Discovery>(expected).unwrap(), doc);
+    }
+
+    #[test]
+    fn another_issuers_discovery_document_needs_only_issuer_and_jwks_uri() {
+        let foreign = r#"{"issuer":"https://other.example","jwks_uri":"https://other.example/keys",
+            "authorization_endpoint":"https://other.example/authorize","scopes_supported":["openid"]}"#;
+        let doc: Discovery = serde_json::from_str(foreign).unwrap();
+        assert_eq!(
+            (doc.issuer.as_str(), doc.jwks_uri.as_str()),
+            ("https://other.example", "https://other.example/keys")
+        );
+        assert!(doc.revocation_feed_endpoint.is_empty() && doc.grant_types_supported.is_empty());
+        assert!(serde_json::from_str::<Discovery>(r#"{"issuer":"https://other.example"}"#).is_err());
+    }
+
+    #[test]
+    fn probe_bodies_are_a_status_field() {
+        assert_eq!(serde_json::to_string(&ProbeStatus::ok()).unwrap(), r#"{"status":"ok"}"#);
+        assert_eq!(serde_json::to_string(&ProbeStatus::ready()).unwrap(), r#"{"status":"ready"}"#);
+    }
 }

@@ -4,12 +4,13 @@
 //! Layout:
 //! - [`settings`]: typed configuration in layers (defaults, TOML, `KEYCARD_*`, flags).
 //! - [`startup`]: [`Application`] (bind, store, keys) and [`app`] (routes + layers).
-//! - `routes`: a file per resource; handlers are thin.
+//! - `routes`: a file per resource; handlers are thin. `assets`: the embedded files they serve.
 //! - [`state`], [`error`], [`extract`]: shared state, the one error→HTTP mapping, extractors.
 //! - [`password`]: Argon2id with bounded concurrency; [`cookies`]: browser delivery and CSRF.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assets;
 pub mod cookies;
 pub mod devices;
 pub mod error;

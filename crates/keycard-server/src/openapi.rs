@@ -14,14 +14,15 @@ use std::sync::OnceLock;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use keycard_core::ErrorCode;
-use serde::Serialize;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Schema, Type};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
+
+use crate::assets::{ASSET_CSP, asset};
 
 /// The document.
 #[derive(OpenApi)]
@@ -91,18 +92,8 @@ pub async fn openapi_json() -> Response {
 /// sinks throw (the script builds elements with `textContent` only).
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; base-uri 'none'; \
                         form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'";
-const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_HTML: &str = include_str!("openapi/docs.html");
 const DOCS_JS: &str = include_str!("openapi/docs.js");
-
-fn asset(body: &'static str, content_type: &'static str, csp: &'static str) -> Response {
-    let headers: [(HeaderName, HeaderValue); 3] = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp)),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-    ];
-    (headers, body).into_response()
-}
 
 /// `GET /docs`: the API reference page.
 pub async fn docs() -> Response {
@@ -114,95 +105,14 @@ pub async fn docs_js() -> Response {
     asset(DOCS_JS, "application/javascript", ASSET_CSP)
 }
 
-/// A public key of the JWK set (mirrors `keycard_core::keys::Jwk`).
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-struct Jwk {
-    /// Key type: `OKP` (Ed25519), `EC` (P-256), `RSA`; `oct` only in an HS256 key's descriptor.
-    kty: String,
-    /// Curve, for OKP and EC keys.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    crv: Option<String>,
-    /// Public key (OKP) or x coordinate (EC), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    x: Option<String>,
-    /// y coordinate (EC), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    y: Option<String>,
-    /// Modulus (RSA), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    n: Option<String>,
-    /// Public exponent (RSA), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    e: Option<String>,
-    /// Key id, the `kid` header of tokens it signed.
-    kid: String,
-    /// Algorithm bound to the key: `EdDSA`, `ES256`, `RS256` or `HS256`.
-    alg: String,
-    /// Always `sig`.
-    #[serde(rename = "use")]
-    use_: String,
-}
-
-/// The JWK set: the active key and those still inside their overlap window.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-struct JwkSet {
-    /// The public keys.
-    keys: Vec<Jwk>,
-}
-
-/// The discovery document.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-struct OpenIdConfiguration {
-    /// The `iss` of every access token.
-    issuer: String,
-    /// URL of the JWK set.
-    jwks_uri: String,
-    /// `POST /auth/signup`.
-    signup_endpoint: String,
-    /// `POST /auth/login`.
-    login_endpoint: String,
-    /// `POST /auth/refresh`.
-    token_endpoint: String,
-    /// `POST /auth/refresh`.
-    refresh_endpoint: String,
-    /// `POST /auth/logout`.
-    logout_endpoint: String,
-    /// `GET /auth/me`.
-    userinfo_endpoint: String,
-    /// `GET /auth/sessions`.
-    sessions_endpoint: String,
-    /// `GET /auth/revocations`.
-    revocation_feed_endpoint: String,
-    /// Always `["none"]`: keycard's clients are public.
-    token_endpoint_auth_methods_supported: Vec<String>,
-    /// The active signing algorithm.
-    id_token_signing_alg_values_supported: Vec<String>,
-    /// The active signing algorithm.
-    access_token_signing_alg_values_supported: Vec<String>,
-    /// `password` and `refresh_token`.
-    grant_types_supported: Vec<String>,
-}
-
-/// A probe's answer.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-struct Status {
-    /// `ok` (liveness) or `ready` (readiness).
-    status: String,
-}
-
 /// The operations. The functions are never called: they carry the `#[utoipa::path]` attributes.
 #[allow(dead_code, clippy::unused_async)]
 mod paths {
+    use keycard_core::keys::JwkSet;
     use keycard_core::wire::{
-        DeleteAccountRequest, LoginRequest, LogoutRequest, PasswordChangeRequest, RefreshRequest, RevocationFeed,
-        SessionInfo, SignupRequest, TokenResponse, UserInfo,
+        DeleteAccountRequest, Discovery, LoginRequest, LogoutRequest, PasswordChangeRequest, ProbeStatus,
+        RefreshRequest, RevocationFeed, SessionInfo, SignupRequest, TokenResponse, UserInfo,
     };
-
-    use super::{JwkSet, OpenIdConfiguration, Status};
 
     /// Creates an account.
     ///
@@ -337,21 +247,21 @@ mod paths {
     /// Issuer, JWKS URL and endpoint URLs.
     #[utoipa::path(
         get, path = "/.well-known/openid-configuration", tag = "discovery",
-        responses((status = 200, description = "The discovery document.", body = OpenIdConfiguration)),
+        responses((status = 200, description = "The discovery document.", body = Discovery)),
     )]
     pub async fn openid_configuration() {}
 
     /// Liveness: the process is up.
     #[utoipa::path(
         get, path = "/healthz", tag = "operations",
-        responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = Status)),
+        responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = ProbeStatus)),
     )]
     pub async fn healthz() {}
 
     /// Readiness: the store answers.
     #[utoipa::path(
         get, path = "/readyz", tag = "operations",
-        responses((status = 200, description = "`{\"status\": \"ready\"}`.", body = Status)),
+        responses((status = 200, description = "`{\"status\": \"ready\"}`.", body = ProbeStatus)),
     )]
     pub async fn readyz() {}
 

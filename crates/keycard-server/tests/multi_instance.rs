@@ -7,79 +7,18 @@
 //! `postgres://postgres@127.0.0.1:5432/test`); each test creates its own database and drops it
 //! afterwards. Unset, the tests pass with a notice — unless `CI` is set, where they fail.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Once;
 
 use keycard_server::settings::Secret;
 use keycard_server::{Application, Settings};
-use keycard_store::PgStore;
+use keycard_store::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
-const URL_VAR: &str = "KEYCARD_TEST_POSTGRES_URL";
-
-/// A database created for one test, dropped (connections and all) when this drops.
-struct TestDatabase {
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    /// `None` (with a notice) when PostgreSQL is not configured; panics when it is not but `CI` is.
-    async fn create() -> Option<Self> {
-        let admin_url = match std::env::var(URL_VAR) {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")) => {
-                panic!(
-                    "{URL_VAR} is not set, but CI is: the multi-instance tests need PostgreSQL. \
-                     Set it to an admin URL, e.g. postgres://postgres@127.0.0.1:5432/test"
-                )
-            }
-            _ => {
-                static NOTICE: Once = Once::new();
-                NOTICE.call_once(|| {
-                    // Straight to stderr: the test harness captures eprintln! of passing tests.
-                    let _ = writeln!(std::io::stderr(), "notice: {URL_VAR} is unset; multi-instance tests skipped");
-                });
-                return None;
-            }
-        };
-        let name = format!("kc_test_{}", uuid::Uuid::new_v4().simple());
-        let url = with_database(&admin_url, &name);
-        PgStore::create_database(&url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create a database through {URL_VAR} ({admin_url}): {e}"));
-        Some(Self { name, url })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Async clean-up from Drop (possibly while unwinding): a thread with its own runtime.
-        let url = self.url.clone();
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(PgStore::drop_database(&url)).ok()
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("warning: could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// `url` with its database name replaced by `db` (query parameters kept).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let base = base[host_start..].find('/').map_or(base, |i| &base[..host_start + i]);
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
+/// What the PostgreSQL notices and failures call these tests.
+const POSTGRES_TESTS: &str = "the multi-instance tests";
 
 fn init_test_log() {
     // Test logs stay quiet unless TEST_LOG is set.
@@ -115,7 +54,7 @@ async fn start(settings: Settings) -> Instance {
 /// issuer, so each accepts the other's access tokens, and the master key sealing the keys.
 async fn pair() -> Option<Pair> {
     init_test_log();
-    let db = TestDatabase::create().await?;
+    let db = TestDatabase::create(POSTGRES_TESTS).await?;
     let (_, master_key) = keycard_server::keys::MasterKey::generate().unwrap();
     let settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -279,7 +218,7 @@ fn via(url: &str, addr: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_loses_the_database_answers_503_until_it_is_back() {
     init_test_log();
-    let Some(db) = TestDatabase::create().await else { return };
+    let Some(db) = TestDatabase::create(POSTGRES_TESTS).await else { return };
     let authority = db.url.split("://").nth(1).and_then(|rest| rest.split(['/', '?']).next()).unwrap();
     let host_port = authority.rsplit('@').next().unwrap();
     let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };

@@ -15,6 +15,8 @@
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 
 use async_trait::async_trait;
 use keycard_core::refresh::TokenHash;

@@ -186,7 +186,10 @@ impl VerifierBuilder {
                 let url = config
                     .feed_url
                     .clone()
-                    .or_else(|| discovery.as_ref().and_then(|d| d.revocation_feed_endpoint.clone()))
+                    // Empty when the issuer's document does not name a feed.
+                    .or_else(|| {
+                        discovery.as_ref().map(|d| d.revocation_feed_endpoint.clone()).filter(|url| !url.is_empty())
+                    })
                     .unwrap_or_else(|| format!("{}/auth/revocations", self.issuer));
                 self.check_url(&url)?;
                 Some(Feed::new(url, config, self.leeway.as_secs().try_into().unwrap_or(i64::MAX)))

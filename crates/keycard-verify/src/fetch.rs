@@ -3,7 +3,7 @@
 //! without bound).
 
 use keycard_core::keys::{JwkSet, PublicKeys};
-use serde::Deserialize;
+use keycard_core::wire::Discovery;
 use serde::de::DeserializeOwned;
 
 use crate::error::FetchError;
@@ -13,15 +13,6 @@ pub(crate) const DOCUMENT_LIMIT: usize = 256 * 1024;
 
 /// Largest revocation-feed page accepted (the server sends at most 1000 entries).
 pub(crate) const FEED_PAGE_LIMIT: usize = 4 * 1024 * 1024;
-
-/// The fields of `/.well-known/openid-configuration` the verifier uses.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Discovery {
-    pub issuer: String,
-    pub jwks_uri: String,
-    #[serde(default)]
-    pub revocation_feed_endpoint: Option<String>,
-}
 
 /// GETs `url` and decodes its JSON body, refusing bodies over `limit` bytes.
 pub(crate) async fn get_json<T: DeserializeOwned>(
@@ -48,7 +39,8 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|source| FetchError::Decode { url: url.to_owned(), source })
 }
 
-/// Reads the discovery document of `issuer` and checks it names the same issuer.
+/// Reads the discovery document of `issuer` and checks it names the same issuer. Another
+/// issuer's document needs only `issuer` and `jwks_uri`; its other fields are ignored.
 pub(crate) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery, FetchError> {
     let url = format!("{issuer}/.well-known/openid-configuration");
     let doc: Discovery = get_json(http, &url, DOCUMENT_LIMIT).await?;

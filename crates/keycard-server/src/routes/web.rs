@@ -1,8 +1,9 @@
 //! The browser side, built into the binary: the demo page at `/`, its script and stylesheet, and
 //! `keycard.js` (the dependency-free browser client), all from `web/` via `include_str!`.
 
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+
+use crate::assets::{ASSET_CSP, asset};
 
 /// What the demo page may load: its own scripts, styles and API calls, nothing inline, no
 /// framing. `require-trusted-types-for` makes any `innerHTML`-style sink throw, so even a bug in
@@ -11,24 +12,10 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
                         img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
                         require-trusted-types-for 'script'";
 
-/// The scripts and stylesheet run nothing by themselves; a locked-down policy in case one is opened directly.
-const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
-
 const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const KEYCARD_JS: &str = include_str!("../../../../web/keycard.js");
 const DEMO_JS: &str = include_str!("../../../../web/demo.js");
 const STYLE_CSS: &str = include_str!("../../../../web/style.css");
-
-/// An embedded file with its type and policy. `no-cache`: browsers revalidate, so a new
-/// binary's files are picked up at once (the global default, `no-store`, is for token responses).
-fn asset(body: &'static str, content_type: &'static str, csp: &'static str) -> Response {
-    let headers: [(HeaderName, HeaderValue); 3] = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp)),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-    ];
-    (headers, body).into_response()
-}
 
 /// `GET /`: the demo page.
 pub async fn index() -> Response {

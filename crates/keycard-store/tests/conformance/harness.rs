@@ -5,11 +5,11 @@
 //! `kc_test_<uuid>` there and drops it when done, even when it fails. Unset, the PostgreSQL
 //! tests print a notice and pass — unless `CI` is set, where they fail.
 
-use std::io::Write;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use keycard_core::refresh::{RefreshToken, TokenHash};
 use keycard_store::Binding;
+use keycard_store::testing::TestDatabase;
 use keycard_store::{NewSession, NewUser, PgStore, PgStoreOptions, Rotation, SqliteStore, Store};
 
 /// A fixed "now" (2023-11-14), so expiry arithmetic reads plainly.
@@ -19,8 +19,14 @@ pub const IDLE: i64 = 7 * 86_400;
 /// Session absolute lifetime used by the cases.
 pub const ABSOLUTE: i64 = 30 * 86_400;
 
-/// The environment variable naming the PostgreSQL admin URL.
-pub const POSTGRES_URL_VAR: &str = "KEYCARD_TEST_POSTGRES_URL";
+/// What the PostgreSQL notices and failures call these tests.
+const POSTGRES_TESTS: &str = "the PostgreSQL conformance tests";
+
+/// A fresh PostgreSQL database (`kc_test_<uuid>`), dropped with the value; `None` when
+/// PostgreSQL tests are not configured (outside CI).
+pub async fn test_database() -> Option<TestDatabase> {
+    TestDatabase::create(POSTGRES_TESTS).await
+}
 
 /// A store under test and what keeps its database alive. Fields drop in order: the store
 /// (closing its pool) before the database.
@@ -47,84 +53,10 @@ impl Backend {
 
     /// A fresh PostgreSQL database and the URL of that database.
     pub async fn postgres_with(options: PgStoreOptions) -> Option<(Self, String)> {
-        let db = TestDatabase::create().await?;
+        let db = test_database().await?;
         let store = PgStore::connect(&db.url, options).await.expect("PgStore connects and migrates");
         let url = db.url.clone();
         Some((Self { store: Arc::new(store), _dir: None, _db: Some(db) }, url))
-    }
-}
-
-/// Whether we run under CI, where a missing database must fail the run.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-}
-
-/// The admin URL, `None` (with a notice, once) when unset outside CI; panics when unset in CI.
-pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var(POSTGRES_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if in_ci() => panic!(
-            "{POSTGRES_URL_VAR} is not set, but CI is: the PostgreSQL conformance tests must run in CI. \
-             Set it to an admin URL, e.g. postgres://postgres@127.0.0.1:5432/test"
-        ),
-        _ => {
-            static NOTICE: Once = Once::new();
-            NOTICE.call_once(|| {
-                // Straight to stderr: the test harness captures eprintln! of passing tests.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "notice: {POSTGRES_URL_VAR} is unset; the PostgreSQL tests pass without running (SQLite only)"
-                );
-            });
-            None
-        }
-    }
-}
-
-/// `url` with its database name replaced by `db` (query parameters kept).
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let base = base[host_start..].find('/').map_or(base, |i| &base[..host_start + i]);
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-/// A database created for one test, dropped (connections and all) when this drops.
-pub struct TestDatabase {
-    name: String,
-    /// URL of the new database.
-    pub url: String,
-}
-
-impl TestDatabase {
-    /// Creates `kc_test_<uuid>`; `None` when PostgreSQL tests are not configured.
-    pub async fn create() -> Option<Self> {
-        let admin_url = postgres_admin_url()?;
-        let name = format!("kc_test_{}", uuid::Uuid::new_v4().simple());
-        let url = with_database(&admin_url, &name);
-        PgStore::create_database(&url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot create a database through {POSTGRES_URL_VAR} ({admin_url}): {e}"));
-        Some(Self { name, url })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop may run inside the test's runtime (and while unwinding): do the async clean-up on
-        // a thread of its own with a runtime of its own.
-        let url = self.url.clone();
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            rt.block_on(PgStore::drop_database(&url)).ok()
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("warning: could not drop test database {}", self.name);
-        }
     }
 }
 

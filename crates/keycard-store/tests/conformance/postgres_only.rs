@@ -13,7 +13,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::harness::{NOW, TestDatabase, rotation, session, token, user};
+use crate::harness::{NOW, rotation, session, test_database, token, user};
 
 fn quick_failing() -> PgStoreOptions {
     PgStoreOptions { acquire_timeout: Duration::from_secs(1), min_connections: 0, ..PgStoreOptions::default() }
@@ -21,7 +21,7 @@ fn quick_failing() -> PgStoreOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_instances_starting_at_once_on_an_empty_database_all_migrate() {
-    let Some(db) = TestDatabase::create().await else { return };
+    let Some(db) = test_database().await else { return };
 
     let mut starts = tokio::task::JoinSet::new();
     for _ in 0..6 {
@@ -100,7 +100,7 @@ fn via(url: &str, addr: SocketAddr) -> String {
 
 #[tokio::test]
 async fn an_outage_is_unavailable_and_a_rotation_retried_after_it_succeeds() {
-    let Some(db) = TestDatabase::create().await else { return };
+    let Some(db) = test_database().await else { return };
     let options = PgConnectOptions::from_str(&db.url).unwrap();
     let target = tokio::net::lookup_host((options.get_host(), options.get_port())).await.unwrap().next().unwrap();
     let mut relay = Relay::start(target).await;
@@ -133,7 +133,7 @@ enum Cut {
 /// Blocks a rotation at its final INSERT (another transaction holds the same token hash
 /// uncommitted), cuts it off, and checks that nothing of it was applied.
 async fn cut_mid_rotation(cut: Cut) {
-    let Some(db) = TestDatabase::create().await else { return };
+    let Some(db) = test_database().await else { return };
     let statement_timeout = match cut {
         Cut::Terminate => Some(Duration::from_secs(30)),
         Cut::Timeout => Some(Duration::from_millis(500)),
