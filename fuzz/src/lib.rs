@@ -125,7 +125,7 @@ pub fn server() -> &'static Server {
             issuer: Some("https://id.fuzz.example".into()),
             argon2_memory_kib: 8,
             rate_limit_enabled: false,
-            trusted_proxies: keycard_server::settings::StringList(vec!["127.0.0.1".into()]),
+            trusted_proxies: keycard_server::settings::IpList::new(["127.0.0.1".parse().expect("ip")]),
             allowed_origins: keycard_server::settings::StringList(vec!["https://app.fuzz.example".into()]),
             ..Settings::default()
         };

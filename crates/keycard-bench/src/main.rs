@@ -394,7 +394,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `http://127.0.0.1:PORT[/…]` (or localhost, [::1]) to a socket address; anything that is not
+/// `http://127.0.0.1:PORT[/…]` (or localhost, `[::1]`) to a socket address; anything that is not
 /// loopback is refused: this tool floods what it targets.
 fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
     let Some(rest) = url.strip_prefix("http://") else { bail!("--url must start with http://") };

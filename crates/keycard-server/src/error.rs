@@ -61,6 +61,7 @@ impl ApiError {
                 (ErrorCode::TemporarilyUnavailable, "the token store is unavailable; retry shortly".into())
             }
             Self::Store(StoreError::EmailTaken) => (ErrorCode::EmailTaken, "an account with this email exists".into()),
+            Self::Store(StoreError::UserDisabled) => (ErrorCode::Forbidden, "this account is disabled".into()),
             Self::Store(_) | Self::Internal(_) => (ErrorCode::ServerError, "internal error".into()),
         }
     }

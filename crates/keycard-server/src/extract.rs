@@ -92,14 +92,19 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// The key of per-IP rate limits: the IPv4 address, or the /64 network of an IPv6 address
     /// (one host usually owns a whole /64, so per-address budgets would be multiplied by 2^64).
-    pub fn rate_key(&self) -> String {
-        match self.ip.as_deref().map(str::parse::<IpAddr>) {
-            Some(Ok(IpAddr::V6(v6))) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-            Some(Ok(ip)) => ip.to_string(),
-            _ => "-".to_owned(),
+    /// Borrowed for IPv4 (the common case costs nothing).
+    pub fn rate_key(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        match self.ip.as_deref() {
+            None => Cow::Borrowed("-"),
+            Some(ip) if !ip.contains(':') => Cow::Borrowed(ip),
+            Some(ip) => match ip.parse::<IpAddr>() {
+                Ok(IpAddr::V6(v6)) => {
+                    let s = v6.segments();
+                    Cow::Owned(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+                }
+                _ => Cow::Borrowed(ip),
+            },
         }
     }
 }
@@ -230,7 +235,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_a_budget_per_64() {
-        let key = |ip: &str| ClientInfo { ip: Some(ip.into()), user_agent: None }.rate_key();
+        let key = |ip: &str| ClientInfo { ip: Some(ip.into()), user_agent: None }.rate_key().into_owned();
         assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");

@@ -24,7 +24,10 @@ const TOKEN_PARAMS: [&str; 3] = ["access_token", "refresh_token", "id_token"];
 /// 400 for any request carrying a token in its query string (parameter names compared without
 /// regard to case: `?Access_Token=` leaks as much as `?access_token=`), or two cookies of one of
 /// keycard's names (a copy planted by a sibling site would otherwise win or lose by position).
-pub async fn reject_tokens_in_query(req: Request, next: Next) -> Response {
+///
+/// The same layer gives the request body `limit` in all to arrive (`DeadlineBody`): one
+/// middleware instead of two on every request.
+pub async fn guard_request(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     if let Some(query) = req.uri().query() {
         let leaked = form_urlencoded::parse(query.as_bytes())
             .any(|(k, _)| TOKEN_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k.trim())));
@@ -45,28 +48,30 @@ pub async fn reject_tokens_in_query(req: Request, next: Next) -> Response {
             None,
         );
     }
-    next.run(req).await
+    with_body_deadline(limit, req, next).await
 }
 
 /// Gives the request body `limit` in all to arrive: a client trickling a body byte by byte
 /// cannot hold a connection and a handler for longer. Past the deadline, reading the body fails
 /// (the handler answers 400). Bodiless requests (every `GET`) are passed through untouched.
 /// Handlers themselves are never cut short: a refresh whose rotation committed always answers.
-pub async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+async fn with_body_deadline(limit: Duration, req: Request, next: Next) -> Response {
     use http_body::Body as _;
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
-    let req =
-        req.map(|body| Body::new(DeadlineBody { inner: body, deadline: Box::pin(tokio::time::sleep(limit)), limit }));
+    let started = tokio::time::Instant::now();
+    let req = req.map(|body| Body::new(DeadlineBody { inner: body, started, limit, deadline: None }));
     next.run(req).await
 }
 
-/// A body that fails once its deadline passes.
+/// A body that fails once its deadline passes. The timer is armed only when the body is not all
+/// there at once (most bodies arrive with the headers): no timer at all on the common path.
 struct DeadlineBody {
     inner: Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    started: tokio::time::Instant,
     limit: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for DeadlineBody {
@@ -80,7 +85,9 @@ impl http_body::Body for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        match self.deadline.as_mut().poll(cx) {
+        let at = self.started + self.limit;
+        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        match deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(format!(
                 "the request body did not arrive within {} s",
                 self.limit.as_secs()

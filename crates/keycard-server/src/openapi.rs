@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 description of the HTTP API v1 (`GET /openapi.json`), and a small docs page
 //! (`GET /docs` + `GET /docs.js`) that renders it with no external or downloaded asset.
 //!
-//! Operations are described with `#[utoipa::path]` on the dummy functions of [`paths`] (the
+//! Operations are described with `#[utoipa::path]` on the dummy functions of `paths` (the
 //! handlers in `routes/` stay free of documentation attributes); the error responses of each
-//! operation come from one table, [`ERRORS`], turned into responses by the [`ErrorResponses`]
+//! operation come from one table, [`ERRORS`], turned into responses by the `ErrorResponses`
 //! modifier: each status lists its error codes, with an `ErrorBody` example per code.
 //!
 //! `tests/openapi.rs` checks that the documented operations are exactly the router's routes.

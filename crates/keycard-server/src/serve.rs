@@ -63,7 +63,7 @@ pub fn automatic_max_connections() -> usize {
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// (for at most [`SHUTDOWN_GRACE`]).
+/// (for at most `SHUTDOWN_GRACE`).
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
@@ -196,16 +196,19 @@ async fn pause_after_accept_error(e: &io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// When a connection last moved a byte (milliseconds since it was accepted), and how many of
-/// its requests are being handled: a connection is idle only with none in flight, so a request
-/// waiting for a hashing slot is never cut off.
+/// When a connection last moved a byte (milliseconds since it was accepted), how many of its
+/// requests are being handled, and whether one ever arrived: a connection is idle only with none
+/// in flight, so a request waiting for a hashing slot is never cut off. One allocation per
+/// connection; a request costs two atomic operations on it.
 #[derive(Clone)]
-struct Activity {
+struct Activity(Arc<ActivityState>);
+
+struct ActivityState {
     start: Instant,
-    last_ms: Arc<AtomicU64>,
-    in_flight: Arc<AtomicUsize>,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
     /// Whether any request has arrived whole (headers parsed).
-    started: Arc<std::sync::atomic::AtomicBool>,
+    started: std::sync::atomic::AtomicBool,
 }
 
 /// A request in flight; the connection counts as active until it is dropped.
@@ -213,48 +216,50 @@ struct Busy(Activity);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.touch();
     }
 }
 
 impl Activity {
     fn new() -> Self {
-        Self {
+        Self(Arc::new(ActivityState {
             start: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            started: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        }
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            started: std::sync::atomic::AtomicBool::new(false),
+        }))
     }
 
     fn begin_request(&self) -> Busy {
-        self.started.store(true, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if !self.0.started.load(Ordering::Relaxed) {
+            self.0.started.store(true, Ordering::Relaxed);
+        }
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Resolves when no request has arrived whole `limit` after the connection was accepted;
     /// never once one has (hyper's own timer covers the requests after the first).
     async fn first_request_within(self, limit: Duration) {
-        tokio::time::sleep_until(self.start + limit).await;
-        if self.started.load(Ordering::Relaxed) {
+        tokio::time::sleep_until(self.0.start + limit).await;
+        if self.0.started.load(Ordering::Relaxed) {
             std::future::pending::<()>().await;
         }
     }
 
-    /// Resolves once the connection has been silent for `limit`.
+    /// Resolves once the connection has been silent, with no request in flight, for `limit`.
     async fn idle_for(self, limit: Duration) {
         loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let last = self.0.start + Duration::from_millis(self.0.last_ms.load(Ordering::Relaxed));
             let deadline = last + limit;
             if Instant::now() >= deadline {
-                if self.in_flight.load(Ordering::Relaxed) == 0 {
+                if self.0.in_flight.load(Ordering::Relaxed) == 0 {
                     return;
                 }
                 self.touch();

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use keycard_core::keys::KeyAlg;
 use keycard_store::Binding;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Default listen address: loopback only, so a first `keycard serve` exposes nothing.
@@ -266,18 +266,18 @@ impl Settings {
     fn unknown_vars(keys: impl Iterator<Item = String>) -> Vec<(String, Option<String>)> {
         let known = Self::field_names();
         keys.filter_map(|key| {
-                let name = key.strip_prefix("KEYCARD_")?.to_ascii_lowercase();
-                let not_a_setting = NOT_SETTINGS.iter().any(|n| name == *n || name.starts_with("test_"));
-                if not_a_setting || known.iter().any(|k| *k == name) || name == RETIRED_DB_READERS {
-                    return None;
-                }
-                let nearest = known
-                    .iter()
-                    .map(|k| (edit_distance(&name, k), k))
-                    .filter(|(d, k)| *d <= 3.max(k.len() / 4) || common_prefix(&name, k) >= 6)
-                    .min()
-                    .map(|(_, k)| format!("KEYCARD_{}", k.to_ascii_uppercase()));
-                Some((key, nearest))
+            let name = key.strip_prefix("KEYCARD_")?.to_ascii_lowercase();
+            let not_a_setting = NOT_SETTINGS.iter().any(|n| name == *n || name.starts_with("test_"));
+            if not_a_setting || known.contains(&name) || name == RETIRED_DB_READERS {
+                return None;
+            }
+            let nearest = known
+                .iter()
+                .map(|k| (edit_distance(&name, k), k))
+                .filter(|(d, k)| *d <= 3.max(k.len() / 4) || common_prefix(&name, k) >= 6)
+                .min()
+                .map(|(_, k)| format!("KEYCARD_{}", k.to_ascii_uppercase()));
+            Some((key, nearest))
         })
         .collect()
     }
@@ -540,17 +540,20 @@ mod tests {
 
     #[test]
     fn enumerated_settings_are_typed_and_unknown_values_refused() {
-        let parse = |toml: &str| -> Result<Settings, figment::Error> {
-            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)).extract()
+        let parse = |toml: &str| -> Result<Settings, String> {
+            Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Toml::string(toml))
+                .extract()
+                .map_err(|e| e.to_string())
         };
         assert_eq!(parse("refresh_binding = \"user_agent\"").unwrap().refresh_binding, Binding::UserAgent);
         assert_eq!(parse("signing_alg = \"ES256\"").unwrap().signing_alg, KeyAlg::Es256);
         // Unknown values are errors, never a silent "no binding".
-        assert!(parse("refresh_binding = \"user-agent\"").unwrap_err().to_string().contains("user_agent"));
+        assert!(parse("refresh_binding = \"user-agent\"").unwrap_err().contains("user_agent"));
         assert!(parse("signing_alg = \"none\"").is_err());
         let proxies = parse("trusted_proxies = \"::ffff:10.0.0.1, 10.0.0.2\"").unwrap().trusted_proxies;
         assert_eq!(proxies, IpList::new(["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()]));
-        assert!(parse("trusted_proxies = [\"proxy.local\"]").unwrap_err().to_string().contains("proxy.local"));
+        assert!(parse("trusted_proxies = [\"proxy.local\"]").unwrap_err().contains("proxy.local"));
     }
 
     #[test]
@@ -564,7 +567,7 @@ mod tests {
 
     #[test]
     fn typos_in_variable_names_get_the_nearest_setting() {
-        assert_eq!(edit_distance("rate_limits", "rate_limit_enabled"), 7);
+        assert_eq!(edit_distance("rate_limits", "rate_limit_enabled"), 8);
         assert_eq!(edit_distance("acess_ttl", "access_ttl"), 1);
         let vars = ["KEYCARD_ACESS_TTL", "KEYCARD_RATE_LIMITS", "KEYCARD_AUDIENCE", "KEYCARD_CONFIG", "KEYCARD_TEST_X"];
         let unknown = Settings::unknown_vars(vars.iter().map(|v| v.to_string()));

@@ -209,7 +209,7 @@ fn spawn_housekeeping(state: AppState, audit_retention: i64) -> JoinHandle<()> {
         loop {
             tick.tick().await;
             state.limits.prune();
-            if rounds % 60 == 0 && audit_retention > 0 {
+            if rounds.is_multiple_of(60) && audit_retention > 0 {
                 let before = state.now() - audit_retention;
                 match state.store.prune_audit(before).await {
                     Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned audit events past retention"),
@@ -285,9 +285,8 @@ pub fn with_global_layers(
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::map_response_with_state(state.config.tls, middleware::set_security_headers))
         // Outside CORS, so even a preflight carrying a token in its URL is refused.
-        .layer(axum::middleware::from_fn(middleware::reject_tokens_in_query))
+        .layer(axum::middleware::from_fn_with_state(state.config.request_timeout, middleware::guard_request))
         .layer(middleware::cors(&state.config.allowed_origins))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.config.request_timeout, middleware::body_deadline))
         .service(router)
 }

@@ -88,7 +88,8 @@ pub struct RuntimeConfig {
 }
 
 impl AppState {
-    /// Assembles the state.
+    /// Assembles the state (once per server, from `startup.rs`: each part is built there).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         passwords: Passwords,

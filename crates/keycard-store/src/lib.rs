@@ -31,6 +31,9 @@ pub enum StoreError {
     /// An account with this email already exists.
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// The user is disabled (`keycard users disable`): no new session.
+    #[error("the user is disabled")]
+    UserDisabled,
     /// The database could not be reached or answered with an error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -94,7 +97,8 @@ pub trait Store: Send + Sync + 'static {
     /// The user with this id.
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>>;
 
-    /// Starts a session with its first refresh token.
+    /// Starts a session with its first refresh token; [`StoreError::UserDisabled`] for a
+    /// disabled user.
     async fn create_session(&self, session: &NewSession, first_token: &TokenHash) -> Result<()>;
     /// Marks `presented` used and issues `replacement` in one atomic step; see [`RotateOutcome`].
     /// The same transaction records the audit event of the outcome ([`Rotation::audit_event`]).

@@ -97,7 +97,7 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database: Option<String>,
-    /// Issuer URL (`iss`); default http://<bind>.
+    /// Issuer URL (`iss`); default `http://<bind>`.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     issuer: Option<String>,
@@ -176,7 +176,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_ref(), &args)?;
     for (variable, nearest) in Settings::unknown_env_vars() {
         match nearest {
-            Some(nearest) => tracing::warn!(%variable, %nearest, "ignoring a KEYCARD_ variable that names no setting; did you mean the nearest one?"),
+            Some(nearest) => {
+                tracing::warn!(%variable, %nearest, "ignoring a KEYCARD_ variable that names no setting; did you mean the nearest one?")
+            }
             None => tracing::warn!(%variable, "ignoring a KEYCARD_ variable that names no setting"),
         }
     }

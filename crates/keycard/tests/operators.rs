@@ -156,9 +156,8 @@ async fn disabling_a_user_refuses_their_tokens_at_once_and_enabling_lets_them_ba
     assert_eq!(rows, vec![(ada.as_str(), true), (bob.as_str(), false)]);
 
     // A disabled user's login is refused (403, only after the right password) and starts nothing.
-    let (status, body) = server
-        .post("/auth/login", json!({"email": "ada@example.com", "password": PASSWORD, "delivery": "body"}))
-        .await;
+    let (status, body) =
+        server.post("/auth/login", json!({"email": "ada@example.com", "password": PASSWORD, "delivery": "body"})).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")), "{body}");
     let (status, body) = server
         .post("/auth/login", json!({"email": "ada@example.com", "password": "not the password", "delivery": "body"}))

@@ -27,19 +27,20 @@ async fn sixty_slow_sockets_under_a_64_descriptor_limit_are_closed_and_the_serve
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("KEYCARD_")) {
         cmd.env_remove(key);
     }
-    let mut child = cmd
-        .env("KEYCARD_HEADER_READ_TIMEOUT", "1s")
-        .env("KEYCARD_KEY_RELOAD_INTERVAL", "1s")
-        .env("KEYCARD_ARGON2_MEMORY_KIB", "64")
-        .env("KEYCARD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("keycard serve starts");
+    let mut child = KillOnDrop(
+        cmd.env("KEYCARD_HEADER_READ_TIMEOUT", "1s")
+            .env("KEYCARD_KEY_RELOAD_INTERVAL", "1s")
+            .env("KEYCARD_ARGON2_MEMORY_KIB", "64")
+            .env("KEYCARD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("keycard serve starts"),
+    );
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(child.try_wait().unwrap().is_none(), "the server exited during start-up");
+        assert!(child.0.try_wait().unwrap().is_none(), "the server exited during start-up");
         assert!(Instant::now() < deadline, "the server did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -78,9 +79,18 @@ async fn sixty_slow_sockets_under_a_64_descriptor_limit_are_closed_and_the_serve
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    assert!(child.try_wait().unwrap().is_none(), "the server is still running");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(child.0.try_wait().unwrap().is_none(), "the server is still running");
+    drop(child);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(!logged.contains("Too many open files"), "the server ran out of descriptors:\n{logged}");
+}
+
+/// The server process, killed however the test ends (a failed assertion included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -103,7 +103,10 @@ async fn one_setting_switches_every_limit_off() {
 #[tokio::test]
 async fn x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
     for (trusted, expected_ip) in [(vec![], "127.0.0.1"), (vec!["127.0.0.1".to_owned()], "203.0.113.9")] {
-        let app = spawn_app_with(|s| s.trusted_proxies = keycard_server::settings::IpList::new(trusted.iter().map(|t| t.parse().unwrap()))).await;
+        let app = spawn_app_with(|s| {
+            s.trusted_proxies = keycard_server::settings::IpList::new(trusted.iter().map(|t| t.parse().unwrap()))
+        })
+        .await;
         let email = "proxied@example.com";
         app.signup(email).await;
         let tokens: Value = app

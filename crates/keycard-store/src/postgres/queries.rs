@@ -66,6 +66,16 @@ impl Store for PgStore {
 
     async fn create_session(&self, s: &NewSession, first_token: &TokenHash) -> Result<()> {
         let mut tx = self.write_tx().await?;
+        // A disabled user gets no new session. FOR SHARE waits for a disabling in progress (it
+        // locks the user row FOR UPDATE), so a login racing it either sees `disabled_at` or
+        // commits first and has its session revoked by it.
+        let disabled: Option<(Option<i64>,)> = sqlx::query_as("SELECT disabled_at FROM users WHERE id = $1 FOR SHARE")
+            .bind(&s.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if matches!(disabled, Some((Some(_),))) {
+            return Err(StoreError::UserDisabled);
+        }
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
              VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",

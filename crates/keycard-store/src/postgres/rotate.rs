@@ -34,15 +34,14 @@ pub(super) fn session(row: SessionRow) -> SessionRecord {
 
 /// Runs one rotation in `tx`, committing when something changed; see the module docs.
 pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation) -> Result<RotateOutcome> {
-    // Lock the token's family if it is live and its user not disabled. Waiting here for a
-    // concurrent rotation, PostgreSQL re-checks the liveness conditions on the row that
-    // transaction committed. (A concurrent disabling waits for this lock in its turn, then
-    // revokes the session it finds still live.)
+    // Lock the token's family if it is live. Waiting here for a concurrent rotation, PostgreSQL
+    // re-checks the liveness conditions on the row that transaction committed. (A concurrent
+    // disabling waits for this lock in its turn, then revokes the session it finds still live;
+    // a disabled user gets no new session, so no live session belongs to one.)
     let family: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SESSION_COLUMNS} FROM sessions s
          WHERE s.id = (SELECT t.session_id FROM refresh_tokens t WHERE t.hash = $1)
            AND s.revoked_at IS NULL AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2
-           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id AND u.disabled_at IS NOT NULL)
          FOR UPDATE OF s"
     )))
     .bind(r.presented.as_bytes())
@@ -50,7 +49,7 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(family) = family.map(session) else {
-        // Unknown token, its session revoked or expired, or its user disabled: nothing changes.
+        // Unknown token, or its session revoked or expired: nothing changes.
         return Ok(RotateOutcome::Invalid);
     };
 

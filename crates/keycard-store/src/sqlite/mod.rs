@@ -1,12 +1,12 @@
 //! The embedded SQLite backend: one database file in WAL mode.
 //!
 //! SQLite allows one writer at a time, so one thread owns the one read-write connection
-//! ([`writer`]): every write operation of the store is one job sent to it, and the jobs waiting
+//! (`writer`): every write operation of the store is one job sent to it, and the jobs waiting
 //! in its queue are committed together in one `BEGIN IMMEDIATE` transaction, a savepoint each
 //! (group commit; answers go out after the commit). `BEGIN IMMEDIATE` because a deferred
 //! transaction that reads and then writes can fail with "database is locked" whatever the busy
 //! timeout, e.g. when `keycard users` runs beside the server. Reads run inline on a read-only
-//! connection per thread ([`reader`]) and proceed in parallel under WAL.
+//! connection per thread (`reader`) and proceed in parallel under WAL.
 //!
 //! Connections come from rusqlite, which links the same `libsqlite3-sys` (so the same SQLite, one
 //! copy in the process: two copies would break each other's POSIX locks) as sqlx. Migrations
@@ -60,7 +60,7 @@ impl SqliteStore {
     /// runs migrations.
     ///
     /// `readers` is accepted for compatibility and not used: reads run on a read-only connection
-    /// per calling thread (see [`reader`]), so there are as many read connections as threads that
+    /// per calling thread (see `reader`), so there are as many read connections as threads that
     /// read (the tokio workers), never more than a few per thread.
     pub async fn open(url: &str, readers: u32) -> Result<Self> {
         let _ = readers;

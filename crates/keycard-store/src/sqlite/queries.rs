@@ -42,7 +42,6 @@ const RETIRE_UNUSED: &str = "UPDATE refresh_tokens SET used_at = ?1 WHERE sessio
 /// Pushes a live session's idle expiry forward; a disabled user's session does not move (no row).
 const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = ?3, idle_expires_at = MIN(?2 + ?3, absolute_expires_at)
      WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
-       AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = sessions.user_id AND u.disabled_at IS NOT NULL)
      RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip";
 const SESSION_BY_REFRESH: &str = concat!(
     "SELECT ",
@@ -257,6 +256,14 @@ impl Store for SqliteStore {
     async fn create_session(&self, s: &NewSession, first_token: &TokenHash) -> Result<()> {
         let (s, first_token) = (s.clone(), *first_token);
         self.write(move |c| {
+            // A disabled user gets no new session: with disabling revoking every live one in its
+            // own transaction, no session of a disabled user is ever live (so rotation, the hot
+            // path, needs no look at the user).
+            let disabled: Option<Option<i64>> =
+                c.prepare_cached(USER_DISABLED_AT)?.query_row(params![s.user_id], |row| row.get(0)).optional()?;
+            if matches!(disabled, Some(Some(_))) {
+                return Err(StoreError::UserDisabled);
+            }
             c.prepare_cached(INSERT_SESSION)?.execute(params![
                 s.id,
                 s.user_id,

@@ -45,7 +45,7 @@ mod tokens;
 /// Probe a deployment for token-handling holes.
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
-    /// Base URL of the deployment, e.g. https://id.example.com.
+    /// Base URL of the deployment, e.g. `https://id.example.com`.
     pub url: String,
     /// Email of a test account (logins, refresh, CSRF and cookie probes need one).
     #[arg(long, requires = "password")]
