@@ -1,5 +1,6 @@
-//! Seeds a keycard SQLite database with many live sessions, fast: rows inserted directly
-//! (schema of crates/keycard-store/migrations/sqlite/0001_init.sql), 5,000 per transaction.
+//! Seeds a keycard SQLite database with many live sessions, fast: through keycard-store's own
+//! `Store::create_session` (the schema and its rules stay the store's), many at once so the
+//! writer commits them in large groups.
 //!
 //! Creating 100k sessions through `POST /auth/login` would take half an hour of Argon2 on two
 //! cores; the memory target only needs them to exist. Each session gets one unused refresh token
@@ -7,65 +8,69 @@
 //! and hashed by keycard-core's `refresh` module, as the server does.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use keycard_core::refresh::{RefreshToken, TokenHash};
-use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use keycard_store::{NewSession, SqliteStore, Store, UserFilter, UserSummary};
+use tokio::task::JoinSet;
 
-const BATCH: usize = 5_000;
+/// Sessions created at once (each one job of the store's writer, committed in groups).
+const IN_FLIGHT: usize = 512;
 const IDLE_TTL: i64 = 7 * 86_400;
 const ABSOLUTE_TTL: i64 = 30 * 86_400;
 
-/// Inserts `count` sessions, spread over the existing users, into the database at `path` (which
-/// a keycard server has already created and migrated). Returns the number of sessions now live.
+/// Creates `count` sessions, spread over the existing users, in the database at `path` (which
+/// a keycard server has already created; the server must be stopped). Returns the number of
+/// live sessions now in the store.
 pub async fn seed_sessions(path: &Path, count: usize) -> anyhow::Result<i64> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-        .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
-    let mut db = SqliteConnection::connect_with(&options).await.with_context(|| format!("open {}", path.display()))?;
-    let users: Vec<(String,)> =
-        sqlx::query_as("SELECT id FROM users ORDER BY created_at, id").fetch_all(&mut db).await?;
+    let store =
+        SqliteStore::open(&path.display().to_string(), 1).await.with_context(|| format!("open {}", path.display()))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let users: Vec<String> = all_users(&store, now).await?.into_iter().map(|u| u.id).collect();
     if users.is_empty() {
         bail!("{} has no users: sign some up first (the compare command does)", path.display());
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-    let mut done = 0;
-    while done < count {
-        let mut tx = db.begin().await?;
-        for i in done..(done + BATCH).min(count) {
-            let session_id = uuid_v4()?;
-            let (user_id,) = &users[i % users.len()];
-            sqlx::query(
-                "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, 'keycard-bench seed', '127.0.0.1')",
-            )
-            .bind(&session_id)
-            .bind(user_id)
-            .bind(now)
-            .bind(now + IDLE_TTL)
-            .bind(now + ABSOLUTE_TTL)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)")
-                .bind(random_token_hash().as_bytes())
-                .bind(&session_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let mut running: JoinSet<keycard_store::Result<()>> = JoinSet::new();
+    for i in 0..count {
+        if running.len() >= IN_FLIGHT {
+            running
+                .join_next()
+                .await
+                .context("a seeding task")?
+                .context("a seeding task")?
+                .context("creating a session")?;
         }
-        tx.commit().await?;
-        done = (done + BATCH).min(count);
+        let session = NewSession {
+            id: uuid_v4()?,
+            user_id: users[i % users.len()].clone(),
+            created_at: now,
+            idle_expires_at: now + IDLE_TTL,
+            absolute_expires_at: now + ABSOLUTE_TTL,
+            user_agent: Some("keycard-bench seed".into()),
+            ip: Some("127.0.0.1".into()),
+        };
+        let store = shared.clone();
+        running.spawn(async move { store.create_session(&session, &random_token_hash()).await });
     }
-    let (live,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND idle_expires_at > ?1")
-            .bind(now)
-            .fetch_one(&mut db)
-            .await?;
-    db.close().await?;
+    while let Some(done) = running.join_next().await {
+        done.context("a seeding task")?.context("creating a session")?;
+    }
+    let live = all_users(&store, now).await?.iter().map(|u| u.live_sessions).sum();
+    store.close().await;
     Ok(live)
+}
+
+/// Every user, a page at a time.
+async fn all_users(store: &SqliteStore, now: i64) -> anyhow::Result<Vec<UserSummary>> {
+    let (mut users, mut filter) = (Vec::new(), UserFilter { limit: 1000, ..UserFilter::default() });
+    loop {
+        let page = store.list_users(&filter, now).await?;
+        let Some(last) = page.last() else { return Ok(users) };
+        filter.after_email = Some(last.email.clone());
+        users.extend(page);
+    }
 }
 
 fn random<const N: usize>() -> anyhow::Result<[u8; N]> {

@@ -8,6 +8,7 @@
 //! - [`validate`]: the validation checklist of SPEC.md, with a typed [`TokenError`].
 //! - [`refresh`]: opaque refresh tokens (`kcrt_…`) and their SHA-256 hashes.
 //! - [`wire`]: request and response bodies of the HTTP API, shared by server and clients.
+//! - [`events`]: audit-event kinds and revocation reasons, as stored and shown.
 //! - [`error`]: the wire error (`{"error", "error_description"}`) and its codes.
 //!
 //! ```
@@ -28,6 +29,7 @@
 pub mod claims;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod refresh;
 pub mod validate;

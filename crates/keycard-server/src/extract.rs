@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use keycard_core::claims::AccessClaims;
 use keycard_core::{ErrorCode, TokenError};
-use keycard_store::UserRecord;
+use keycard_store::{AuditEvent, AuditKind, UserRecord};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -90,6 +90,18 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// An audit event of this client's request.
+    pub fn event(
+        &self,
+        kind: AuditKind,
+        user_id: Option<String>,
+        session_id: Option<String>,
+        detail: Option<String>,
+        at: i64,
+    ) -> AuditEvent {
+        AuditEvent { at, kind, user_id, session_id, ip: self.ip.clone(), user_agent: self.user_agent.clone(), detail }
+    }
+
     /// The key of per-IP rate limits: the IPv4 address, or the /64 network of an IPv6 address
     /// (one host usually owns a whole /64, so per-address budgets would be multiplied by 2^64).
     /// Borrowed for IPv4 (the common case costs nothing).

@@ -118,13 +118,17 @@ pub fn master_key_source(settings: &Settings) -> anyhow::Result<MasterKeySource>
     if let Some(path) = settings.master_key_file.as_ref() {
         return Ok(MasterKeySource::File(PathBuf::from(path)));
     }
-    if settings.is_postgres() {
-        anyhow::bail!(
+    match &settings.database {
+        crate::settings::Database::Postgres(_) => anyhow::bail!(
             "with PostgreSQL every instance needs the same master key: set KEYCARD_MASTER_KEY or master_key_file \
              (generate one with `keycard keys master-key`)"
-        );
+        ),
+        crate::settings::Database::Sqlite(path) => {
+            let mut file = path.clone().into_os_string();
+            file.push(".master-key");
+            Ok(MasterKeySource::File(PathBuf::from(file)))
+        }
     }
-    Ok(MasterKeySource::File(PathBuf::from(format!("{}.master-key", settings.sqlite_path()))))
 }
 
 /// A resolved master-key location.

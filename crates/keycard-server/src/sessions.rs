@@ -12,7 +12,7 @@
 use keycard_core::ErrorCode;
 use keycard_core::refresh::RefreshToken;
 use keycard_core::wire::LogoutScope;
-use keycard_store::{AuditEvent, NewSession, RotateOutcome, Rotation, SessionRecord, UserRecord};
+use keycard_store::{AuditKind, NewSession, RevocationReason, RotateOutcome, Rotation, SessionRecord, UserRecord};
 
 use crate::devices;
 use crate::error::ApiError;
@@ -105,7 +105,9 @@ impl Sessions<'_> {
                 }
                 metrics::counter!("keycard_logins_total", "outcome" => "failure").increment(1);
                 let detail = if device.is_some() { "known device" } else { "unknown device" };
-                state.audit(event("login_failed", other.map(|u| u.id), None, client, Some(detail.into()), now)).await;
+                state
+                    .audit(client.event(AuditKind::LoginFailed, other.map(|u| u.id), None, Some(detail.into()), now))
+                    .await;
                 return Err(ApiError::invalid_credentials());
             }
         };
@@ -114,13 +116,15 @@ impl Sessions<'_> {
             // Only the right password learns that the account is disabled (`keycard users`).
             metrics::counter!("keycard_logins_total", "outcome" => "disabled").increment(1);
             let detail = Some("account disabled".to_owned());
-            state.audit(event("login_failed", Some(user.id), None, client, detail, now)).await;
+            state.audit(client.event(AuditKind::LoginFailed, Some(user.id), None, detail, now)).await;
             return Err(ApiError::new(ErrorCode::Forbidden, "this account is disabled"));
         }
         metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         let issued = self.start(&user.id, client, now).await?;
         let detail = device.is_none().then(|| "new device".to_owned());
-        state.audit(event("login", Some(user.id.clone()), Some(issued.session.id.clone()), client, detail, now)).await;
+        state
+            .audit(client.event(AuditKind::Login, Some(user.id.clone()), Some(issued.session.id.clone()), detail, now))
+            .await;
         Ok((issued, user))
     }
 
@@ -170,34 +174,41 @@ impl Sessions<'_> {
             user_agent: client.user_agent,
             binding: c.refresh_binding,
         };
-        let (kind, reason, user_id, session_id, message) =
-            match state.store.rotate_refresh(&rotation).await.map_err(ApiError::from)? {
-                RotateOutcome::Rotated(session) => {
-                    metrics::counter!("keycard_refreshes_total", "outcome" => "rotated").increment(1);
-                    // The store wrote the audit row in the rotation's transaction.
-                    log_audit("refresh", Some(&session.user_id), Some(&session.id), rotation.ip.as_deref(), None);
-                    return Ok(Issued { session, refresh: replacement, now: rotation.now });
-                }
-                RotateOutcome::Invalid => {
-                    metrics::counter!("keycard_refreshes_total", "outcome" => "invalid").increment(1);
-                    return Err(ApiError::invalid_grant().into());
-                }
-                RotateOutcome::Reused { session_id, user_id } => {
-                    tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
-                    metrics::counter!("keycard_refreshes_total", "outcome" => "reused").increment(1);
-                    let message = "this refresh token was already used; the session has been revoked";
-                    ("refresh_token_reused", "refresh_token_reused", user_id, session_id, message)
-                }
-                RotateOutcome::BindingMismatch { session_id, user_id } => {
-                    // Another device presents this session's token: stolen, or moved. The session ended.
-                    let message = "this session is bound to another device and has been revoked";
-                    ("session_revoked", "binding_mismatch", user_id, session_id, message)
-                }
-            };
-        metrics::counter!("keycard_revocations_total", "reason" => reason).increment(1);
+        let (kind, reason, user_id, session_id, message) = match state
+            .store
+            .rotate_refresh(&rotation)
+            .await
+            .map_err(ApiError::from)?
+        {
+            RotateOutcome::Rotated(session) => {
+                metrics::counter!("keycard_refreshes_total", "outcome" => "rotated").increment(1);
+                // The store wrote the audit row in the rotation's transaction.
+                log_audit(AuditKind::Refresh, Some(&session.user_id), Some(&session.id), rotation.ip.as_deref(), None);
+                return Ok(Issued { session, refresh: replacement, now: rotation.now });
+            }
+            RotateOutcome::Invalid => {
+                metrics::counter!("keycard_refreshes_total", "outcome" => "invalid").increment(1);
+                return Err(ApiError::invalid_grant().into());
+            }
+            RotateOutcome::Reused { session_id, user_id } => {
+                tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
+                metrics::counter!("keycard_refreshes_total", "outcome" => "reused").increment(1);
+                let message = "this refresh token was already used; the session has been revoked";
+                (AuditKind::RefreshTokenReused, RevocationReason::RefreshTokenReused, user_id, session_id, message)
+            }
+            RotateOutcome::BindingMismatch { session_id, user_id } => {
+                // Another device presents this session's token: stolen, or moved. The session ended.
+                let message = "this session is bound to another device and has been revoked";
+                (AuditKind::SessionRevoked, RevocationReason::BindingMismatch, user_id, session_id, message)
+            }
+        };
+        metrics::counter!("keycard_revocations_total", "reason" => reason.as_str()).increment(1);
         log_audit(kind, Some(&user_id), Some(&session_id), rotation.ip.as_deref(), None);
-        let code =
-            if reason == "refresh_token_reused" { ErrorCode::RefreshTokenReused } else { ErrorCode::InvalidGrant };
+        let code = if reason == RevocationReason::RefreshTokenReused {
+            ErrorCode::RefreshTokenReused
+        } else {
+            ErrorCode::InvalidGrant
+        };
         Err(RefreshRefused { error: ApiError::new(code, message), session_ended: true })
     }
 
@@ -219,29 +230,32 @@ impl Sessions<'_> {
         let (store, now) = (&self.state.store, self.state.now());
         let revoked = match scope {
             LogoutScope::Local => {
-                let done = store.revoke_session(&user_id, &session_id, "logout", now).await?;
+                let done = store.revoke_session(&user_id, &session_id, RevocationReason::Logout, now).await?;
                 if done { vec![session_id.clone()] } else { vec![] }
             }
-            LogoutScope::Global => store.revoke_user_sessions(&user_id, None, "logout_global", now).await?,
+            LogoutScope::Global => {
+                store.revoke_user_sessions(&user_id, None, RevocationReason::LogoutGlobal, now).await?
+            }
             LogoutScope::Others => {
-                store.revoke_user_sessions(&user_id, Some(&session_id), "logout_others", now).await?
+                store.revoke_user_sessions(&user_id, Some(&session_id), RevocationReason::LogoutOthers, now).await?
             }
         };
         let detail = format!("scope={scope:?} revoked={}", revoked.len()).to_lowercase();
-        self.state.audit(event("logout", Some(user_id), Some(session_id), client, Some(detail), now)).await;
-        metrics::counter!("keycard_revocations_total", "reason" => "logout").increment(revoked.len() as u64);
+        self.state.audit(client.event(AuditKind::Logout, Some(user_id), Some(session_id), Some(detail), now)).await;
+        metrics::counter!("keycard_revocations_total", "reason" => RevocationReason::Logout.as_str())
+            .increment(revoked.len() as u64);
         Ok(())
     }
 
     /// Revokes one of the caller's sessions; 404 when it is not theirs or not live.
     pub async fn revoke(&self, auth: &Authenticated, session_id: String, client: &ClientInfo) -> Result<(), ApiError> {
         let now = self.state.now();
-        if !self.state.store.revoke_session(&auth.user.id, &session_id, "revoked_by_user", now).await? {
+        if !self.state.store.revoke_session(&auth.user.id, &session_id, RevocationReason::RevokedByUser, now).await? {
             return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
         }
         let detail = Some(format!("by session {}", auth.claims.sid));
         self.state
-            .audit(event("session_revoked", Some(auth.user.id.clone()), Some(session_id), client, detail, now))
+            .audit(client.event(AuditKind::SessionRevoked, Some(auth.user.id.clone()), Some(session_id), detail, now))
             .await;
         Ok(())
     }
@@ -276,27 +290,7 @@ impl Sessions<'_> {
         state.limits.record_failure(&ip_key).await?;
         metrics::counter!("keycard_password_checks_total", "outcome" => "failure").increment(1);
         let (user_id, sid) = (Some(auth.user.id.clone()), Some(auth.claims.sid.clone()));
-        state.audit(event("password_check_failed", user_id, sid, client, None, state.now())).await;
+        state.audit(client.event(AuditKind::PasswordCheckFailed, user_id, sid, None, state.now())).await;
         Err(ApiError::new(ErrorCode::InvalidCredentials, "the current password is incorrect"))
-    }
-}
-
-/// An audit event of `client`'s request.
-fn event(
-    kind: &str,
-    user_id: Option<String>,
-    session_id: Option<String>,
-    client: &ClientInfo,
-    detail: Option<String>,
-    at: i64,
-) -> AuditEvent {
-    AuditEvent {
-        at,
-        kind: kind.into(),
-        user_id,
-        session_id,
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-        detail,
     }
 }

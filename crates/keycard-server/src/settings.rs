@@ -20,8 +20,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub struct Settings {
     /// Address to listen on; port 0 picks a free port (tests).
     pub bind: SocketAddr,
-    /// SQLite file path (or `sqlite://…` URL).
-    pub database: String,
+    /// The store: a SQLite file path (or `sqlite://…` URL), or a `postgres://` URL.
+    pub database: Database,
     /// `iss` of issued tokens and base of discovery URLs; `http://{bind}` when unset.
     pub issuer: Option<String>,
     /// `aud` of issued tokens.
@@ -132,7 +132,11 @@ impl Settings {
     /// The defaults, listening on a free loopback port (`127.0.0.1:0`; ask the application for
     /// its address) with the store at `database`: for tests, examples and embedding.
     pub fn loopback(database: impl Into<String>) -> Self {
-        Self { bind: SocketAddr::from(([127, 0, 0, 1], 0)), database: database.into(), ..Self::default() }
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database: Database::parse(&database.into()),
+            ..Self::default()
+        }
     }
 }
 
@@ -142,7 +146,7 @@ impl Default for Settings {
         Self {
             #[allow(clippy::unwrap_used)] // a constant that parses
             bind: DEFAULT_BIND.parse().unwrap(),
-            database: "keycard.db".into(),
+            database: Database::Sqlite(PathBuf::from("keycard.db")),
             issuer: None,
             audience: "keycard".into(),
             access_ttl: HumanDuration::secs(15 * 60),
@@ -328,17 +332,7 @@ impl Settings {
 
     /// Whether the database is PostgreSQL.
     pub fn is_postgres(&self) -> bool {
-        self.database.starts_with("postgres:") || self.database.starts_with("postgresql:")
-    }
-
-    /// The SQLite file path of `database` (without a `sqlite://` prefix or query string).
-    pub fn sqlite_path(&self) -> &str {
-        let path = self
-            .database
-            .strip_prefix("sqlite://")
-            .or_else(|| self.database.strip_prefix("sqlite:"))
-            .unwrap_or(&self.database);
-        path.split('?').next().unwrap_or(path)
+        matches!(self.database, Database::Postgres(_))
     }
 
     /// PostgreSQL pool options from the `pg_*` settings.
@@ -375,6 +369,70 @@ impl Settings {
     /// The issuer, defaulting to `http://{bind}` with the actual bound address.
     pub fn issuer_for(&self, bound: SocketAddr) -> String {
         self.issuer.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+/// Where the store lives, told apart once when the setting is read: `postgres://` and
+/// `postgresql://` URLs are PostgreSQL; `sqlite://path`, `sqlite:path` (a `?query` dropped) and
+/// plain paths are SQLite files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file, created on first start.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// The store `text` names.
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim();
+        if text.starts_with("postgres:") || text.starts_with("postgresql:") {
+            return Self::Postgres(text.to_owned());
+        }
+        let path = match text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
+            Some(rest) => rest.split_once('?').map_or(rest, |(path, _)| path),
+            None => text,
+        };
+        Self::Sqlite(PathBuf::from(path))
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The path or URL, as it would be written in the configuration.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
+impl From<&str> for Database {
+    fn from(text: &str) -> Self {
+        Self::parse(text)
+    }
+}
+
+impl From<String> for Database {
+    fn from(text: String) -> Self {
+        Self::parse(&text)
+    }
+}
+
+impl Serialize for Database {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Database {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Err(serde::de::Error::custom("database is empty: give a SQLite file path or a postgres:// URL"));
+        }
+        Ok(Self::parse(&text))
     }
 }
 
@@ -423,6 +481,14 @@ impl HumanDuration {
             return Ok(Self::secs(secs));
         }
         humantime::parse_duration(text).map(Self).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    }
+}
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::parse(text)
     }
 }
 
@@ -508,6 +574,15 @@ mod binding_name {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StringList(pub Vec<String>);
 
+impl std::str::FromStr for StringList {
+    type Err = std::convert::Infallible;
+
+    /// Comma-separated items, trimmed, empty ones dropped (as from an environment variable).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()))
+    }
+}
+
 impl<'de> Deserialize<'de> for StringList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -527,6 +602,31 @@ impl<'de> Deserialize<'de> for StringList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_kind_is_decided_once_when_read() {
+        use std::path::Path;
+        let cases = [
+            ("keycard.db", Database::Sqlite("keycard.db".into())),
+            ("sqlite:///var/lib/k.db?mode=rwc", Database::Sqlite("/var/lib/k.db".into())),
+            ("sqlite:k.db", Database::Sqlite("k.db".into())),
+            ("postgres://u@db/keycard", Database::Postgres("postgres://u@db/keycard".into())),
+            ("postgresql://u@db/keycard", Database::Postgres("postgresql://u@db/keycard".into())),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(Database::parse(text), expected, "{text}");
+            let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Serialized::default("database", text))
+                .extract()
+                .unwrap();
+            assert_eq!(settings.database, expected, "{text} through the settings");
+        }
+        assert_eq!(Database::Sqlite(Path::new("a b.db").into()).to_string(), "a b.db");
+        let empty =
+            Figment::from(Serialized::defaults(Settings::default())).merge(Serialized::default("database", " "));
+        let error = empty.extract::<Settings>().unwrap_err().to_string();
+        assert!(error.contains("database is empty"), "{error}");
+    }
 
     #[test]
     fn durations_read_like_people_write_them() {

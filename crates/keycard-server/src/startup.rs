@@ -20,7 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::password::Passwords;
 use crate::ratelimit::RateLimits;
-use crate::settings::Settings;
+use crate::settings::{Database, Settings};
 use crate::state::{AppState, RuntimeConfig};
 use crate::{keys, middleware, routes};
 
@@ -52,9 +52,9 @@ impl Application {
     /// [`Application::build`] with the clock every time-based decision reads (tests pass a
     /// [`keycard_core::clock::ManualClock`] to move time without sleeping).
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        settings.check()?;
         let listener = TcpListener::bind(settings.bind).await?;
         let addr = listener.local_addr()?;
+        let config = RuntimeConfig::try_from((&settings, addr))?;
         let tls = match (&settings.tls_cert, &settings.tls_key) {
             (Some(cert), Some(key)) => {
                 // One crypto provider for the process: aws-lc-rs, like every other crypto here.
@@ -71,33 +71,11 @@ impl Application {
         }
         let store = open_store(&settings).await?;
         let master = keys::master_key(&settings, store.as_ref()).await?;
-        let key_overlap = settings.access_ttl.as_secs_i64()
-            + settings.leeway.as_secs_i64()
-            + 2 * settings.key_reload_interval.as_secs_i64();
-        let first_alg = settings.signing_alg;
-        let ring = keys::KeyManager::new(store.as_ref(), &master, key_overlap).ring(clock.now(), first_alg).await?;
+        let ring = keys::KeyManager::new(store.as_ref(), &master, config.key_overlap)
+            .ring(clock.now(), config.signing_alg)
+            .await?;
         let passwords =
             Passwords::new(settings.argon2_memory_kib, settings.hash_concurrency, settings.hash_queue_timeout.0)?;
-        let issuer = settings.issuer_for(addr);
-        let config = RuntimeConfig {
-            allowed_origins: allowed_origins(&settings, &issuer, addr),
-            issuer,
-            audience: settings.audience.clone(),
-            access_ttl: settings.access_ttl.as_secs_i64(),
-            idle_ttl: settings.session_idle_ttl.as_secs_i64(),
-            absolute_ttl: settings.session_absolute_ttl.as_secs_i64(),
-            leeway: settings.leeway.as_secs_i64(),
-            reuse_interval: settings.reuse_interval.as_secs_i64(),
-            key_overlap,
-            signing_alg: first_alg,
-            trusted_proxies: settings.trusted_proxies.0.clone(),
-            refresh_binding: settings.refresh_binding,
-            tls: settings.tls_cert.is_some(),
-            cookie_secure: settings.cookie_secure,
-            device_ttl: settings.device_ttl.as_secs_i64(),
-            metrics_token: settings.metrics_token.clone(),
-            request_timeout: settings.request_timeout.0,
-        };
         let limits = match (settings.rate_limit_enabled, settings.redis.as_deref()) {
             (false, _) => RateLimits::disabled(settings.limit_config(), clock.clone()),
             (true, Some(url)) => RateLimits::redis(settings.limit_config(), url, clock.clone()).await?,
@@ -224,30 +202,13 @@ fn spawn_housekeeping(state: AppState, audit_retention: i64) -> JoinHandle<()> {
 
 /// Opens the store named by `settings.database`.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    let url = settings.database.as_str();
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let store = keycard_store::PgStore::connect(url, settings.pg_options()).await;
-        let store = anyhow::Context::context(store, "could not open the PostgreSQL store")?;
-        return Ok(Arc::new(store));
+    match &settings.database {
+        Database::Postgres(url) => {
+            let store = keycard_store::PgStore::connect(url, settings.pg_options()).await;
+            Ok(Arc::new(anyhow::Context::context(store, "could not open the PostgreSQL store")?))
+        }
+        Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(&path.display().to_string(), 0).await?)),
     }
-    Ok(Arc::new(SqliteStore::open(url, 0).await?))
-}
-
-/// The configured origins, plus the issuer's own origin and, on loopback, its `localhost` twin.
-fn allowed_origins(settings: &Settings, issuer: &str, addr: SocketAddr) -> Vec<String> {
-    let mut origins = settings.allowed_origins.0.clone();
-    let issuer_origin = match issuer.find("://") {
-        Some(i) => issuer[..i + 3 + issuer[i + 3..].find('/').unwrap_or(issuer.len() - i - 3)].to_owned(),
-        None => issuer.to_owned(),
-    };
-    origins.push(issuer_origin);
-    if addr.ip().is_loopback() {
-        origins.push(format!("http://localhost:{}", addr.port()));
-        origins.push(format!("http://127.0.0.1:{}", addr.port()));
-    }
-    origins.sort();
-    origins.dedup();
-    origins
 }
 
 /// The whole application, routes plus every layer, as a [`Router`] (for in-process use: tests,

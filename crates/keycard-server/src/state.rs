@@ -1,5 +1,6 @@
 //! Shared state: one cheap-to-clone handle (a single `Arc`) given to the router once.
 
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -7,11 +8,12 @@ use std::sync::{Arc, RwLock};
 use keycard_core::clock::Clock;
 use keycard_core::keys::KeyRing;
 use keycard_core::validate::Validator;
-use keycard_store::{AuditEvent, Store};
+use keycard_store::{AuditEvent, AuditKind, Store};
 
 use crate::keys::{KeyManager, MasterKey};
 use crate::password::Passwords;
 use crate::ratelimit::RateLimits;
+use crate::settings::{Settings, SettingsError};
 use crate::verify_cache::VerifiedTokens;
 
 /// Everything handlers share: one `Arc`, so an extractor's clone is one reference count.
@@ -85,6 +87,56 @@ pub struct RuntimeConfig {
     pub metrics_token: Option<crate::settings::Secret>,
     /// Longest time a request may take.
     pub request_timeout: std::time::Duration,
+}
+
+impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
+    type Error = SettingsError;
+
+    /// The one derivation of the running configuration: the settings (checked here, so settings
+    /// built in code are held to the same rules as loaded ones) and the address the server is
+    /// bound to (the default issuer and the loopback origins come from it).
+    fn try_from((settings, addr): (&Settings, SocketAddr)) -> Result<Self, SettingsError> {
+        settings.check()?;
+        let issuer = settings.issuer_for(addr);
+        Ok(Self {
+            allowed_origins: allowed_origins(settings, &issuer, addr),
+            issuer,
+            audience: settings.audience.clone(),
+            access_ttl: settings.access_ttl.as_secs_i64(),
+            idle_ttl: settings.session_idle_ttl.as_secs_i64(),
+            absolute_ttl: settings.session_absolute_ttl.as_secs_i64(),
+            leeway: settings.leeway.as_secs_i64(),
+            reuse_interval: settings.reuse_interval.as_secs_i64(),
+            key_overlap: settings.access_ttl.as_secs_i64()
+                + settings.leeway.as_secs_i64()
+                + 2 * settings.key_reload_interval.as_secs_i64(),
+            signing_alg: settings.signing_alg,
+            trusted_proxies: settings.trusted_proxies.0.clone(),
+            refresh_binding: settings.refresh_binding,
+            tls: settings.tls_cert.is_some(),
+            cookie_secure: settings.cookie_secure,
+            device_ttl: settings.device_ttl.as_secs_i64(),
+            metrics_token: settings.metrics_token.clone(),
+            request_timeout: settings.request_timeout.0,
+        })
+    }
+}
+
+/// The configured origins, plus the issuer's own origin and, on loopback, its `localhost` twin.
+fn allowed_origins(settings: &Settings, issuer: &str, addr: SocketAddr) -> Vec<String> {
+    let mut origins = settings.allowed_origins.0.clone();
+    let issuer_origin = match issuer.find("://") {
+        Some(i) => issuer[..i + 3 + issuer[i + 3..].find('/').unwrap_or(issuer.len() - i - 3)].to_owned(),
+        None => issuer.to_owned(),
+    };
+    origins.push(issuer_origin);
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+        origins.push(format!("http://127.0.0.1:{}", addr.port()));
+    }
+    origins.sort();
+    origins.dedup();
+    origins
 }
 
 impl AppState {
@@ -188,7 +240,7 @@ impl AppState {
     /// logged but does not fail the request that caused it.
     pub async fn audit(&self, event: AuditEvent) {
         log_audit(
-            &event.kind,
+            event.kind,
             event.user_id.as_deref(),
             event.session_id.as_deref(),
             event.ip.as_deref(),
@@ -202,7 +254,13 @@ impl AppState {
 
 /// The log line of an audit event; alone for the events the store records itself (a rotation's),
 /// from borrowed parts so that the refresh path builds no event just to log it.
-pub fn log_audit(kind: &str, user_id: Option<&str>, session_id: Option<&str>, ip: Option<&str>, detail: Option<&str>) {
+pub fn log_audit(
+    kind: AuditKind,
+    user_id: Option<&str>,
+    session_id: Option<&str>,
+    ip: Option<&str>,
+    detail: Option<&str>,
+) {
     tracing::info!(
         target: "keycard::audit",
         kind = %kind,

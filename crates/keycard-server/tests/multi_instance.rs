@@ -58,7 +58,7 @@ async fn pair() -> Option<Pair> {
     let (_, master_key) = keycard_server::keys::MasterKey::generate().unwrap();
     let settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: db.url.clone(),
+        database: db.url.as_str().into(),
         issuer: Some("http://keycard.multi-instance.test".into()),
         master_key: Some(Secret::new(master_key)),
         ..Settings::default()
@@ -227,7 +227,7 @@ async fn an_instance_that_loses_the_database_answers_503_until_it_is_back() {
     let (_, master_key) = keycard_server::keys::MasterKey::generate().unwrap();
     let instance = start(Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: via(&db.url, relay.addr),
+        database: via(&db.url, relay.addr).into(),
         master_key: Some(Secret::new(master_key)),
         ..Settings::default()
     })

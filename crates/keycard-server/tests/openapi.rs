@@ -62,7 +62,7 @@ async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("k.db").display().to_string(),
+        database: dir.path().join("k.db").display().to_string().into(),
         // /metrics is served (behind its token) so that every documented operation is.
         metrics_token: Some(keycard_server::settings::Secret::new("openapi-test-metrics-token")),
         ..Default::default()

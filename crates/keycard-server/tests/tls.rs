@@ -28,7 +28,7 @@ async fn serves_https_with_hsts_when_given_a_certificate() {
     let (cert, cert_path, key_path) = self_signed(dir.path());
     let settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("k.db").display().to_string(),
+        database: dir.path().join("k.db").display().to_string().into(),
         tls_cert: Some(cert_path),
         tls_key: Some(key_path),
         ..Settings::default()
@@ -52,7 +52,7 @@ async fn a_missing_certificate_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("k.db").display().to_string(),
+        database: dir.path().join("k.db").display().to_string().into(),
         tls_cert: Some("/nonexistent/cert.pem".into()),
         tls_key: Some("/nonexistent/key.pem".into()),
         ..Settings::default()

@@ -21,6 +21,7 @@ pub mod testing;
 use async_trait::async_trait;
 use keycard_core::refresh::TokenHash;
 
+pub use keycard_core::events::{AuditKind, RevocationReason};
 pub use model::*;
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
@@ -112,13 +113,14 @@ pub trait Store: Send + Sync + 'static {
     /// The user's live sessions, newest first.
     async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>>;
     /// Revokes one of the user's sessions; false when it is not theirs or not live.
-    async fn revoke_session(&self, user_id: &str, session_id: &str, reason: &str, now: i64) -> Result<bool>;
+    async fn revoke_session(&self, user_id: &str, session_id: &str, reason: RevocationReason, now: i64)
+    -> Result<bool>;
     /// Revokes all the user's live sessions but `except`; returns the revoked ids.
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
         except: Option<&str>,
-        reason: &str,
+        reason: RevocationReason,
         now: i64,
     ) -> Result<Vec<String>>;
     /// Sets a new password hash and revokes every session but `keep`; returns the revoked ids.
@@ -151,7 +153,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_all_sessions(&self, user_id: Option<&str>, now: i64, limit: i64) -> Result<Vec<SessionRecord>>;
     /// Revokes the session whatever its user (`keycard sessions revoke`), onto the revocation
     /// feed; returns its user's id, or `None` when there is no such live session.
-    async fn revoke_session_by_id(&self, session_id: &str, reason: &str, now: i64) -> Result<Option<String>>;
+    async fn revoke_session_by_id(
+        &self,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Result<Option<String>>;
 
     /// Every stored signing key.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>>;

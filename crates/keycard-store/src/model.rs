@@ -1,5 +1,7 @@
 //! Records the store reads and writes. Times are Unix seconds.
 
+use keycard_core::events::{AuditKind, RevocationReason};
+
 /// A user to create.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -192,17 +194,17 @@ impl Rotation {
 
     /// The audit event of a session ended by a binding mismatch.
     pub fn binding_event(&self, session: &SessionRecord) -> AuditEvent {
-        let mut event = self.audit_event("session_revoked", &session.user_id, &session.id);
+        let mut event = self.audit_event(AuditKind::SessionRevoked, &session.user_id, &session.id);
         event.detail = Some(format!("refresh binding ({}) mismatch", self.binding.name()));
         event
     }
 
     /// The audit event a rotation records with its outcome: `refresh` when it rotated,
     /// `refresh_token_reused` when it revoked the session (nothing when the token was invalid).
-    pub fn audit_event(&self, kind: &str, user_id: &str, session_id: &str) -> AuditEvent {
+    pub fn audit_event(&self, kind: AuditKind, user_id: &str, session_id: &str) -> AuditEvent {
         AuditEvent {
             at: self.now,
-            kind: kind.into(),
+            kind,
             user_id: Some(user_id.into()),
             session_id: Some(session_id.into()),
             ip: self.ip.clone(),
@@ -248,9 +250,8 @@ pub struct Revocation {
     pub user_id: String,
     /// When.
     pub revoked_at: i64,
-    /// Why (`logout`, `refresh_token_reused`, `password_change`, `user_disabled`,
-    /// `revoked_by_operator`, …).
-    pub reason: String,
+    /// Why.
+    pub reason: RevocationReason,
 }
 
 /// A signing key as stored.
@@ -275,12 +276,12 @@ impl std::fmt::Debug for StoredKey {
 }
 
 /// An audit event to record. Never holds a token, a hash or a password.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuditEvent {
     /// When.
     pub at: i64,
-    /// What: `login`, `login_failed`, `refresh`, `refresh_reused`, `logout`, …
-    pub kind: String,
+    /// What happened.
+    pub kind: AuditKind,
     /// The user concerned.
     pub user_id: Option<String>,
     /// The session concerned.
@@ -291,6 +292,13 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     /// Free text (reason, scope).
     pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event of `kind` at `at` about nobody in particular (fill in the rest).
+    pub fn new(kind: AuditKind, at: i64) -> Self {
+        Self { at, kind, user_id: None, session_id: None, ip: None, user_agent: None, detail: None }
+    }
 }
 
 /// A stored audit event.
@@ -308,7 +316,7 @@ pub struct AuditFilter {
     /// Only this user's.
     pub user_id: Option<String>,
     /// Only this kind.
-    pub kind: Option<String>,
+    pub kind: Option<AuditKind>,
     /// Only at or after this time.
     pub since: Option<i64>,
     /// At most this many (newest first).

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use keycard_core::refresh::{RefreshToken, TokenHash};
+use keycard_store::RevocationReason;
 use keycard_store::{NewSession, NewUser, RotateOutcome, Rotation, SessionRecord, SqliteStore, Store};
 use proptest::prelude::*;
 
@@ -223,7 +224,10 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
             let Some(si) = m.session_index(session) else { return };
             let s = m.sessions[si].clone();
             let expected = s.user == user && m.live(&s);
-            let done = store.revoke_session(&m.user_ids[user], &s.id, "logout", now).await.expect("revoke_session");
+            let done = store
+                .revoke_session(&m.user_ids[user], &s.id, RevocationReason::Logout, now)
+                .await
+                .expect("revoke_session");
             assert_eq!(done, expected, "revoke_session({}, {})", m.user_ids[user], s.id);
             if done {
                 m.revoke(&BTreeSet::from([s.id]));
@@ -231,8 +235,10 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
         }
         Op::RevokeAll { user } => {
             let expected = m.live_ids(user, None);
-            let ids =
-                store.revoke_user_sessions(&m.user_ids[user], None, "logout_global", now).await.expect("revoke all");
+            let ids = store
+                .revoke_user_sessions(&m.user_ids[user], None, RevocationReason::LogoutGlobal, now)
+                .await
+                .expect("revoke all");
             assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected, "logout global");
             m.revoke(&expected);
         }
@@ -240,7 +246,7 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
             let keep = m.session_index(session).map(|i| m.sessions[i].id.clone());
             let expected = m.live_ids(user, keep.as_deref());
             let ids = store
-                .revoke_user_sessions(&m.user_ids[user], keep.as_deref(), "logout_others", now)
+                .revoke_user_sessions(&m.user_ids[user], keep.as_deref(), RevocationReason::LogoutOthers, now)
                 .await
                 .expect("revoke others");
             assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected, "logout others");

@@ -3,7 +3,7 @@
 use clap::Args;
 use keycard_server::Settings;
 use keycard_server::settings::HumanDuration;
-use keycard_store::AuditFilter;
+use keycard_store::{AuditFilter, AuditKind};
 
 /// Filters of `keycard audit`.
 #[derive(Args)]
@@ -11,9 +11,10 @@ pub struct AuditArgs {
     /// Only this user's events (user id).
     #[arg(long)]
     user: Option<String>,
-    /// Only this kind (login, login_failed, refresh, refresh_token_reused, logout, …).
+    /// Only this kind (signup, login, login_failed, refresh, refresh_token_reused, logout,
+    /// session_revoked, password_changed, …; an unknown kind is refused with the list).
     #[arg(long)]
-    kind: Option<String>,
+    kind: Option<AuditKind>,
     /// Only events of the last duration, e.g. 1h, 7d.
     #[arg(long)]
     since: Option<String>,

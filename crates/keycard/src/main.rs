@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use keycard_server::settings::{HumanDuration, StringList};
 use keycard_server::{Application, Settings};
 use serde::Serialize;
 
@@ -83,6 +84,7 @@ impl StoreArgs {
 }
 
 /// Flags override `KEYCARD_*` variables, which override the TOML file, which overrides defaults.
+/// Each flag has its setting's own type, so a bad value is refused by name before anything starts.
 #[derive(Args, Serialize, Default)]
 struct ServeArgs {
     /// TOML configuration file.
@@ -92,7 +94,7 @@ struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    bind: Option<String>,
+    bind: Option<std::net::SocketAddr>,
     /// SQLite file (created on first start).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,27 +110,27 @@ struct ServeArgs {
     /// Access-token lifetime, e.g. 15m.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    access_ttl: Option<String>,
+    access_ttl: Option<HumanDuration>,
     /// Session idle lifetime, e.g. 7d.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    session_idle_ttl: Option<String>,
+    session_idle_ttl: Option<HumanDuration>,
     /// Session absolute lifetime, e.g. 30d.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    session_absolute_ttl: Option<String>,
+    session_absolute_ttl: Option<HumanDuration>,
     /// Clock leeway, e.g. 30s.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    leeway: Option<String>,
+    leeway: Option<HumanDuration>,
     /// Grace period for retrying a used refresh token, e.g. 10s (default 0: strictly single-use).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    reuse_interval: Option<String>,
+    reuse_interval: Option<HumanDuration>,
     /// Comma-separated origins allowed for cookie requests and CORS.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    allowed_origins: Option<String>,
+    allowed_origins: Option<StringList>,
 }
 
 #[tokio::main]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use clap::Subcommand;
 use keycard_server::Settings;
-use keycard_store::SessionRecord;
+use keycard_store::{AuditKind, RevocationReason, SessionRecord};
 use serde_json::{Value, json};
 
 use crate::time_text;
@@ -70,10 +70,11 @@ pub async fn run(command: SessionsCommand, settings: &Settings) -> anyhow::Resul
         }
         SessionsCommand::Revoke { session, json } => {
             let session = session.trim();
-            let Some(user_id) = store.revoke_session_by_id(session, "revoked_by_operator", now).await? else {
+            let Some(user_id) = store.revoke_session_by_id(session, RevocationReason::RevokedByOperator, now).await?
+            else {
                 anyhow::bail!("no live session {session:?}");
             };
-            audit(store, "session_revoked", &user_id, Some(session), "by operator".into()).await?;
+            audit(store, AuditKind::SessionRevoked, &user_id, Some(session), "by operator".into()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&json!({"session_id": session, "user_id": user_id}))?);
             } else {

@@ -11,7 +11,9 @@
 
 use clap::Subcommand;
 use keycard_server::Settings;
-use keycard_store::{AuditEvent, SessionRecord, Store, UserFilter, UserRecord, UserSummary};
+use keycard_store::{
+    AuditEvent, AuditKind, RevocationReason, SessionRecord, Store, UserFilter, UserRecord, UserSummary,
+};
 use serde_json::{Value, json};
 
 use crate::sessions::{print_sessions, session_json};
@@ -108,7 +110,7 @@ pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<(
             if let Some(since) = user.disabled_at {
                 detail.push_str(&format!("; already disabled since {}", time_text(since)));
             }
-            audit(store, "user_disabled", &user.id, None, detail).await?;
+            audit(store, AuditKind::UserDisabled, &user.id, None, detail).await?;
             report(json, &user, "disabled", &revoked, || {
                 let already = if user.disabled_at.is_some() { " (it already was)" } else { "" };
                 println!("disabled: {} ({}){already}", user.email, user.id);
@@ -130,7 +132,7 @@ pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<(
             if !revoked.is_empty() {
                 detail.push_str(&format!("; revoked {} session(s) created while disabled", revoked.len()));
             }
-            audit(store, "user_enabled", &user.id, None, detail).await?;
+            audit(store, AuditKind::UserEnabled, &user.id, None, detail).await?;
             report(json, &user, "enabled", &revoked, || {
                 println!("enabled: {} ({}); they can log in again", user.email, user.id);
                 if !revoked.is_empty() {
@@ -140,9 +142,9 @@ pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<(
         }
         UsersCommand::Logout { user, json } => {
             let user = find(store, &user).await?;
-            let revoked = store.revoke_user_sessions(&user.id, None, "revoked_by_operator", now).await?;
+            let revoked = store.revoke_user_sessions(&user.id, None, RevocationReason::RevokedByOperator, now).await?;
             let detail = format!("by operator; revoked {} session(s)", revoked.len());
-            audit(store, "sessions_revoked_by_operator", &user.id, None, detail).await?;
+            audit(store, AuditKind::SessionsRevokedByOperator, &user.id, None, detail).await?;
             let state = if user.disabled_at.is_some() { "disabled" } else { "enabled" };
             report(json, &user, state, &revoked, || {
                 println!("logged out: {} ({}); revoked {} live session(s)", user.email, user.id, revoked.len());
@@ -167,14 +169,14 @@ fn no_user(key: &str) -> anyhow::Error {
 /// Records an operator's action in the audit log.
 pub async fn audit(
     store: &dyn Store,
-    kind: &str,
+    kind: AuditKind,
     user_id: &str,
     session_id: Option<&str>,
     detail: String,
 ) -> anyhow::Result<()> {
     let event = AuditEvent {
         at: keycard_core::now_unix(),
-        kind: kind.into(),
+        kind,
         user_id: Some(user_id.into()),
         session_id: session_id.map(str::to_owned),
         ip: None,

@@ -17,7 +17,7 @@ async fn spawn(configure: impl FnOnce(&mut Settings)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("keycard.db").display().to_string(),
+        database: dir.path().join("keycard.db").display().to_string().into(),
         ..Settings::default()
     };
     configure(&mut settings);

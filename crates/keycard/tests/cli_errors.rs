@@ -67,3 +67,27 @@ async fn a_usage_error_is_still_clap_s_with_exit_code_2() {
     assert!(stderr.starts_with("error: the following required arguments were not provided"), "{stderr}");
     assert!(stderr.contains("Usage: keycard check"), "{stderr}");
 }
+
+/// Flags are typed like their settings: a bad value is refused by name before anything starts
+/// (clap's usage error, exit code 2), and `audit --kind` lists the kinds there are.
+#[tokio::test]
+async fn bad_flag_values_are_refused_by_name_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("k.db").display().to_string();
+    for (args, needles) in [
+        (vec!["serve", "--database", &database, "--access-ttl", "5x"], vec!["--access-ttl", "invalid duration \"5x\""]),
+        (vec!["serve", "--database", &database, "--bind", "localhost"], vec!["--bind", "localhost"]),
+        (
+            vec!["audit", "--database", &database, "--kind", "refresh_reused"],
+            vec!["--kind", "unknown audit kind \"refresh_reused\"", "refresh_token_reused"],
+        ),
+    ] {
+        let out = keycard(&args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{needle:?} not in the error of {args:?}: {stderr}");
+        }
+        assert!(!dir.path().join("k.db").exists(), "{args:?} started something");
+    }
+}

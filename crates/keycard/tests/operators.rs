@@ -86,7 +86,7 @@ impl Server {
 
     /// The audit events of this kind, newest first, as (user, session, detail).
     async fn audit(&self, kind: &str) -> Vec<(Option<String>, Option<String>, Option<String>)> {
-        let filter = AuditFilter { kind: Some(kind.into()), limit: 100, ..AuditFilter::default() };
+        let filter = AuditFilter { kind: Some(kind.parse().unwrap()), limit: 100, ..AuditFilter::default() };
         let events = self.state.store.audit_events(&filter).await.unwrap();
         events.into_iter().map(|r| (r.event.user_id, r.event.session_id, r.event.detail)).collect()
     }

@@ -61,7 +61,7 @@ impl Keycard {
 
     /// How many audit events of `kind` keycard recorded.
     pub async fn audit_count(&self, kind: &str) -> usize {
-        let filter = AuditFilter { kind: Some(kind.into()), limit: 10_000, ..Default::default() };
+        let filter = AuditFilter { kind: Some(kind.parse().unwrap()), limit: 10_000, ..Default::default() };
         self.store.audit_events(&filter).await.unwrap().len()
     }
 }

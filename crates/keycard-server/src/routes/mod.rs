@@ -1,38 +1,49 @@
-//! The HTTP API v1 routes, a file per resource, and the small shared helpers of handlers.
+//! The HTTP API v1 routes, a file named after each URL (`signup.rs` is `POST /auth/signup`), and
+//! the small shared helpers of handlers.
 
 mod account;
-mod discovery;
+mod health;
 mod login;
+mod logout;
+mod me;
+mod password;
 mod refresh;
 mod revocations;
+mod sessions;
+mod signup;
 mod web;
+mod well_known;
 
 use axum::Router;
+use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
+use axum_extra::extract::CookieJar;
+use keycard_core::wire::Delivery;
 use keycard_core::wire::UserInfo;
 use time::OffsetDateTime;
 use unicode_normalization::UnicodeNormalization as _;
 
+use crate::cookies;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Every route of the API, without middleware.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/auth/signup", post(login::signup))
+        .route("/auth/signup", post(signup::signup))
         .route("/auth/login", post(login::login))
         .route("/auth/refresh", post(refresh::refresh))
-        .route("/auth/logout", post(refresh::logout))
-        .route("/auth/me", get(account::me))
-        .route("/auth/sessions", get(account::list_sessions))
-        .route("/auth/sessions/{id}", delete(account::revoke_session))
-        .route("/auth/password", post(account::change_password))
+        .route("/auth/logout", post(logout::logout))
+        .route("/auth/me", get(me::me))
+        .route("/auth/sessions", get(sessions::list_sessions))
+        .route("/auth/sessions/{id}", delete(sessions::revoke_session))
+        .route("/auth/password", post(password::change_password))
         .route("/auth/account", delete(account::delete_account))
         .route("/auth/revocations", get(revocations::feed))
-        .route("/.well-known/jwks.json", get(discovery::jwks))
-        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
-        .route("/healthz", get(discovery::healthz))
-        .route("/readyz", get(discovery::readyz))
+        .route("/.well-known/jwks.json", get(well_known::jwks))
+        .route("/.well-known/openid-configuration", get(well_known::openid_configuration))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/", get(web::index))
         .route("/keycard.js", get(web::keycard_js))
         .route("/demo.js", get(web::demo_js))
@@ -71,6 +82,26 @@ pub fn timestamp(unix: i64) -> OffsetDateTime {
 /// The public view of a user.
 pub fn user_info(id: &str, email: &str, created_at: i64) -> UserInfo {
     UserInfo { id: id.to_owned(), email: email.to_owned(), created_at: timestamp(created_at) }
+}
+
+/// Where a presented refresh token came from: the body (no CSRF needed: no ambient credential)
+/// or the cookie (CSRF double-submit and Origin checked).
+pub(crate) fn presented_refresh(
+    body_token: Option<String>,
+    headers: &HeaderMap,
+    jar: &CookieJar,
+    state: &AppState,
+) -> Result<Option<(String, Delivery)>, ApiError> {
+    if let Some(token) = body_token {
+        return Ok(Some((token, Delivery::Body)));
+    }
+    match cookies::refresh_cookie(jar, &state.config) {
+        Some(token) => {
+            cookies::check_csrf(headers, jar, &state.config)?;
+            Ok(Some((token.to_owned(), Delivery::Cookie)))
+        }
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub async fn test_settings(dir: &TempDir) -> Settings {
         let (server, _) = base.rsplit_once('/').expect("a postgres://host/db URL");
         let url = format!("{server}/kc_api_{}", uuid::Uuid::new_v4().simple());
         keycard_store::PgStore::create_database(&url).await.expect("PostgreSQL is reachable");
-        settings.database = url;
+        settings.database = url.into();
         let (_, master) = keycard_server::keys::MasterKey::generate().unwrap();
         settings.master_key = Some(keycard_server::settings::Secret::new(master));
     }
@@ -171,7 +171,7 @@ impl TestApp {
         let filter = AuditFilter { user_id: Some(user_id.to_owned()), limit: 1000, ..Default::default() };
         let mut events = self.store().audit_events(&filter).await.unwrap();
         events.reverse();
-        events.into_iter().map(|e| e.event.kind).collect()
+        events.into_iter().map(|e| e.event.kind.to_string()).collect()
     }
 }
 

@@ -2,6 +2,7 @@
 //! the same results as the SQLite backend (the conformance suite in `tests/` runs on both).
 
 use async_trait::async_trait;
+use keycard_core::events::{AuditKind, RevocationReason};
 use keycard_core::refresh::TokenHash;
 use sqlx::AssertSqlSafe;
 
@@ -145,7 +146,13 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(session).collect())
     }
 
-    async fn revoke_session(&self, user_id: &str, session_id: &str, reason: &str, now: i64) -> Result<bool> {
+    async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         let ids = revoke::mark(&mut tx, user_id, Which::Only(session_id), reason, now).await?;
         if ids.is_empty() {
@@ -160,7 +167,7 @@ impl Store for PgStore {
         &self,
         user_id: &str,
         except: Option<&str>,
-        reason: &str,
+        reason: RevocationReason,
         now: i64,
     ) -> Result<Vec<String>> {
         let mut tx = self.write_tx().await?;
@@ -185,8 +192,8 @@ impl Store for PgStore {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(keep), "password_change", now).await?;
-        revoke::publish(&mut tx, &ids, user_id, "password_change", now).await?;
+        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(keep), RevocationReason::PasswordChange, now).await?;
+        revoke::publish(&mut tx, &ids, user_id, RevocationReason::PasswordChange, now).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -199,11 +206,11 @@ impl Store for PgStore {
         // session committed between our revocation and our DELETE would vanish in the cascade
         // without ever reaching the revocation feed.
         sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE").bind(user_id).execute(&mut *tx).await?;
-        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(None), "account_deleted", now).await?;
+        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(None), RevocationReason::AccountDeleted, now).await?;
         // Sessions and their token hashes go with the user (ON DELETE CASCADE); the revocation
         // feed keeps the session ids so resource servers still reject their access tokens.
         sqlx::query("DELETE FROM users WHERE id = $1").bind(user_id).execute(&mut *tx).await?;
-        revoke::publish(&mut tx, &ids, user_id, "account_deleted", now).await?;
+        revoke::publish(&mut tx, &ids, user_id, RevocationReason::AccountDeleted, now).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -224,7 +231,7 @@ impl Store for PgStore {
                 session_id,
                 user_id,
                 revoked_at,
-                reason,
+                reason: RevocationReason::parse_lenient(&reason),
             })
             .collect())
     }
@@ -280,8 +287,8 @@ impl Store for PgStore {
         sqlx::query(set).bind(user_id).bind(now).execute(&mut *tx).await?;
         // Disabling ends every live session; enabling, those created while disabled (logins that
         // should have been refused): either way, none from before comes back.
-        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(None), "user_disabled", now).await?;
-        revoke::publish(&mut tx, &ids, user_id, "user_disabled", now).await?;
+        let ids = revoke::mark(&mut tx, user_id, Which::AllBut(None), RevocationReason::UserDisabled, now).await?;
+        revoke::publish(&mut tx, &ids, user_id, RevocationReason::UserDisabled, now).await?;
         tx.commit().await?;
         Ok(Some(ids))
     }
@@ -313,7 +320,12 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(session).collect())
     }
 
-    async fn revoke_session_by_id(&self, session_id: &str, reason: &str, now: i64) -> Result<Option<String>> {
+    async fn revoke_session_by_id(
+        &self,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Result<Option<String>> {
         let mut tx = self.write_tx().await?;
         // A session's owner never changes; `mark` locks the session and re-checks it is live.
         let owner: Option<(String,)> = sqlx::query_as("SELECT user_id FROM sessions WHERE id = $1")
@@ -389,7 +401,7 @@ impl Store for PgStore {
              ORDER BY id DESC LIMIT $4",
         )
         .bind(&f.user_id)
-        .bind(&f.kind)
+        .bind(f.kind.map(AuditKind::as_str))
         .bind(f.since)
         .bind(if f.limit > 0 { f.limit } else { 100 })
         .fetch_all(&self.pool)
@@ -398,7 +410,15 @@ impl Store for PgStore {
             .into_iter()
             .map(|(id, at, kind, user_id, session_id, ip, user_agent, detail)| AuditRecord {
                 id,
-                event: AuditEvent { at, kind, user_id, session_id, ip, user_agent, detail },
+                event: AuditEvent {
+                    at,
+                    kind: AuditKind::parse_lenient(&kind),
+                    user_id,
+                    session_id,
+                    ip,
+                    user_agent,
+                    detail,
+                },
             })
             .collect())
     }

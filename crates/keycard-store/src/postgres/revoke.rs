@@ -5,6 +5,7 @@
 //! locking them in id order; only the rows this transaction actually changed are returned, so
 //! each session reaches the feed exactly once — as with SQLite, where writers are serialised.
 
+use keycard_core::events::RevocationReason;
 use sqlx::{Postgres, Transaction};
 
 use crate::Result;
@@ -26,7 +27,7 @@ pub(super) async fn mark(
     tx: &mut Transaction<'static, Postgres>,
     user_id: &str,
     which: Which<'_>,
-    reason: &str,
+    reason: RevocationReason,
     now: i64,
 ) -> Result<Vec<String>> {
     let (only, except) = match which {
@@ -52,7 +53,7 @@ pub(super) async fn mark(
     .bind(only)
     .bind(except)
     .bind(now)
-    .bind(reason)
+    .bind(reason.as_str())
     .fetch_all(&mut **tx)
     .await?;
     let mut ids: Vec<String> = rows.into_iter().map(|(id,)| id).collect();
@@ -66,7 +67,7 @@ pub(super) async fn publish(
     tx: &mut Transaction<'static, Postgres>,
     ids: &[String],
     user_id: &str,
-    reason: &str,
+    reason: RevocationReason,
     now: i64,
 ) -> Result<()> {
     if ids.is_empty() {
@@ -92,7 +93,7 @@ pub(super) async fn publish(
     .bind(ids)
     .bind(user_id)
     .bind(now)
-    .bind(reason)
+    .bind(reason.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())

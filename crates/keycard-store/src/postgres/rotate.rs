@@ -13,6 +13,7 @@
 //! reuse-interval retry (which retires the family's other live token) one at a time per family.
 //! Nothing is written until the transaction commits; an error or a dropped future rolls it back.
 
+use keycard_core::events::{AuditKind, RevocationReason};
 use sqlx::{Postgres, Transaction};
 
 use super::revoke::{self, Which};
@@ -71,10 +72,16 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
             return Ok(RotateOutcome::Invalid);
         };
         if r.now - used_at >= r.reuse_interval {
-            let ids =
-                revoke::mark(&mut tx, &family.user_id, Which::Only(&family.id), "refresh_token_reused", r.now).await?;
-            revoke::publish(&mut tx, &ids, &family.user_id, "refresh_token_reused", r.now).await?;
-            append_audit(&mut *tx, &r.audit_event("refresh_token_reused", &family.user_id, &family.id)).await?;
+            let ids = revoke::mark(
+                &mut tx,
+                &family.user_id,
+                Which::Only(&family.id),
+                RevocationReason::RefreshTokenReused,
+                r.now,
+            )
+            .await?;
+            revoke::publish(&mut tx, &ids, &family.user_id, RevocationReason::RefreshTokenReused, r.now).await?;
+            append_audit(&mut *tx, &r.audit_event(AuditKind::RefreshTokenReused, &family.user_id, &family.id)).await?;
             tx.commit().await?;
             return Ok(RotateOutcome::Reused { session_id: family.id, user_id: family.user_id });
         }
@@ -89,8 +96,10 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
 
     if !r.binding_holds(&family) {
         // Another device presents this session's token: stolen, or moved. The session ends.
-        let ids = revoke::mark(&mut tx, &family.user_id, Which::Only(&family.id), "binding_mismatch", r.now).await?;
-        revoke::publish(&mut tx, &ids, &family.user_id, "binding_mismatch", r.now).await?;
+        let ids =
+            revoke::mark(&mut tx, &family.user_id, Which::Only(&family.id), RevocationReason::BindingMismatch, r.now)
+                .await?;
+        revoke::publish(&mut tx, &ids, &family.user_id, RevocationReason::BindingMismatch, r.now).await?;
         append_audit(&mut *tx, &r.binding_event(&family)).await?;
         tx.commit().await?;
         return Ok(RotateOutcome::BindingMismatch { session_id: family.id, user_id: family.user_id });
@@ -116,7 +125,7 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
         .bind(r.now)
         .execute(&mut *tx)
         .await?;
-    append_audit(&mut *tx, &r.audit_event("refresh", &rotated.user_id, &rotated.id)).await?;
+    append_audit(&mut *tx, &r.audit_event(AuditKind::Refresh, &rotated.user_id, &rotated.id)).await?;
     tx.commit().await?;
     Ok(RotateOutcome::Rotated(rotated))
 }
@@ -127,7 +136,7 @@ pub(super) async fn append_audit<'c>(db: impl sqlx::PgExecutor<'c>, e: &AuditEve
         "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(e.at)
-    .bind(&e.kind)
+    .bind(e.kind.as_str())
     .bind(&e.user_id)
     .bind(&e.session_id)
     .bind(&e.ip)

@@ -8,25 +8,35 @@
 //! timeout, e.g. when `keycard users` runs beside the server. Reads run inline on a read-only
 //! connection per thread (`reader`) and proceed in parallel under WAL.
 //!
-//! Connections come from rusqlite, which links the same `libsqlite3-sys` (so the same SQLite, one
-//! copy in the process: two copies would break each other's POSIX locks) as sqlx. Migrations
-//! still run through sqlx's migrator, on a connection opened for that and closed before the
-//! writer starts: databases created by earlier versions record their migrations in sqlx's
-//! `_sqlx_migrations` table (with checksums), and one bookkeeping format, the one already on disk,
-//! is simpler and safer than a second runner that must honour the first.
+//! Connections come from rusqlite, the one SQLite library of keycard. Migrations run on the
+//! writer's connection before it serves (`migrate`), in the `_sqlx_migrations` table that
+//! databases created by earlier versions (migrated by sqlx) already carry, so their history is
+//! kept.
 
+/// The session columns, in the order [`session`] reads them.
+macro_rules! cols {
+    () => {
+        "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip"
+    };
+}
+
+/// A session is live when not revoked and before both its expiries; `$now` is the parameter
+/// number of now.
+macro_rules! live {
+    ($now:literal) => {
+        concat!("s.revoked_at IS NULL AND s.idle_expires_at > ?", $now, " AND s.absolute_expires_at > ?", $now)
+    };
+}
+
+mod migrate;
 mod queries;
 mod reader;
+mod rotate;
 mod writer;
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
-
-use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{Result, StoreError};
 use writer::{Done, Writer};
@@ -56,8 +66,8 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database at `url` (`sqlite://path` or a plain path) and
-    /// runs migrations.
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`, `sqlite:path` or a
+    /// plain path; a `?query` suffix is ignored) and runs migrations.
     ///
     /// `readers` is accepted for compatibility and not used: reads run on a read-only connection
     /// per calling thread (see `reader`), so there are as many read connections as threads that
@@ -67,23 +77,7 @@ impl SqliteStore {
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::Unavailable("the SQLite store needs a file, not an in-memory database".into()));
         }
-        let options = if url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url)?
-        } else {
-            SqliteConnectOptions::new().filename(Path::new(url))
-        };
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL in WAL mode: a power loss may lose the last transactions, never corrupt.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let path = options.get_filename().to_owned();
-        let mut migrations = options.connect().await?;
-        sqlx::migrate!("./migrations/sqlite").run(&mut migrations).await?;
-        sqlx::Connection::close(migrations).await?;
-
+        let path = database_path(url);
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let writer = Writer::start(path.clone()).await?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -129,5 +123,27 @@ impl SqliteStore {
     /// Runs `read` inline on this thread's read connection; see [`reader`].
     fn read<T>(&self, read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T> {
         reader::read(&self.shared, read)
+    }
+}
+
+/// The file a database URL names: `sqlite://path`, `sqlite:path` or a plain path, without a
+/// `?mode=rwc`-style query (the store always creates a missing file).
+fn database_path(url: &str) -> PathBuf {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = if url.starts_with("sqlite:") { path.split_once('?').map_or(path, |(path, _)| path) } else { path };
+    PathBuf::from(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_path;
+
+    #[test]
+    fn urls_and_plain_paths_name_the_same_file() {
+        for url in ["sqlite:///tmp/k.db", "sqlite:/tmp/k.db", "/tmp/k.db", "sqlite:///tmp/k.db?mode=rwc"] {
+            assert_eq!(database_path(url), std::path::Path::new("/tmp/k.db"), "{url}");
+        }
+        assert_eq!(database_path("sqlite://k.db"), std::path::Path::new("k.db"));
+        assert_eq!(database_path("data/k?.db"), std::path::Path::new("data/k?.db"), "a plain path keeps its '?'");
     }
 }

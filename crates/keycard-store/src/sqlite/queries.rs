@@ -2,28 +2,15 @@
 //! savepoint of a group transaction), each read one statement on the thread's read connection.
 
 use async_trait::async_trait;
+use keycard_core::events::{AuditKind, RevocationReason};
 use keycard_core::refresh::TokenHash;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
+use super::rotate::rotate;
 use super::writer::Done;
 use crate::model::*;
 use crate::{Result, Store, StoreError};
-
-/// The session columns, in the order [`session`] reads them.
-macro_rules! cols {
-    () => {
-        "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip"
-    };
-}
-
-/// A session is live when not revoked and before both its expiries; `$now` is the parameter
-/// number of now.
-macro_rules! live {
-    ($now:literal) => {
-        concat!("s.revoked_at IS NULL AND s.idle_expires_at > ?", $now, " AND s.absolute_expires_at > ?", $now)
-    };
-}
 
 const INSERT_USER: &str =
     "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)";
@@ -32,17 +19,7 @@ const USER_BY_ID: &str = "SELECT id, email, password_hash, created_at, disabled_
 const INSERT_SESSION: &str = "INSERT INTO sessions
      (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
      VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)";
-const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)";
-/// The one step that decides the winner of a rotation: only a still-unused token gets a row back.
-const USE_TOKEN: &str =
-    "UPDATE refresh_tokens SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL RETURNING session_id";
-const TOKEN: &str = "SELECT session_id, used_at FROM refresh_tokens WHERE hash = ?1";
-const LIVE_SESSION: &str = concat!("SELECT ", cols!(), " FROM sessions s WHERE s.id = ?1 AND ", live!(2));
-const RETIRE_UNUSED: &str = "UPDATE refresh_tokens SET used_at = ?1 WHERE session_id = ?2 AND used_at IS NULL";
-/// Pushes a live session's idle expiry forward; a disabled user's session does not move (no row).
-const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = ?3, idle_expires_at = MIN(?2 + ?3, absolute_expires_at)
-     WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
-     RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip";
+pub(super) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)";
 const SESSION_BY_REFRESH: &str = concat!(
     "SELECT ",
     cols!(),
@@ -109,7 +86,7 @@ const AUDIT_EVENTS: &str = "SELECT id, at, kind, user_id, session_id, ip, user_a
      ORDER BY id DESC LIMIT ?4";
 
 /// A session from the columns of [`cols!`] (or the same list in a `RETURNING`).
-fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+pub(super) fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
         id: row.get(0)?,
         user_id: row.get(1)?,
@@ -149,13 +126,19 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 }
 
 /// Revokes the given live sessions and records them in the revocation feed.
-fn revoke_in(c: &Connection, ids: &[String], user_id: &str, reason: &str, now: i64) -> rusqlite::Result<()> {
+pub(super) fn revoke_in(
+    c: &Connection,
+    ids: &[String],
+    user_id: &str,
+    reason: RevocationReason,
+    now: i64,
+) -> rusqlite::Result<()> {
     let (mut revoke, mut drop_tokens, mut publish) =
         (c.prepare_cached(REVOKE)?, c.prepare_cached(DROP_TOKENS)?, c.prepare_cached(PUBLISH)?);
     for id in ids {
-        revoke.execute(params![now, reason, id])?;
+        revoke.execute(params![now, reason.as_str(), id])?;
         drop_tokens.execute(params![id])?;
-        publish.execute(params![id, user_id, now, reason])?;
+        publish.execute(params![id, user_id, now, reason.as_str()])?;
     }
     Ok(())
 }
@@ -164,56 +147,10 @@ fn live_session_ids(c: &Connection, user_id: &str, except: Option<&str>, now: i6
     c.prepare_cached(LIVE_SESSION_IDS)?.query_map(params![user_id, except, now], |row| row.get(0))?.collect()
 }
 
-/// [`Store::rotate_refresh`], as one job.
-fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>> {
-    let won: Option<String> =
-        c.prepare_cached(USE_TOKEN)?.query_row(params![r.now, r.presented.as_bytes()], |row| row.get(0)).optional()?;
-    let session_id = match won {
-        Some(sid) => sid,
-        None => {
-            let used: Option<(String, Option<i64>)> = c
-                .prepare_cached(TOKEN)?
-                .query_row(params![r.presented.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            let Some((sid, Some(used_at))) = used else {
-                return Ok(Done::Undo(RotateOutcome::Invalid));
-            };
-            let current = c.prepare_cached(LIVE_SESSION)?.query_row(params![sid, r.now], session).optional()?;
-            let Some(current) = current else {
-                return Ok(Done::Undo(RotateOutcome::Invalid));
-            };
-            if r.now - used_at >= r.reuse_interval {
-                revoke_in(c, std::slice::from_ref(&sid), &current.user_id, "refresh_token_reused", r.now)?;
-                append_audit(c, &r.audit_event("refresh_token_reused", &current.user_id, &sid))?;
-                return Ok(Done::Keep(RotateOutcome::Reused { session_id: sid, user_id: current.user_id }));
-            }
-            // Inside the reuse interval: the client lost our answer. Retire whichever token we
-            // handed out in it, so the family keeps exactly one live token.
-            c.prepare_cached(RETIRE_UNUSED)?.execute(params![r.now, sid])?;
-            sid
-        }
-    };
-    let rotated =
-        c.prepare_cached(TOUCH_SESSION)?.query_row(params![session_id, r.idle_ttl, r.now], session).optional()?;
-    let Some(rotated) = rotated else {
-        // Revoked or expired session, or a disabled user: undo, the presented token stays as it was.
-        return Ok(Done::Undo(RotateOutcome::Invalid));
-    };
-    if !r.binding_holds(&rotated) {
-        // Another device presents this session's token: stolen, or moved. The session ends.
-        revoke_in(c, std::slice::from_ref(&rotated.id), &rotated.user_id, "binding_mismatch", r.now)?;
-        append_audit(c, &r.binding_event(&rotated))?;
-        return Ok(Done::Keep(RotateOutcome::BindingMismatch { session_id: rotated.id, user_id: rotated.user_id }));
-    }
-    c.prepare_cached(INSERT_TOKEN)?.execute(params![r.replacement.as_bytes(), session_id, r.now])?;
-    append_audit(c, &r.audit_event("refresh", &rotated.user_id, &rotated.id))?;
-    Ok(Done::Keep(RotateOutcome::Rotated(rotated)))
-}
-
-fn append_audit(c: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
+pub(super) fn append_audit(c: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
     c.prepare_cached(APPEND_AUDIT)?.execute(params![
         e.at,
-        e.kind,
+        e.kind.as_str(),
         e.user_id,
         e.session_id,
         e.ip,
@@ -298,15 +235,21 @@ impl Store for SqliteStore {
         self.read(|c| c.prepare_cached(LIST_SESSIONS)?.query_map(params![user_id, now], session)?.collect())
     }
 
-    async fn revoke_session(&self, user_id: &str, session_id: &str, reason: &str, now: i64) -> Result<bool> {
-        let (user_id, session_id, reason) = (user_id.to_owned(), session_id.to_owned(), reason.to_owned());
+    async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Result<bool> {
+        let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
         self.write(move |c| {
             let found: Option<String> = c
                 .prepare_cached(OWN_LIVE_SESSION)?
                 .query_row(params![session_id, user_id, now], |row| row.get(0))
                 .optional()?;
             let Some(id) = found else { return Ok(Done::Keep(false)) };
-            revoke_in(c, &[id], &user_id, &reason, now)?;
+            revoke_in(c, &[id], &user_id, reason, now)?;
             Ok(Done::Keep(true))
         })
         .await
@@ -316,13 +259,13 @@ impl Store for SqliteStore {
         &self,
         user_id: &str,
         except: Option<&str>,
-        reason: &str,
+        reason: RevocationReason,
         now: i64,
     ) -> Result<Vec<String>> {
-        let (user_id, except, reason) = (user_id.to_owned(), except.map(str::to_owned), reason.to_owned());
+        let (user_id, except) = (user_id.to_owned(), except.map(str::to_owned));
         self.write(move |c| {
             let ids = live_session_ids(c, &user_id, except.as_deref(), now)?;
-            revoke_in(c, &ids, &user_id, &reason, now)?;
+            revoke_in(c, &ids, &user_id, reason, now)?;
             Ok(Done::Keep(ids))
         })
         .await
@@ -339,7 +282,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             c.prepare_cached(SET_PASSWORD)?.execute(params![password_hash, now, user_id])?;
             let ids = live_session_ids(c, &user_id, keep.as_deref(), now)?;
-            revoke_in(c, &ids, &user_id, "password_change", now)?;
+            revoke_in(c, &ids, &user_id, RevocationReason::PasswordChange, now)?;
             Ok(Done::Keep(ids))
         })
         .await
@@ -349,7 +292,7 @@ impl Store for SqliteStore {
         let user_id = user_id.to_owned();
         self.write(move |c| {
             let ids = live_session_ids(c, &user_id, None, now)?;
-            revoke_in(c, &ids, &user_id, "account_deleted", now)?;
+            revoke_in(c, &ids, &user_id, RevocationReason::AccountDeleted, now)?;
             // Sessions and their token hashes go with the user (ON DELETE CASCADE); the revocation
             // feed keeps the session ids so resource servers still reject their access tokens.
             c.prepare_cached(DELETE_USER)?.execute(params![user_id])?;
@@ -367,7 +310,7 @@ impl Store for SqliteStore {
                         session_id: row.get(1)?,
                         user_id: row.get(2)?,
                         revoked_at: row.get(3)?,
-                        reason: row.get(4)?,
+                        reason: RevocationReason::parse_lenient(&row.get::<_, String>(4)?),
                     })
                 })?
                 .collect()
@@ -405,7 +348,7 @@ impl Store for SqliteStore {
             // Disabling ends every live session; enabling, those created while disabled (logins
             // that should have been refused): either way, none from before comes back.
             let ids = live_session_ids(c, &user_id, None, now)?;
-            revoke_in(c, &ids, &user_id, "user_disabled", now)?;
+            revoke_in(c, &ids, &user_id, RevocationReason::UserDisabled, now)?;
             Ok(Done::Keep(Some(ids)))
         })
         .await
@@ -421,15 +364,20 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn revoke_session_by_id(&self, session_id: &str, reason: &str, now: i64) -> Result<Option<String>> {
-        let (session_id, reason) = (session_id.to_owned(), reason.to_owned());
+    async fn revoke_session_by_id(
+        &self,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let session_id = session_id.to_owned();
         self.write(move |c| {
             let owner: Option<String> = c
                 .prepare_cached(LIVE_SESSION_OWNER)?
                 .query_row(params![session_id, now], |row| row.get(0))
                 .optional()?;
             let Some(user_id) = owner else { return Ok(Done::Keep(None)) };
-            revoke_in(c, std::slice::from_ref(&session_id), &user_id, &reason, now)?;
+            revoke_in(c, std::slice::from_ref(&session_id), &user_id, reason, now)?;
             Ok(Done::Keep(Some(user_id)))
         })
         .await
@@ -486,12 +434,12 @@ impl Store for SqliteStore {
         let limit = if f.limit > 0 { f.limit } else { 100 };
         self.read(|c| {
             c.prepare_cached(AUDIT_EVENTS)?
-                .query_map(params![f.user_id, f.kind, f.since, limit], |row| {
+                .query_map(params![f.user_id, f.kind.map(AuditKind::as_str), f.since, limit], |row| {
                     Ok(AuditRecord {
                         id: row.get(0)?,
                         event: AuditEvent {
                             at: row.get(1)?,
-                            kind: row.get(2)?,
+                            kind: AuditKind::parse_lenient(&row.get::<_, String>(2)?),
                             user_id: row.get(3)?,
                             session_id: row.get(4)?,
                             ip: row.get(5)?,

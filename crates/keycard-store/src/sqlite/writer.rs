@@ -138,26 +138,32 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Opens the write connection on a new thread and starts serving jobs.
+    /// Opens the write connection on a new thread, brings the schema up to date
+    /// ([`migrate`](super::migrate)) and starts serving jobs.
     pub(super) async fn start(path: PathBuf) -> Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let (ready, opened) = oneshot::channel();
         std::thread::Builder::new()
             .name("keycard-sqlite-writer".into())
-            .spawn(move || match open(&path) {
-                Ok(conn) => {
-                    let _ = ready.send(Ok(()));
-                    let checkpointer = Checkpointer::start(&path, WAL_RESTART_PAGES);
-                    serve(conn, queue, checkpointer);
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(e));
+            .spawn(move || {
+                match open(&path).map_err(StoreError::from).and_then(|mut conn| {
+                    super::migrate::run(&mut conn)?;
+                    Ok(conn)
+                }) {
+                    Ok(conn) => {
+                        let _ = ready.send(Ok(()));
+                        let checkpointer = Checkpointer::start(&path, WAL_RESTART_PAGES);
+                        serve(conn, queue, checkpointer);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer thread: {e}")))?;
         match opened.await {
             Ok(Ok(())) => Ok(Self { jobs }),
-            Ok(Err(e)) => Err(e.into()),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Unavailable("the SQLite writer thread stopped while opening".into())),
         }
     }

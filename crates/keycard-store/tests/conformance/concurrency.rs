@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keycard_store::{AuditEvent, AuditFilter, NewUser, RotateOutcome, Store, StoreError};
+use keycard_store::{AuditEvent, AuditFilter, AuditKind, NewUser, RotateOutcome, Store, StoreError};
 use tokio::task::JoinSet;
 
 use crate::harness::{NOW, rotation, session, token, user};
@@ -43,7 +43,8 @@ pub async fn concurrent_writes_with_failing_ones_each_get_their_own_answer(store
             tasks.spawn(async move { Answer::Rotate(store.rotate_refresh(&r).await) });
         }
         let store = store.clone();
-        let event = AuditEvent { at: NOW + 60, kind: format!("concurrent-{i}"), ..AuditEvent::default() };
+        let event =
+            AuditEvent { detail: Some(format!("concurrent-{i}")), ..AuditEvent::new(AuditKind::Login, NOW + 60) };
         tasks.spawn(async move { Answer::Audit(store.append_audit(&event).await) });
     }
     let answers = tasks.join_all().await;
@@ -80,5 +81,8 @@ pub async fn concurrent_writes_with_failing_ones_each_get_their_own_answer(store
     assert!(store.list_sessions(&owner, NOW + 61).await.unwrap().is_empty(), "every reused chain is revoked");
     assert_eq!(store.revocations_since(0, 100).await.unwrap().len(), 8, "one revocation per reused chain");
     let events = store.audit_events(&AuditFilter { limit: 100, ..AuditFilter::default() }).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.event.kind.starts_with("concurrent-")).count(), 8);
+    assert_eq!(
+        events.iter().filter(|e| e.event.detail.as_deref().is_some_and(|d| d.starts_with("concurrent-"))).count(),
+        8
+    );
 }

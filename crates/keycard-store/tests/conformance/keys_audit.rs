@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use keycard_store::{AuditEvent, AuditFilter, RotateOutcome, Rotation, Store, StoredKey};
+use keycard_store::{AuditEvent, AuditFilter, AuditKind, RotateOutcome, Rotation, Store, StoredKey};
 
 use crate::harness::{NOW, rotation, session, token, user};
 
@@ -48,7 +48,7 @@ pub async fn a_key_is_retired_once_and_kept(store: Arc<dyn Store>) {
 pub async fn audit_events_are_appended_and_filtered_newest_first(store: Arc<dyn Store>) {
     let event = |at: i64, kind: &str, user: Option<&str>| AuditEvent {
         at,
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         user_id: user.map(Into::into),
         session_id: Some("s".into()),
         ip: Some("192.0.2.1".into()),
@@ -63,7 +63,9 @@ pub async fn audit_events_are_appended_and_filtered_newest_first(store: Arc<dyn 
 
     let kinds = |filter: AuditFilter| {
         let store = store.clone();
-        async move { store.audit_events(&filter).await.unwrap().into_iter().map(|r| r.event.kind).collect::<Vec<_>>() }
+        async move {
+            store.audit_events(&filter).await.unwrap().into_iter().map(|r| r.event.kind.to_string()).collect::<Vec<_>>()
+        }
     };
     assert_eq!(
         kinds(AuditFilter::default()).await,
@@ -74,10 +76,10 @@ pub async fn audit_events_are_appended_and_filtered_newest_first(store: Arc<dyn 
         kinds(AuditFilter { user_id: Some("ada".into()), ..Default::default() }).await,
         ["logout", "refresh", "login"]
     );
-    assert_eq!(kinds(AuditFilter { kind: Some("login".into()), ..Default::default() }).await, ["login", "login"]);
+    assert_eq!(kinds(AuditFilter { kind: Some(AuditKind::Login), ..Default::default() }).await, ["login", "login"]);
     assert_eq!(kinds(AuditFilter { since: Some(NOW + 2), ..Default::default() }).await, ["logout", "login", "refresh"]);
     assert_eq!(kinds(AuditFilter { limit: 2, ..Default::default() }).await, ["logout", "login"]);
-    let both = AuditFilter { user_id: Some("ada".into()), kind: Some("login".into()), since: Some(NOW), limit: 10 };
+    let both = AuditFilter { user_id: Some("ada".into()), kind: Some(AuditKind::Login), since: Some(NOW), limit: 10 };
     assert_eq!(kinds(both).await, ["login"]);
 
     let all = store.audit_events(&AuditFilter::default()).await.unwrap();
@@ -95,7 +97,7 @@ pub async fn audit_events_are_appended_and_filtered_newest_first(store: Arc<dyn 
 
 pub async fn pruning_the_audit_log_deletes_only_events_before_the_cutoff(store: Arc<dyn Store>) {
     for at in [NOW - 20, NOW - 10, NOW, NOW + 10] {
-        let event = AuditEvent { at, kind: "login".into(), ..AuditEvent::default() };
+        let event = AuditEvent::new(AuditKind::Login, at);
         store.append_audit(&event).await.unwrap();
     }
 

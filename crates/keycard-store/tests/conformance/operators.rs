@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use keycard_store::RevocationReason;
 use keycard_store::{NewSession, RotateOutcome, SessionRecord, Store, StoreError, UserFilter};
 
 use crate::harness::{ABSOLUTE, NOW, rotation, session, session_at, token, user};
@@ -21,7 +22,7 @@ pub async fn disabling_a_user_revokes_their_live_sessions_onto_the_feed(store: A
     let eve = user(&*store, "eve@example.com").await;
     let (expired, _) = session_at(&*store, &ada, NOW - ABSOLUTE).await;
     let (logged_out, _) = session(&*store, &ada).await;
-    assert!(store.revoke_session(&ada, &logged_out, "logout", NOW + 1).await.unwrap());
+    assert!(store.revoke_session(&ada, &logged_out, RevocationReason::Logout, NOW + 1).await.unwrap());
     let (one, _) = session(&*store, &ada).await;
     let (two, _) = session(&*store, &ada).await;
     let (eves, _) = session(&*store, &eve).await;
@@ -117,16 +118,27 @@ pub async fn an_operator_revokes_any_live_session_by_id(store: Arc<dyn Store>) {
     let (eves, _) = session(&*store, &eve).await;
     let (expired, _) = session_at(&*store, &eve, NOW - ABSOLUTE).await;
 
-    let owner = store.revoke_session_by_id(&gone, "revoked_by_operator", NOW + 10).await.unwrap();
+    let owner = store.revoke_session_by_id(&gone, RevocationReason::RevokedByOperator, NOW + 10).await.unwrap();
 
     assert_eq!(owner, Some(ada.clone()));
     assert!(store.session_user(&gone, &ada, NOW + 11).await.unwrap().is_none(), "access tokens refused");
     assert_eq!(store.rotate_refresh(&rotation(gone_token, token(), NOW + 11)).await.unwrap(), RotateOutcome::Invalid);
     assert_eq!(ids(store.list_sessions(&ada, NOW + 11).await.unwrap()), vec![kept]);
     assert!(store.session_user(&eves, &eve, NOW + 11).await.unwrap().is_some(), "eve is untouched");
-    assert_eq!(store.revoke_session_by_id(&gone, "revoked_by_operator", NOW + 12).await.unwrap(), None, "not live");
-    assert_eq!(store.revoke_session_by_id(&expired, "revoked_by_operator", NOW + 12).await.unwrap(), None, "expired");
-    assert_eq!(store.revoke_session_by_id("no-such-session", "revoked_by_operator", NOW + 12).await.unwrap(), None);
+    assert_eq!(
+        store.revoke_session_by_id(&gone, RevocationReason::RevokedByOperator, NOW + 12).await.unwrap(),
+        None,
+        "not live"
+    );
+    assert_eq!(
+        store.revoke_session_by_id(&expired, RevocationReason::RevokedByOperator, NOW + 12).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.revoke_session_by_id("no-such-session", RevocationReason::RevokedByOperator, NOW + 12).await.unwrap(),
+        None
+    );
     let feed = store.revocations_since(0, 100).await.unwrap();
     assert_eq!(feed.len(), 1, "{feed:?}");
     assert_eq!((&feed[0].session_id, &feed[0].user_id, feed[0].reason.as_str()), (&gone, &ada, "revoked_by_operator"));
@@ -140,7 +152,7 @@ pub async fn users_are_listed_by_email_with_filter_pages_and_live_session_counts
     session(&*store, &ada).await;
     session(&*store, &ada).await;
     let (revoked, _) = session(&*store, &ada).await;
-    assert!(store.revoke_session(&ada, &revoked, "logout", NOW + 1).await.unwrap());
+    assert!(store.revoke_session(&ada, &revoked, RevocationReason::Logout, NOW + 1).await.unwrap());
     session_at(&*store, &ada, NOW - ABSOLUTE).await; // expired: not counted
     session(&*store, &eve).await;
     session(&*store, &cy).await;
@@ -182,7 +194,7 @@ pub async fn every_users_live_sessions_are_listed_newest_first(store: Arc<dyn St
     let (e1, _) = session_at(&*store, &eve, NOW + 10).await;
     let (a2, _) = session_at(&*store, &ada, NOW + 20).await;
     let (revoked, _) = session_at(&*store, &eve, NOW + 30).await;
-    assert!(store.revoke_session(&eve, &revoked, "logout", NOW + 31).await.unwrap());
+    assert!(store.revoke_session(&eve, &revoked, RevocationReason::Logout, NOW + 31).await.unwrap());
     session_at(&*store, &ada, NOW - ABSOLUTE).await; // expired
 
     assert_eq!(

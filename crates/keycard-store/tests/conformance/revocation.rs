@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use keycard_store::RevocationReason;
 use keycard_store::{NewUser, RotateOutcome, Store};
 
 use crate::harness::{ABSOLUTE, NOW, rotation, session, session_at, token, user};
@@ -19,10 +20,10 @@ pub async fn revoking_one_session_leaves_the_others_alone(store: Arc<dyn Store>)
     let (kept, _) = session(&*store, &ada).await;
     let (eves, _) = session(&*store, &eve).await;
 
-    assert!(store.revoke_session(&ada, &gone, "logout", NOW + 10).await.unwrap());
+    assert!(store.revoke_session(&ada, &gone, RevocationReason::Logout, NOW + 10).await.unwrap());
 
-    assert!(!store.revoke_session(&ada, &gone, "logout", NOW + 11).await.unwrap(), "already revoked");
-    assert!(!store.revoke_session(&ada, &eves, "logout", NOW + 11).await.unwrap(), "not ada's session");
+    assert!(!store.revoke_session(&ada, &gone, RevocationReason::Logout, NOW + 11).await.unwrap(), "already revoked");
+    assert!(!store.revoke_session(&ada, &eves, RevocationReason::Logout, NOW + 11).await.unwrap(), "not ada's session");
     let listed: Vec<String> = store.list_sessions(&ada, NOW + 12).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![kept]);
     assert!(store.session_user(&gone, &ada, NOW + 12).await.unwrap().is_none());
@@ -42,7 +43,8 @@ pub async fn revoking_all_sessions_but_one_keeps_only_that_one(store: Arc<dyn St
     let (three, _) = session(&*store, &ada).await;
     let (eves, _) = session(&*store, &eve).await;
 
-    let revoked = store.revoke_user_sessions(&ada, Some(&this), "logout_others", NOW + 10).await.unwrap();
+    let revoked =
+        store.revoke_user_sessions(&ada, Some(&this), RevocationReason::LogoutOthers, NOW + 10).await.unwrap();
 
     assert_eq!(sorted(revoked), sorted(vec![one, three]));
     let listed: Vec<String> = store.list_sessions(&ada, NOW + 11).await.unwrap().into_iter().map(|s| s.id).collect();
@@ -60,14 +62,17 @@ pub async fn revoking_all_sessions_ends_every_one(store: Arc<dyn Store>) {
         live.push(session(&*store, &ada).await.0);
     }
 
-    let revoked = store.revoke_user_sessions(&ada, None, "logout_global", NOW + 10).await.unwrap();
+    let revoked = store.revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 10).await.unwrap();
 
     assert_eq!(sorted(revoked), sorted(live.clone()), "only live sessions are revoked, not {expired}");
     assert!(store.list_sessions(&ada, NOW + 11).await.unwrap().is_empty());
     for sid in &live {
         assert!(store.session_user(sid, &ada, NOW + 11).await.unwrap().is_none(), "{sid} revoked");
     }
-    assert!(store.revoke_user_sessions(&ada, None, "logout_global", NOW + 12).await.unwrap().is_empty(), "idempotent");
+    assert!(
+        store.revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 12).await.unwrap().is_empty(),
+        "idempotent"
+    );
     assert_eq!(store.revocations_since(0, 100).await.unwrap().len(), 3, "each published once");
 }
 
@@ -94,7 +99,7 @@ pub async fn deleting_a_user_cascades_and_keeps_its_revocations_in_the_feed(stor
     let (logged_out, _) = session(&*store, &ada).await;
     let (live, live_token) = session(&*store, &ada).await;
     let (eves, _) = session(&*store, &eve).await;
-    assert!(store.revoke_session(&ada, &logged_out, "logout", NOW + 5).await.unwrap());
+    assert!(store.revoke_session(&ada, &logged_out, RevocationReason::Logout, NOW + 5).await.unwrap());
 
     let revoked = store.delete_user(&ada, NOW + 10).await.unwrap();
 
@@ -104,8 +109,13 @@ pub async fn deleting_a_user_cascades_and_keeps_its_revocations_in_the_feed(stor
     assert!(store.session_user(&live, &ada, NOW + 11).await.unwrap().is_none());
     assert!(store.session_by_refresh(&live_token, NOW + 11).await.unwrap().is_none());
     assert_eq!(store.rotate_refresh(&rotation(live_token, token(), NOW + 11)).await.unwrap(), RotateOutcome::Invalid);
-    let feed: Vec<(String, String)> =
-        store.revocations_since(0, 100).await.unwrap().into_iter().map(|r| (r.session_id, r.reason)).collect();
+    let feed: Vec<(String, String)> = store
+        .revocations_since(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.session_id, r.reason.to_string()))
+        .collect();
     assert_eq!(feed, vec![(logged_out, "logout".into()), (live, "account_deleted".into())]);
     assert!(store.session_user(&eves, &eve, NOW + 11).await.unwrap().is_some(), "eve is untouched");
     let again = NewUser {
@@ -122,7 +132,7 @@ pub async fn the_revocation_feed_pages_in_order(store: Arc<dyn Store>) {
     let mut order = Vec::new();
     for i in 0..5 {
         let (sid, _) = session(&*store, &ada).await;
-        assert!(store.revoke_session(&ada, &sid, "logout", NOW + i).await.unwrap());
+        assert!(store.revoke_session(&ada, &sid, RevocationReason::Logout, NOW + i).await.unwrap());
         order.push(sid);
     }
 
@@ -156,7 +166,9 @@ pub async fn concurrent_logouts_publish_each_session_once(store: Arc<dyn Store>)
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (store, ada) = (store.clone(), ada.clone());
-        tasks.spawn(async move { store.revoke_user_sessions(&ada, None, "logout_global", NOW + 10).await.map(|_| ()) });
+        tasks.spawn(async move {
+            store.revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 10).await.map(|_| ())
+        });
     }
     for (_, first) in &sessions {
         let (store, first) = (store.clone(), *first);
@@ -206,7 +218,7 @@ pub async fn a_feed_reader_polling_during_concurrent_revocations_misses_none(sto
         let (store, ada, chunk) = (store.clone(), ada.clone(), chunk.to_vec());
         writers.spawn(async move {
             for sid in chunk {
-                assert!(store.revoke_session(&ada, &sid, "logout", NOW + 10).await.unwrap());
+                assert!(store.revoke_session(&ada, &sid, RevocationReason::Logout, NOW + 10).await.unwrap());
             }
         });
     }

@@ -63,6 +63,38 @@ async fn a_database_created_by_the_sqlx_store_opens_without_migrating_again() {
     store.close().await;
 }
 
+/// The other direction: a database the store migrated (with rusqlite) is one that sqlx's own
+/// migrator finds up to date, with the same bookkeeping rows it would have written.
+#[tokio::test]
+async fn sqlx_finds_a_database_migrated_by_the_store_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    open(&path).await.close().await;
+    let ours = applied_migrations(&path).await;
+
+    let pool = sqlx_pool(&path).await;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await.expect("sqlx accepts the store's history");
+    pool.close().await;
+    assert_eq!(applied_migrations(&path).await, ours, "sqlx applied nothing");
+
+    let fresh = dir.path().join("sqlx.db");
+    let pool = sqlx_pool(&fresh).await;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await.unwrap();
+    let theirs = bookkeeping(&pool).await;
+    pool.close().await;
+    let pool = sqlx_pool(&path).await;
+    assert_eq!(bookkeeping(&pool).await, theirs, "the same versions, descriptions and checksums");
+    pool.close().await;
+}
+
+/// Version, description and checksum of each applied migration.
+async fn bookkeeping(pool: &sqlx::SqlitePool) -> Vec<(i64, String, Vec<u8>)> {
+    sqlx::query_as("SELECT version, description, checksum FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_v1_database_keeps_its_refresh_tokens_through_the_rowid_migration() {
     let dir = tempfile::tempdir().unwrap();

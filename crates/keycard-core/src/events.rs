@@ -1,0 +1,199 @@
+//! The names keycard records: audit-event kinds and session-revocation reasons.
+//!
+//! Both are stored as text (`audit_events.kind`, `sessions.revoked_reason`,
+//! `revocations.reason`), shown by `keycard audit`, filtered on, and used as metric labels; one
+//! enum each keeps every writer and reader on the same spelling. A name this version does not
+//! know (a row written by a newer keycard) reads as `Unknown` rather than failing the read.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Defines a string-valued enum with `as_str`, `ALL`, `Display`, `FromStr` and serde as its
+/// snake_case name, and an `Unknown` variant for names from elsewhere.
+macro_rules! names {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+            /// A name this version of keycard does not know (written by a newer version).
+            Unknown,
+        }
+
+        impl $name {
+            /// Every known name, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The stored and displayed name.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Unknown => "unknown",
+                }
+            }
+
+            /// The known name `text`, or `Unknown`: for reading stored rows.
+            pub fn parse_lenient(text: &str) -> Self {
+                text.parse().unwrap_or($name::Unknown)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(text: &str) -> Result<Self, UnknownName> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName {
+                        what: stringify!($name),
+                        given: text.chars().take(64).collect(),
+                        known: $name::ALL.iter().map(|n| n.as_str()).collect(),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+names! {
+    /// What an audit event records (`keycard audit --kind …`).
+    AuditKind {
+        /// An account was created.
+        Signup = "signup",
+        /// A password login succeeded.
+        Login = "login",
+        /// A password login failed (wrong password, unknown account, throttled, disabled).
+        LoginFailed = "login_failed",
+        /// A refresh token was rotated.
+        Refresh = "refresh",
+        /// A used refresh token came back: its session was revoked.
+        RefreshTokenReused = "refresh_token_reused",
+        /// The user logged out (this session, the others, or all).
+        Logout = "logout",
+        /// One session was revoked (by its user, an operator, or a binding mismatch).
+        SessionRevoked = "session_revoked",
+        /// The user changed their password.
+        PasswordChanged = "password_changed",
+        /// A password re-check (password change, account deletion) failed.
+        PasswordCheckFailed = "password_check_failed",
+        /// The user deleted their account.
+        AccountDeleted = "account_deleted",
+        /// An operator disabled the user.
+        UserDisabled = "user_disabled",
+        /// An operator enabled the user again.
+        UserEnabled = "user_enabled",
+        /// An operator revoked all of the user's sessions.
+        SessionsRevokedByOperator = "sessions_revoked_by_operator",
+    }
+}
+
+names! {
+    /// Why a session was revoked (stored with it and in the revocation feed's table).
+    RevocationReason {
+        /// `POST /auth/logout` of this session.
+        Logout = "logout",
+        /// `POST /auth/logout` with `scope: global`.
+        LogoutGlobal = "logout_global",
+        /// `POST /auth/logout` with `scope: others`.
+        LogoutOthers = "logout_others",
+        /// `DELETE /auth/sessions/{id}` by its user.
+        RevokedByUser = "revoked_by_user",
+        /// `keycard sessions revoke` or `keycard users logout`.
+        RevokedByOperator = "revoked_by_operator",
+        /// The user changed their password (every other session ends).
+        PasswordChange = "password_change",
+        /// The user deleted their account.
+        AccountDeleted = "account_deleted",
+        /// An operator disabled the user.
+        UserDisabled = "user_disabled",
+        /// A used refresh token came back.
+        RefreshTokenReused = "refresh_token_reused",
+        /// A refresh came from another device than the session's binding allows.
+        BindingMismatch = "binding_mismatch",
+    }
+}
+
+/// A name that is not one of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownName {
+    what: &'static str,
+    given: String,
+    known: Vec<&'static str>,
+}
+
+impl fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.what == "AuditKind" { "audit kind" } else { "revocation reason" };
+        write!(f, "unknown {what} {:?}; known: {}", self.given, self.known.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownName {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_round_trips_and_is_distinct() {
+        for kind in AuditKind::ALL {
+            assert_eq!(kind.as_str().parse::<AuditKind>().unwrap(), *kind);
+            assert_eq!(serde_json::to_string(kind).unwrap(), format!("\"{kind}\""));
+            assert_eq!(AuditKind::ALL.iter().filter(|k| k.as_str() == kind.as_str()).count(), 1);
+        }
+        for reason in RevocationReason::ALL {
+            assert_eq!(reason.as_str().parse::<RevocationReason>().unwrap(), *reason);
+            assert_eq!(serde_json::from_str::<RevocationReason>(&format!("\"{reason}\"")).unwrap(), *reason);
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_named_in_the_error_and_lenient_reads_keep_going() {
+        let error = "refresh_reused".parse::<AuditKind>().unwrap_err().to_string();
+        assert!(error.starts_with("unknown audit kind \"refresh_reused\"; known: signup, login,"), "{error}");
+        assert!("unknown".parse::<RevocationReason>().is_err(), "Unknown is not a name one can ask for");
+        assert_eq!(AuditKind::parse_lenient("from_the_future"), AuditKind::Unknown);
+        assert_eq!(RevocationReason::parse_lenient("logout_others"), RevocationReason::LogoutOthers);
+        assert!(AuditKind::Refresh == "refresh");
+    }
+
+    #[test]
+    fn the_readme_lists_every_name() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let names = AuditKind::ALL.iter().map(|k| k.as_str()).chain(RevocationReason::ALL.iter().map(|r| r.as_str()));
+        for name in names {
+            assert!(readme.contains(&format!("`{name}`")), "README.md does not list `{name}`");
+        }
+    }
+}
