@@ -98,7 +98,9 @@ impl ClientBuilder {
 
     /// The clock the client decides by: when the access token is due for a proactive refresh
     /// (its lifetime counted from when the login or refresh was sent, less the margin) and when
-    /// to retry a proactive refresh that failed. Default [`SystemClock`]; tests pass a
+    /// to retry a proactive refresh that failed. Default [`SystemClock`] (wall time: a step of
+    /// the system time moves the proactive refresh by as much; a token refused meanwhile is
+    /// still refreshed and retried once on its 401). Tests pass a
     /// [`keycard_core::clock::ManualClock`] (the one their keycard reads) to move time without
     /// sleeping.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
