@@ -1,6 +1,6 @@
 //! The `/auth` resource: signup, login (body delivery), logout, and the caller's own account.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keycard_core::wire::{Delivery, LoginRequest, LogoutRequest, LogoutScope, SignupRequest, TokenResponse, UserInfo};
 
@@ -43,7 +43,7 @@ impl Client {
             delivery: Some(Delivery::Body),
             device_token: state.device_token.as_ref().map(|t| t.expose().to_owned()),
         };
-        let sent_at = Instant::now();
+        let sent_at = self.inner.clock.now_ms();
         let response = self.inner.http.post(self.inner.url("/auth/login")?).json(&body).send().await?;
         let mut response: TokenResponse = decode(check_status(response).await?).await?;
         if let Some(device) = response.device_token.take() {

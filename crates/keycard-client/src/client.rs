@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use keycard_core::clock::{Clock, SystemClock};
 use keycard_core::{ErrorBody, ErrorCode};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Serialize;
@@ -40,6 +41,9 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) base: Url,
     pub(crate) refresh_margin: Duration,
+    /// The time every decision of the client reads (when to refresh, when to retry a failed
+    /// proactive refresh).
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) session: SharedSession,
     pub(crate) stats: Counters,
 }
@@ -68,6 +72,7 @@ pub struct ClientBuilder {
     refresh_margin: Duration,
     timeout: Duration,
     http: Option<reqwest::Client>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ClientBuilder {
@@ -91,6 +96,18 @@ impl ClientBuilder {
         self
     }
 
+    /// The clock the client decides by: when the access token is due for a proactive refresh
+    /// (its lifetime counted from when the login or refresh was sent, less the margin) and when
+    /// to retry a proactive refresh that failed. Default [`SystemClock`] (wall time: a step of
+    /// the system time moves the proactive refresh by as much; a token refused meanwhile is
+    /// still refreshed and retried once on its 401). Tests pass a
+    /// [`keycard_core::clock::ManualClock`] (the one their keycard reads) to move time without
+    /// sleeping.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the client. Fails on a base URL that is not `http(s)://…`.
     pub fn build(self) -> Result<Client, ClientError> {
         let trimmed = self.base_url.trim_end_matches('/');
@@ -111,6 +128,7 @@ impl ClientBuilder {
                 http,
                 base,
                 refresh_margin: self.refresh_margin,
+                clock: self.clock,
                 session: Arc::new(tokio::sync::Mutex::new(SessionState::default())),
                 stats: Counters::default(),
             }),
@@ -131,6 +149,7 @@ impl Client {
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             timeout: DEFAULT_TIMEOUT,
             http: None,
+            clock: Arc::new(SystemClock),
         }
     }
 

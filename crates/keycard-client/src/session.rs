@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keycard_core::wire::{RefreshRequest, TokenResponse};
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -44,27 +44,33 @@ pub(crate) struct Tokens {
     pub(crate) access: Secret,
     pub(crate) refresh: Secret,
     pub(crate) session_id: String,
-    /// When to refresh proactively: expiry minus the margin.
-    pub(crate) refresh_at: Instant,
-    /// When the access token expires (as far as the client can tell).
-    pub(crate) expires_at: Instant,
+    /// When to refresh proactively (Unix ms by the client's clock): expiry minus the margin.
+    pub(crate) refresh_at: i64,
+    /// When the access token expires, as far as the client can tell (Unix ms by its clock).
+    pub(crate) expires_at: i64,
 }
 
 impl Tokens {
-    /// Tokens from a token response to a request sent at `sent_at` (the conservative start of
-    /// the token's lifetime). The margin is at most half the lifetime, so short-lived tokens are
-    /// not refreshed on every request.
-    pub(crate) fn from_response(response: TokenResponse, sent_at: Instant, margin: Duration) -> Option<Self> {
+    /// Tokens from a token response to a request sent at `sent_at` (Unix ms by the client's
+    /// clock: the conservative start of the token's lifetime). The margin is at most half the
+    /// lifetime, so short-lived tokens are not refreshed on every request.
+    pub(crate) fn from_response(response: TokenResponse, sent_at: i64, margin: Duration) -> Option<Self> {
         let lifetime = Duration::from_secs(u64::try_from(response.expires_in).unwrap_or(0));
         let margin = margin.min(lifetime / 2);
+        let expires_at = sent_at.saturating_add(millis(lifetime));
         Some(Self {
             access: Secret::new(response.access_token),
             refresh: Secret::new(response.refresh_token?),
             session_id: response.session_id,
-            refresh_at: sent_at + lifetime - margin,
-            expires_at: sent_at + lifetime,
+            refresh_at: expires_at.saturating_sub(millis(margin)),
+            expires_at,
         })
     }
+}
+
+/// `duration` in whole milliseconds, saturating.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The mutable session state.
@@ -99,7 +105,7 @@ impl Inner {
         let state = self.session.clone().lock_owned().await;
         match &state.tokens {
             None => Err(ClientError::NotLoggedIn),
-            Some(tokens) if Instant::now() < tokens.refresh_at => state.current(),
+            Some(tokens) if self.clock.now_ms() < tokens.refresh_at => state.current(),
             Some(_) => self.refresh_in_task(state, true).await,
         }
     }
@@ -137,9 +143,9 @@ impl Inner {
         keep_valid_on_failure: bool,
     ) -> Result<(Secret, u64), ClientError> {
         let Some(tokens) = &state.tokens else { return Err(ClientError::NotLoggedIn) };
-        let still_valid = keep_valid_on_failure && Instant::now() < tokens.expires_at;
+        let sent_at = self.clock.now_ms();
+        let still_valid = keep_valid_on_failure && sent_at < tokens.expires_at;
         let body = RefreshRequest { refresh_token: Some(tokens.refresh.expose().to_owned()) };
-        let sent_at = Instant::now();
         let outcome = async {
             let response = self.http.post(self.url("/auth/refresh")?).json(&body).send().await?;
             let response = crate::client::check_status(response).await?;
@@ -169,7 +175,7 @@ impl Inner {
                 tracing::warn!(%error, "proactive refresh failed; using the current token until it expires");
                 // Try again in a second, not on every request in between.
                 if let Some(tokens) = state.tokens.as_mut() {
-                    tokens.refresh_at = (Instant::now() + Duration::from_secs(1)).min(tokens.expires_at);
+                    tokens.refresh_at = self.clock.now_ms().saturating_add(1000).min(tokens.expires_at);
                 }
                 state.current()
             }

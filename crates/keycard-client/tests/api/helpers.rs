@@ -1,8 +1,11 @@
-//! A real keycard server in this process, and the audit-log counts the tests assert on.
+//! A real keycard server in this process, reading a manual clock the tests move (and hand to
+//! their clients), and the audit-log counts the tests assert on.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use keycard_client::Client;
+use keycard_client::{Client, ClientBuilder};
+use keycard_core::clock::ManualClock;
 use keycard_server::settings::HumanDuration;
 use keycard_server::{Application, Settings};
 use keycard_store::{AuditFilter, Store};
@@ -14,6 +17,9 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct Keycard {
     pub base: String,
     pub store: Arc<dyn Store>,
+    /// The server's clock, shared with the clients of [`Keycard::client`]: it stands still
+    /// unless a test moves it ([`Keycard::advance`]).
+    pub clock: Arc<ManualClock>,
     _dir: TempDir,
 }
 
@@ -34,21 +40,32 @@ pub async fn start_keycard_with(configure: impl FnOnce(&mut Settings)) -> Keycar
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::loopback(dir.path().join("k.db").display().to_string());
     configure(&mut settings);
-    let app = Application::build(settings).await.expect("keycard starts");
+    let clock = Arc::new(ManualClock::starting_now());
+    let app = Application::build_with_clock(settings, clock.clone()).await.expect("keycard starts");
     let addr = app.local_addr();
     let store = app.state().store.clone();
     tokio::spawn(app.run_until(std::future::pending()));
-    Keycard { base: format!("http://{addr}"), store, _dir: dir }
+    Keycard { base: format!("http://{addr}"), store, clock, _dir: dir }
 }
 
 impl Keycard {
-    /// A client of this keycard, signed up and logged in as `email`.
+    /// A client builder for this keycard, reading its clock.
+    pub fn client(&self) -> ClientBuilder {
+        Client::builder(&self.base).clock(self.clock.clone())
+    }
+
+    /// Moves the clock of keycard and its clients forward by `millis` (no sleeping).
+    pub fn advance(&self, millis: u64) {
+        self.clock.advance(Duration::from_millis(millis));
+    }
+
+    /// A client of this keycard (reading its clock), signed up and logged in as `email`.
     pub async fn logged_in(&self, email: &str) -> Client {
-        self.logged_in_with(email, Client::builder(&self.base)).await
+        self.logged_in_with(email, self.client()).await
     }
 
     /// Like [`Keycard::logged_in`], with a configured builder.
-    pub async fn logged_in_with(&self, email: &str, builder: keycard_client::ClientBuilder) -> Client {
+    pub async fn logged_in_with(&self, email: &str, builder: ClientBuilder) -> Client {
         let client = builder.build().unwrap();
         match client.signup(email, PASSWORD).await {
             Ok(_) => {}

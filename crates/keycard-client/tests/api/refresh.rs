@@ -7,8 +7,9 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use keycard_client::{Client, ClientError, ErrorCode};
+use keycard_client::{ClientError, ErrorCode};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::helpers::{start_keycard, start_keycard_with_ttl};
@@ -31,20 +32,33 @@ async fn login_then_calls_carry_the_access_token() {
 async fn fifty_concurrent_calls_across_an_access_token_expiry_make_exactly_one_refresh() {
     let keycard = start_keycard_with_ttl(3).await;
     // Margin 0: the old token is used right up to its expiry, so the burst straddles it.
-    let client = keycard
-        .logged_in_with("burst@example.com", Client::builder(&keycard.base).refresh_margin(Duration::ZERO))
-        .await;
+    let client = keycard.logged_in_with("burst@example.com", keycard.client().refresh_margin(Duration::ZERO)).await;
     let session = client.session_id().await;
-    tokio::time::sleep(Duration::from_millis(2400)).await;
+    keycard.advance(2000); // a second before the expiry
 
+    // The first half of the burst goes at once with the old token; the second half waits at the
+    // gate until the clock has passed the expiry. The first half's requests still in flight then
+    // reach keycard with an expired token (401, refresh, retry) while the second half finds the
+    // token due (proactive refresh): all of them share one refresh.
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let first_done = Arc::new(Notify::new());
     let mut calls = JoinSet::new();
-    for i in 0..50u64 {
-        let client = client.clone();
+    for i in 0..50 {
+        let (client, mut gate, first_done) = (client.clone(), gate.clone(), first_done.clone());
         calls.spawn(async move {
-            tokio::time::sleep(Duration::from_millis(i * 20)).await;
-            client.me().await.map(|me| me.email)
+            if i >= 25 {
+                gate.wait_for(|open| *open).await.expect("the gate opens");
+            }
+            let result = client.me().await.map(|me| me.email);
+            first_done.notify_one();
+            result
         });
     }
+    tokio::time::timeout(Duration::from_secs(10), first_done.notified()).await.expect("a call answers");
+    assert_eq!(client.stats().refreshes, 0, "calls before the expiry use the old token");
+    keycard.advance(2000); // a second past the expiry
+    open_gate.send(true).unwrap();
+
     let results = calls.join_all().await;
     for result in &results {
         assert_eq!(result.as_ref().ok().map(String::as_str), Some("burst@example.com"), "{result:?}");
@@ -59,11 +73,13 @@ async fn fifty_concurrent_calls_across_an_access_token_expiry_make_exactly_one_r
 #[tokio::test]
 async fn the_client_refreshes_before_expiry_without_a_401() {
     let keycard = start_keycard_with_ttl(3).await;
-    // Default margin 30 s, capped at half the 3 s lifetime: refresh after 1.5 s.
+    // Default margin 30 s, capped at half the 3 s lifetime: refresh 1.5 s after the login.
     let client = keycard.logged_in("early@example.com").await;
     client.me().await.unwrap();
-    assert_eq!(client.stats().refreshes, 0);
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    keycard.advance(1400);
+    client.me().await.unwrap();
+    assert_eq!(client.stats().refreshes, 0, "not due yet");
+    keycard.advance(200);
     client.me().await.unwrap();
     assert_eq!(client.stats().refreshes, 1, "refreshed proactively");
     assert_eq!(client.stats().retries, 0, "no request was refused");
