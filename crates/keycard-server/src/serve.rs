@@ -97,7 +97,6 @@ where
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         let connection = Connection {
             builder: builder.clone(),
             service: service.clone(),
@@ -156,7 +155,7 @@ where
         }
     }
 
-    async fn http<I>(self, io: I, activity: Activity, idle: impl Future<Output = ()>)
+    async fn http<I>(self, io: I, activity: Activity, idle: impl Future<Output = ()> + Send + 'static)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -174,14 +173,22 @@ where
         });
         let served = self.builder.serve_connection_with_upgrades(TokioIo::new(io), hyper_service);
         let served = self.watcher.watch(served.into_owned());
+        // The watchdog runs as its own task and says when to close: polled in the connection's
+        // task, its timers would be polled again on every wake of every request.
+        let (expired, closing) = tokio::sync::oneshot::channel::<()>();
+        let watchdog = tokio::spawn(async move {
+            idle.await;
+            let _ = expired.send(());
+        });
         tokio::select! {
             result = served => {
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             }
-            () = idle => tracing::debug!(%peer, "idle connection closed"),
+            _ = closing => tracing::debug!(%peer, "idle connection closed"),
         }
+        watchdog.abort();
     }
 }
 

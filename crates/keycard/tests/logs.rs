@@ -59,10 +59,15 @@ async fn a_full_lifecycle_leaves_no_secret_in_the_logs() {
     post("/auth/refresh", json!({"refresh_token": refresh})).await.unwrap(); // reuse
     http.post(format!("{base}/auth/logout")).bearer_auth(&access).send().await.unwrap();
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    child.start_kill().unwrap();
+    // A graceful stop (SIGTERM) flushes every log line written so far; reading stderr to its end
+    // then waits for exactly that, with no guess at how long the writes take.
+    let pid = child.id().expect("the server runs").to_string();
+    let stopped = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(stopped.success(), "kill -TERM {pid}");
     let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let read = stderr.read_to_string(&mut logs);
+    tokio::time::timeout(Duration::from_secs(30), read).await.expect("the server stops").unwrap();
     child.wait().await.unwrap();
 
     assert!(logs.contains("refresh token reuse detected"), "the logs are captured at all:\n{logs}");
