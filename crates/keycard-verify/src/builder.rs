@@ -1,8 +1,10 @@
 //! [`VerifierBuilder`]: where keys come from (discovery, a JWKS URL, or a static set), the
 //! refetch and refresh periods, the revocation feed, and the HTTP client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use keycard_core::clock::{Clock, SystemClock};
 use keycard_core::keys::PublicKeys;
 use keycard_core::validate::Validator;
 
@@ -49,6 +51,7 @@ pub struct VerifierBuilder {
     http: Option<reqwest::Client>,
     http_timeout: Duration,
     allow_plain_http: bool,
+    clock: Arc<dyn Clock>,
 }
 
 impl VerifierBuilder {
@@ -64,6 +67,7 @@ impl VerifierBuilder {
             http: None,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             allow_plain_http: false,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -120,6 +124,15 @@ impl VerifierBuilder {
     /// Timeout of each request to keycard. Default 2 s.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
+        self
+    }
+
+    /// The clock tokens' `exp`, `nbf` and `iat` and the revocation feed's staleness are judged
+    /// by. Default [`SystemClock`]. Tests pass a [`keycard_core::clock::ManualClock`] (the one
+    /// their keycard reads) to move time without sleeping; the feed's polling and the JWKS
+    /// refetch limit keep running on real time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -192,7 +205,7 @@ impl VerifierBuilder {
                     })
                     .unwrap_or_else(|| format!("{}/auth/revocations", self.issuer));
                 self.check_url(&url)?;
-                Some(Feed::new(url, config, self.leeway.as_secs().try_into().unwrap_or(i64::MAX)))
+                Some(Feed::new(url, config, self.leeway.as_secs().try_into().unwrap_or(i64::MAX), self.clock.clone()))
             }
             None => None,
         };
@@ -208,7 +221,7 @@ impl VerifierBuilder {
             return Err(BuildError::InsecureUrl(uri.clone()));
         }
         let remote = remote.map(|uri| RemoteKeys::new(uri, self.refetch_interval, self.refresh_interval));
-        let verifier = Verifier::assemble(validator, http, keys, remote, feed);
+        let verifier = Verifier::assemble(validator, http, keys, remote, feed, self.clock.clone());
         verifier.inner.refresh_keys().await?;
         verifier.inner.sync_feed().await?;
         verifier.spawn_background_tasks();

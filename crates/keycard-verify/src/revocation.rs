@@ -6,9 +6,12 @@
 //! then has a smaller sequence number than what the round read, so the round saw it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use keycard_core::clock::Clock;
 
 use keycard_core::TokenError;
 use keycard_core::wire::RevocationFeed;
@@ -92,6 +95,8 @@ pub(crate) struct Feed {
     /// Seconds entries are kept past their `expires_at`: the verifier's own leeway, so a token
     /// the verifier still accepts as unexpired is still checked against its entry.
     keep_extra: i64,
+    /// The time staleness and entry expiry are judged by.
+    clock: Arc<dyn Clock>,
     state: RwLock<FeedState>,
 }
 
@@ -101,13 +106,18 @@ struct FeedState {
     revoked: HashMap<String, i64>,
     /// Feed position to ask from.
     next: i64,
-    /// When the last complete round began.
-    synced_at: Option<Instant>,
+    /// When the last complete round began (Unix ms by the verifier's clock).
+    synced_at: Option<i64>,
 }
 
 impl Feed {
-    pub(crate) fn new(url: String, config: RevocationConfig, leeway_secs: i64) -> Self {
-        Self { url, config, keep_extra: leeway_secs.max(0), state: RwLock::default() }
+    pub(crate) fn new(url: String, config: RevocationConfig, leeway_secs: i64, clock: Arc<dyn Clock>) -> Self {
+        Self { url, config, keep_extra: leeway_secs.max(0), clock, state: RwLock::default() }
+    }
+
+    /// How long ago `synced_at` was, by the clock.
+    fn age(&self, synced_at: Option<i64>) -> Option<Duration> {
+        synced_at.map(|at| Duration::from_millis(u64::try_from(self.clock.now_ms() - at).unwrap_or(0)))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, FeedState> {
@@ -121,7 +131,7 @@ impl Feed {
 
     /// One sync round: pages from the last position until an empty one, then prune.
     pub(crate) async fn sync(&self, http: &reqwest::Client, requests: &AtomicU64) -> Result<(), FetchError> {
-        let started = Instant::now();
+        let started = self.clock.now_ms();
         let mut after = self.read().next;
         let mut pages = 0;
         let complete = loop {
@@ -130,7 +140,7 @@ impl Feed {
             let page: RevocationFeed = get_json(http, &url, FEED_PAGE_LIMIT).await?;
             pages += 1;
             let done = page.revocations.is_empty() || page.next <= after;
-            let now = keycard_core::now_unix();
+            let now = self.clock.now();
             {
                 let mut state = self.write();
                 for entry in page.revocations {
@@ -149,7 +159,7 @@ impl Feed {
                 break false;
             }
         };
-        let now = keycard_core::now_unix();
+        let now = self.clock.now();
         let mut state = self.write();
         state.revoked.retain(|_, forget_at| *forget_at >= now);
         if complete {
@@ -164,7 +174,7 @@ impl Feed {
         if state.revoked.contains_key(sid) {
             return Err(VerifyError::Token(TokenError::Revoked));
         }
-        let age = state.synced_at.map(|t| t.elapsed());
+        let age = self.age(state.synced_at);
         if age.is_none_or(|age| age > self.config.staleness_bound) {
             match self.config.when_stale {
                 WhenStale::Reject => {
@@ -182,6 +192,6 @@ impl Feed {
     /// Revoked sessions held, feed position, and time since the last complete round began.
     pub(crate) fn status(&self) -> (usize, i64, Option<Duration>) {
         let state = self.read();
-        (state.revoked.len(), state.next, state.synced_at.map(|t| t.elapsed()))
+        (state.revoked.len(), state.next, self.age(state.synced_at))
     }
 }

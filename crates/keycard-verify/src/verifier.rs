@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use keycard_core::clock::Clock;
+
 use http::HeaderMap;
 use keycard_core::TokenError;
 use keycard_core::claims::AccessClaims;
@@ -34,6 +36,8 @@ impl std::fmt::Debug for Verifier {
 
 pub(crate) struct Inner {
     pub(crate) validator: Validator,
+    /// The time tokens' `exp`/`nbf`/`iat` and the feed's staleness are judged by.
+    clock: Arc<dyn Clock>,
     pub(crate) http: reqwest::Client,
     keys: RwLock<KeySnapshot>,
     pub(crate) remote: Option<RemoteKeys>,
@@ -121,7 +125,8 @@ impl Verifier {
     /// A verifier with fixed keys and no revocation feed: nothing is fetched, no runtime needed.
     pub fn from_static_keys(issuer: impl Into<String>, audience: impl Into<String>, keys: PublicKeys) -> Self {
         let builder = Self::builder(issuer, audience);
-        Self::assemble(builder.validator(), builder.http_client_or_default(), keys, None, None)
+        let clock = Arc::new(keycard_core::clock::SystemClock);
+        Self::assemble(builder.validator(), builder.http_client_or_default(), keys, None, None, clock)
     }
 
     pub(crate) fn assemble(
@@ -130,9 +135,10 @@ impl Verifier {
         keys: PublicKeys,
         remote: Option<RemoteKeys>,
         feed: Option<Feed>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let keys = RwLock::new(KeySnapshot { keys: Arc::new(keys), generation: 0 });
-        Self { inner: Arc::new(Inner { validator, http, keys, remote, feed, stats: Counters::default() }) }
+        Self { inner: Arc::new(Inner { validator, http, keys, remote, feed, clock, stats: Counters::default() }) }
     }
 
     /// The accepted issuer.
@@ -155,7 +161,7 @@ impl Verifier {
     /// the JWKS once if the kid is unknown and no refetch happened within the refetch interval),
     /// `typ`, `iss`, `aud`, `exp`, `nbf`, `iat`, `sub`/`sid`/`jti`, size, and the revocation feed.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        let now = keycard_core::now_unix();
+        let now = self.inner.clock.now();
         let snapshot = self.inner.snapshot();
         let claims = match self.inner.validator.validate(&snapshot.keys, token, now) {
             Err(TokenError::UnknownKey) if self.inner.remote.is_some() => {
@@ -172,7 +178,7 @@ impl Verifier {
 
     /// Like [`Verifier::verify`], but never fetches: an unknown `kid` is simply refused.
     pub fn verify_cached(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        let now = keycard_core::now_unix();
+        let now = self.inner.clock.now();
         let claims = self.inner.validator.validate(&self.inner.snapshot().keys, token, now)?;
         self.check_revocation(&claims)?;
         Ok(claims)
