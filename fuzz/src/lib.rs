@@ -121,7 +121,7 @@ pub fn server() -> &'static Server {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let settings = Settings {
             bind: "127.0.0.1:0".parse().expect("addr"),
-            database: dir.join("keycard.db").display().to_string(),
+            database: dir.join("keycard.db").display().to_string().into(),
             issuer: Some("https://id.fuzz.example".into()),
             argon2_memory_kib: 8,
             rate_limit_enabled: false,
