@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     // A settings document as the loader sees it (figment hands serde the same value tree).
     if let Ok(settings) = serde_json::from_slice::<Settings>(data) {
         let _ = settings.access_ttl.as_secs_i64();
-        let _ = settings.sqlite_path();
+        let _ = settings.database.to_string();
         let _ = settings.is_postgres();
         let _ = serde_json::to_string(&settings).expect("settings serialize");
     }
