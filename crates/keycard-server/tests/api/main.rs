@@ -12,6 +12,7 @@ mod keys;
 mod lifecycle;
 mod logout;
 mod oauth;
+mod oauth_crate;
 mod refresh;
 mod restart;
 mod verify_cache;
