@@ -399,6 +399,72 @@ describe('keycard browser flow in headless Chromium', { concurrency: false }, ()
     await shot(page, '06-logged-out-again.png');
   });
 
+  it('renders the interactive API reference at /docs from the server alone, under its strict CSP', async () => {
+    const res = await fetch(`${BASE}/docs`);
+    assert.equal(res.status, 200);
+    const csp = res.headers.get('content-security-policy');
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'self'/);
+    assert.match(csp, /style-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+
+    // A context of its own: nothing here touches the demo's cookies or refresh bookkeeping.
+    const docsContext = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    try {
+      const docs = watch(await docsContext.newPage(), 'docs');
+      const requests = [];
+      docs.on('request', (req) => requests.push(req.url()));
+      // CSP violations also reach the console (and so `problems`); recorded here to name them.
+      await docs.addInitScript(() => {
+        window.cspViolations = [];
+        document.addEventListener('securitypolicyviolation', (e) =>
+          window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+      });
+      await docs.goto(`${BASE}/docs`);
+
+      // Swagger UI rendered the operations of /openapi.json, grouped by tag.
+      const login = docs.locator('.opblock-summary-path', { hasText: /^\/auth\/login$/ });
+      await login.waitFor({ timeout: 15000 });
+      for (const path of ['/auth/refresh', '/auth/sessions/{id}', '/.well-known/jwks.json', '/docs']) {
+        assert.equal(await docs.locator('.opblock-summary-path', { hasText: path }).count() > 0, true, path);
+      }
+      assert.equal(await docs.locator('.opblock-tag', { hasText: 'discovery' }).count(), 1);
+
+      // Markdown descriptions are rendered: backticks become <code>, none is left in the text.
+      const info = docs.locator('.info .description');
+      assert.equal(await info.locator('code', { hasText: 'ErrorBody' }).count(), 1, 'the API description');
+      assert.doesNotMatch(await info.textContent(), /`/);
+      await login.click();
+      const loginOp = docs.locator('.opblock', { has: login });
+      const description = loginOp.locator('.opblock-description');
+      await description.waitFor();
+      assert.ok(await description.locator('code', { hasText: '__Host-keycard_csrf' }).count() > 0, 'login');
+      assert.doesNotMatch(await description.textContent(), /`/);
+
+      // And it is interactive: "Try it out" on GET /healthz calls this server.
+      const health = docs.locator('.opblock', {
+        has: docs.locator('.opblock-summary-path', { hasText: /^\/healthz$/ }),
+      });
+      await health.locator('.opblock-summary').click();
+      await health.locator('button.try-out__btn').click();
+      const answered = docs.waitForResponse((r) => r.url() === `${BASE}/healthz`);
+      await health.locator('button.execute').click();
+      assert.equal((await answered).status(), 200);
+      await health.locator('.live-responses-table .response-col_status', { hasText: '200' }).waitFor();
+      await shot(docs, '07-api-docs.png');
+
+      assert.deepEqual(await docs.evaluate(() => window.cspViolations), [], 'CSP violations on /docs');
+      for (const path of ['/docs', '/docs/swagger-ui-bundle.js', '/docs/swagger-ui.css', '/docs/docs.js', '/openapi.json']) {
+        assert.ok(requests.includes(BASE + path), `${path} was loaded`);
+      }
+      const elsewhere = requests.filter((url) => !url.startsWith(`${BASE}/`));
+      assert.deepEqual(elsewhere, [], 'every request of /docs goes to the keycard server');
+      assert.deepEqual(problems.filter((p) => p.startsWith('docs:')), [], 'console errors on /docs');
+    } finally {
+      await docsContext.close();
+    }
+  });
+
   it('saw no refresh-token reuse, and no errors on any page', async () => {
     const reused = refreshes.filter((r) => r.error === 'refresh_token_reused');
     assert.deepEqual(reused, [], 'a refresh token was presented twice');

@@ -1,5 +1,6 @@
-//! The OpenAPI 3.1 description of the HTTP API v1 (`GET /openapi.json`), and a small docs page
-//! (`GET /docs` + `GET /docs.js`) that renders it with no external or downloaded asset.
+//! The OpenAPI 3.1 description of the HTTP API v1 (`GET /openapi.json`), and the interactive
+//! reference that renders it (`GET /docs`): Swagger UI, vendored in `openapi/vendor/` and served
+//! from the binary, so the page loads nothing from anywhere but this server.
 //!
 //! Operations are described with `#[utoipa::path]` on the dummy functions of `paths` (the
 //! handlers in `routes/` stay free of documentation attributes); the error responses of each
@@ -64,6 +65,8 @@ use crate::assets::{ASSET_CSP, asset};
         paths::openapi_json,
         paths::docs,
         paths::docs_js,
+        paths::swagger_ui_js,
+        paths::swagger_ui_css,
     ),
     components(schemas(keycard_core::ErrorBody, keycard_core::ErrorCode)),
     modifiers(&SecuritySchemes, &OptionalBodies, &ErrorResponses),
@@ -93,21 +96,37 @@ pub async fn openapi_json() -> Response {
     (headers, document()).into_response()
 }
 
-/// The docs page may run its own script and read `/openapi.json`, nothing else; `innerHTML`-style
-/// sinks throw (the script builds elements with `textContent` only).
-const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; base-uri 'none'; \
-                        form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'";
+/// The docs page runs Swagger UI and its start script from this server and reads `/openapi.json`
+/// (and, from "Try it out", the API), nothing else. Its styles come from the vendored stylesheet
+/// (no inline style is needed) and its icons are `data:` images. Unlike the demo page, no
+/// `require-trusted-types-for`: React sets the rendered Markdown (sanitized by DOMPurify) with
+/// `innerHTML` (docs/DECISIONS.md).
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                        connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const DOCS_HTML: &str = include_str!("openapi/docs.html");
 const DOCS_JS: &str = include_str!("openapi/docs.js");
+/// Swagger UI, unchanged from the npm package `swagger-ui-dist` (`openapi/vendor/README.md`).
+const SWAGGER_UI_JS: &str = include_str!("openapi/vendor/swagger-ui-bundle.js");
+const SWAGGER_UI_CSS: &str = include_str!("openapi/vendor/swagger-ui.css");
 
 /// `GET /docs`: the API reference page.
 pub async fn docs() -> Response {
     asset(DOCS_HTML, "text/html; charset=utf-8", DOCS_CSP)
 }
 
-/// `GET /docs.js`: the script that renders `/openapi.json` on the docs page.
+/// `GET /docs/docs.js`: the script that starts Swagger UI on `/openapi.json`.
 pub async fn docs_js() -> Response {
     asset(DOCS_JS, "application/javascript", ASSET_CSP)
+}
+
+/// `GET /docs/swagger-ui-bundle.js`: Swagger UI.
+pub async fn swagger_ui_js() -> Response {
+    asset(SWAGGER_UI_JS, "application/javascript", ASSET_CSP)
+}
+
+/// `GET /docs/swagger-ui.css`: Swagger UI's stylesheet.
+pub async fn swagger_ui_css() -> Response {
+    asset(SWAGGER_UI_CSS, "text/css; charset=utf-8", ASSET_CSP)
 }
 
 /// The operations. The functions are never called: they carry the `#[utoipa::path]` attributes.
@@ -415,19 +434,33 @@ mod paths {
     )]
     pub async fn openapi_json() {}
 
-    /// A page listing the operations of this document.
+    /// The interactive reference of this document (Swagger UI, served from this server).
     #[utoipa::path(
         get, path = "/docs", tag = "web",
         responses((status = 200, description = "HTML page.", body = String, content_type = "text/html; charset=utf-8")),
     )]
     pub async fn docs() {}
 
-    /// The docs page's script.
+    /// The docs page's script: starts Swagger UI on `/openapi.json`.
     #[utoipa::path(
-        get, path = "/docs.js", tag = "web",
+        get, path = "/docs/docs.js", tag = "web",
         responses((status = 200, description = "JavaScript.", body = String, content_type = "application/javascript")),
     )]
     pub async fn docs_js() {}
+
+    /// Swagger UI (`swagger-ui-dist`, vendored), for the docs page.
+    #[utoipa::path(
+        get, path = "/docs/swagger-ui-bundle.js", tag = "web",
+        responses((status = 200, description = "JavaScript.", body = String, content_type = "application/javascript")),
+    )]
+    pub async fn swagger_ui_js() {}
+
+    /// Swagger UI's stylesheet, for the docs page.
+    #[utoipa::path(
+        get, path = "/docs/swagger-ui.css", tag = "web",
+        responses((status = 200, description = "Stylesheet.", body = String, content_type = "text/css; charset=utf-8")),
+    )]
+    pub async fn swagger_ui_css() {}
 }
 
 /// The error codes each operation can answer, beyond `server_error` (500), which any can.

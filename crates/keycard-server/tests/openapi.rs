@@ -1,6 +1,6 @@
 //! `GET /openapi.json` is a valid OpenAPI 3.1 document of exactly the routes the server serves,
 //! with request bodies, error responses (`ErrorBody`, the codes of SPEC.md) and the bearer scheme;
-//! `GET /docs` renders it with no external asset.
+//! `GET /docs` serves the interactive reference (vendored Swagger UI) with no external asset.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,7 +35,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/style.css"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
-    ("GET", "/docs.js"),
+    ("GET", "/docs/docs.js"),
+    ("GET", "/docs/swagger-ui-bundle.js"),
+    ("GET", "/docs/swagger-ui.css"),
 ];
 
 /// The error codes of SPEC.md's HTTP API v1, with their statuses.
@@ -393,17 +395,34 @@ async fn the_docs_page_renders_the_document_without_external_assets() {
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"), "{csp}");
+    assert!(csp.contains("style-src 'self'") && !csp.contains("unsafe-"), "{csp}");
     let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<script src="/docs.js""#));
+    for asset in ["/docs/swagger-ui-bundle.js", "/docs/docs.js"] {
+        assert!(html.contains(&format!(r#"<script src="{asset}""#)), "{asset}");
+    }
+    assert!(html.contains(r#"<link rel="stylesheet" href="/docs/swagger-ui.css">"#));
     assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("//cdn"), "external asset");
     assert!(!html.contains("<script>"), "no inline script");
 
-    let script = server.http.get(format!("{}/docs.js", server.base)).send().await.unwrap();
+    // The start script points Swagger UI at this server's document, and at nothing outside.
+    let script = server.http.get(format!("{}/docs/docs.js", server.base)).send().await.unwrap();
     assert_eq!(script.status(), 200);
     assert!(script.headers()["content-type"].to_str().unwrap().contains("javascript"));
     let js = script.text().await.unwrap();
-    assert!(js.contains("/openapi.json"));
-    assert!(
-        !js.contains("innerHTML") && !js.contains("http://") && !js.contains("https://") && !js.contains("import ")
-    );
+    assert!(js.contains(r#"url: "/openapi.json""#) && js.contains("validatorUrl: null"));
+    assert!(!js.contains("http://") && !js.contains("https://") && !js.contains("import "));
+
+    // The vendored files, served as they are in the npm package (the browser test checks that the
+    // page they build loads nothing from elsewhere).
+    for (asset, content_type, starts) in [
+        ("/docs/swagger-ui-bundle.js", "application/javascript", "/*! For license information please see"),
+        ("/docs/swagger-ui.css", "text/css", ".swagger-ui"),
+    ] {
+        let response = server.http.get(format!("{}{asset}", server.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{asset}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(content_type), "{asset}");
+        assert_eq!(response.headers()["cache-control"], "no-cache", "{asset}");
+        let body = response.text().await.unwrap();
+        assert!(body.starts_with(starts) && body.len() > 100_000, "{asset}");
+    }
 }

@@ -57,7 +57,9 @@ pub fn router() -> Router<AppState> {
         .route("/style.css", get(web::style_css))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/docs", get(crate::openapi::docs))
-        .route("/docs.js", get(crate::openapi::docs_js))
+        .route("/docs/docs.js", get(crate::openapi::docs_js))
+        .route("/docs/swagger-ui-bundle.js", get(crate::openapi::swagger_ui_js))
+        .route("/docs/swagger-ui.css", get(crate::openapi::swagger_ui_css))
 }
 
 /// An email address, trimmed, NFKC-normalised and lower-cased, checked for a plausible shape.
