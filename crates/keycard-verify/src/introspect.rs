@@ -186,6 +186,8 @@ struct Answer {
     #[serde(default)]
     jti: Option<String>,
     #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
     role: Option<String>,
@@ -438,6 +440,7 @@ impl Introspector {
             nbf,
             jti: answer.jti.unwrap_or_default(),
             sid: answer.sid.filter(|s| !s.is_empty()).ok_or(TokenError::MissingClaim("sid"))?,
+            client_id: answer.client_id,
             scope: answer.scope,
             role: answer.role,
         })
