@@ -1,8 +1,12 @@
 //! [`ClientError`]: what went wrong, with the HTTP status and keycard's decoded error body when
 //! the server answered.
 
+use std::sync::Arc;
+
 use keycard_core::{ErrorBody, ErrorCode};
 use reqwest::StatusCode;
+
+use crate::oauth::{OAuthError, OAuthErrorCode};
 
 /// A failed client call.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,26 @@ pub enum ClientError {
     /// The background refresh task died (a panic inside it); the session is unchanged.
     #[error("the token refresh did not complete")]
     RefreshInterrupted,
+    /// The authorization server refused a token request with an RFC 6749 §5.2 error:
+    /// `invalid_client` (unknown client, wrong secret), `invalid_scope`, `unauthorized_client`…
+    /// See [`ClientError::oauth_error`] and [`ClientError::is_invalid_client`].
+    #[error("HTTP {status} {error}")]
+    OAuth {
+        /// The status code (400, or 401 for `invalid_client`).
+        status: StatusCode,
+        /// The decoded `{"error", "error_description"}` body.
+        error: OAuthError,
+    },
+    /// The authorization server's answer breaks the protocol: a discovery document naming
+    /// another issuer or no token endpoint, a token type other than `Bearer`.
+    #[error("unexpected answer from the authorization server: {0}")]
+    Protocol(String),
+    /// A failure of a token request shared by every caller that waited on it
+    /// ([`crate::ServiceClient::token`] makes one request for all of them). Transport and decoding
+    /// failures cannot be copied, so each caller gets this handle on the one error; the helper
+    /// methods ([`ClientError::status`], [`ClientError::oauth_error`]…) look through it.
+    #[error(transparent)]
+    Shared(Arc<ClientError>),
 }
 
 fn describe(error: &Option<ErrorBody>) -> String {
@@ -44,17 +68,51 @@ impl ClientError {
     /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::Api { status, .. } => Some(*status),
+            Self::Api { status, .. } | Self::OAuth { status, .. } => Some(*status),
             Self::Http(e) => e.status(),
+            Self::Shared(inner) => inner.status(),
             _ => None,
         }
     }
 
-    /// keycard's error code, when the server sent one.
+    /// keycard's error code, when the server sent one (an OAuth error whose code is also one of
+    /// keycard's, such as `invalid_request` or `invalid_grant`, included).
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Api { error: Some(body), .. } => Some(body.error),
+            Self::OAuth { error, .. } => serde_json::from_value(error.error.as_str().into()).ok(),
+            Self::Shared(inner) => inner.code(),
             _ => None,
+        }
+    }
+
+    /// The RFC 6749 §5.2 error of a refused token request.
+    pub fn oauth_error(&self) -> Option<&OAuthError> {
+        match self {
+            Self::OAuth { error, .. } => Some(error),
+            Self::Shared(inner) => inner.oauth_error(),
+            _ => None,
+        }
+    }
+
+    /// Whether the authorization server refused the client's credentials (`invalid_client`:
+    /// unknown client id, wrong or rotated secret). Retrying will not help.
+    pub fn is_invalid_client(&self) -> bool {
+        self.oauth_error().is_some_and(|e| e.error == OAuthErrorCode::InvalidClient)
+    }
+
+    /// A copy of a shared error for one more caller: errors made of plain values are copied,
+    /// others (transport, decoding) become [`ClientError::Shared`].
+    pub(crate) fn share(error: &Arc<ClientError>) -> ClientError {
+        match &**error {
+            Self::NotLoggedIn => Self::NotLoggedIn,
+            Self::Api { status, error } => Self::Api { status: *status, error: error.clone() },
+            Self::OAuth { status, error } => Self::OAuth { status: *status, error: error.clone() },
+            Self::InvalidUrl(url) => Self::InvalidUrl(url.clone()),
+            Self::Protocol(what) => Self::Protocol(what.clone()),
+            Self::RefreshInterrupted => Self::RefreshInterrupted,
+            Self::Shared(inner) => Self::Shared(inner.clone()),
+            Self::Http(_) | Self::Decode(_) => Self::Shared(error.clone()),
         }
     }
 

@@ -29,6 +29,32 @@
 //! # }
 //! ```
 //!
+//! # Services: OAuth 2.0 client credentials
+//!
+//! A service calling other services has no user: it authenticates as a registered confidential
+//! client (`keycard clients add NAME --scope "…"`). [`ServiceClient`] asks keycard's token
+//! endpoint for an access token with the client-credentials grant (`client_secret_basic`),
+//! caches it, and renews it before it expires (once less than the larger of 30 s and a tenth of
+//! its lifetime is left, at most half its lifetime). Concurrent callers share one renewal: N
+//! callers during a renewal cost one token request and all get its outcome; a failure is
+//! returned to them and never cached. Refusals are [`ClientError::OAuth`] with the RFC 6749 §5.2
+//! code ([`ClientError::is_invalid_client`] for a wrong secret). The secret never appears in
+//! `Debug` output or errors.
+//!
+//! ```no_run
+//! use keycard_client::{ClientError, ServiceClient};
+//!
+//! # async fn run() -> Result<(), ClientError> {
+//! let service = ServiceClient::builder("kc_orders", "the client secret")
+//!     .issuer("https://auth.example.com")
+//!     .scope("inventory:read")
+//!     .build()?;
+//! let token = service.token().await?;
+//! println!("scope {:?}", token.scope());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! A lost refresh response (the server rotated, the answer never arrived) leaves the client with
 //! a spent refresh token; its next refresh then ends the session as reuse. keycard's
 //! `reuse_interval` setting lets such a client retry within a few seconds.
@@ -37,6 +63,8 @@
 //! - [`client`]: [`Client`], [`ClientBuilder`], authenticated requests with refresh and retry.
 //! - [`auth`]: signup, login, logout, `me`.
 //! - `session`: the in-memory tokens and the single-flight refresh.
+//! - [`service`]: [`ServiceClient`], client-credentials tokens for services.
+//! - [`oauth`]: the RFC 6749 §5.2 [`OAuthError`] and `client_secret_basic`.
 //! - [`error`]: the typed [`ClientError`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -44,6 +72,8 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod oauth;
+pub mod service;
 mod session;
 
 pub use auth::Login;
@@ -51,3 +81,5 @@ pub use client::{Client, ClientBuilder, ClientStats};
 pub use error::ClientError;
 pub use keycard_core::wire::{LogoutScope, UserInfo};
 pub use keycard_core::{ErrorBody, ErrorCode};
+pub use oauth::{OAuthError, OAuthErrorCode};
+pub use service::{AccessToken, ServiceClient, ServiceClientBuilder, ServiceClientStats};

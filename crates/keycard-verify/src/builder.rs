@@ -9,7 +9,8 @@ use keycard_core::keys::PublicKeys;
 use keycard_core::validate::Validator;
 
 use crate::error::BuildError;
-use crate::fetch::{discover, is_safe_url};
+use crate::fetch::{discover, discover_metadata, is_safe_url};
+use crate::introspect::{IntrospectionConfig, Introspector};
 use crate::revocation::{Feed, RevocationConfig};
 use crate::verifier::{RemoteKeys, Verifier};
 
@@ -52,6 +53,7 @@ pub struct VerifierBuilder {
     http_timeout: Duration,
     allow_plain_http: bool,
     clock: Arc<dyn Clock>,
+    introspection: Option<IntrospectionConfig>,
 }
 
 impl VerifierBuilder {
@@ -68,6 +70,7 @@ impl VerifierBuilder {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             allow_plain_http: false,
             clock: Arc::new(SystemClock),
+            introspection: None,
         }
     }
 
@@ -133,6 +136,24 @@ impl VerifierBuilder {
     /// refetch limit keep running on real time.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Opt in to token introspection (RFC 7662) for opaque deployments: a token that is not a
+    /// JWT at all (not three dot-separated parts with a JSON header) is POSTed to the
+    /// introspection endpoint, authenticated as the confidential client of `config`
+    /// (`client_secret_basic`). `active: false` is refused (401); an active token passes only if
+    /// it is an access token (`token_type` Bearer: keycard's refresh tokens are refused) of this
+    /// issuer and audience, within its `exp`; its claims (`sub`, `sid`, `scope`, `exp`, …) are
+    /// returned like a JWT's and its `sid` is checked against the revocation feed. Verdicts are
+    /// cached briefly ([`IntrospectionConfig::cache_ttl`], never past `exp`); an endpoint that
+    /// cannot be reached answers 503. A JWT that fails local validation is never sent.
+    ///
+    /// Without this option nothing is ever introspected: a token that is not a JWT is refused
+    /// as malformed, with no network call. The endpoint, when not given, is the
+    /// `introspection_endpoint` of `{issuer}/.well-known/oauth-authorization-server`.
+    pub fn introspection(mut self, config: IntrospectionConfig) -> Self {
+        self.introspection = Some(config);
         self
     }
 
@@ -212,6 +233,36 @@ impl VerifierBuilder {
             }
             None => None,
         };
+        let introspector = match &self.introspection {
+            Some(config) => {
+                if config.client_id.is_empty() {
+                    return Err(BuildError::Config("the introspection client id must not be empty".into()));
+                }
+                let endpoint = match &config.endpoint {
+                    Some(url) => url.clone(),
+                    None => {
+                        self.check_url(&self.issuer)?;
+                        discover_metadata(&http, &self.issuer).await?.introspection_endpoint.ok_or_else(|| {
+                            BuildError::Config(format!(
+                                "{}/.well-known/oauth-authorization-server names no introspection_endpoint",
+                                self.issuer
+                            ))
+                        })?
+                    }
+                };
+                // The client secret travels with every introspection request.
+                self.check_url(&endpoint)?;
+                let settings = crate::introspect::Settings {
+                    issuer: self.issuer.clone(),
+                    audience: self.audience.clone(),
+                    leeway: self.leeway.as_secs().try_into().unwrap_or(i64::MAX),
+                    http: http.clone(),
+                    clock: self.clock.clone(),
+                };
+                Some(Arc::new(Introspector::new(endpoint, config, settings)))
+            }
+            None => None,
+        };
         let validator = self.validator();
         let (keys, remote) = match self.keys {
             KeysFrom::Static(keys) => (keys, None),
@@ -224,7 +275,7 @@ impl VerifierBuilder {
             return Err(BuildError::InsecureUrl(uri.clone()));
         }
         let remote = remote.map(|uri| RemoteKeys::new(uri, self.refetch_interval, self.refresh_interval));
-        let verifier = Verifier::assemble(validator, http, keys, remote, feed, self.clock.clone());
+        let verifier = Verifier::assemble(validator, http, keys, remote, feed, self.clock.clone(), introspector);
         verifier.inner.refresh_keys().await?;
         verifier.inner.sync_feed().await?;
         verifier.spawn_background_tasks();

@@ -7,8 +7,9 @@ use axum_core::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use keycard_core::{ErrorBody, ErrorCode, TokenError};
 
-/// Why a request's access token was refused. Every variant but two is 401 `invalid_token`;
-/// the text is safe to log and to send (it never holds the token).
+/// Why a request's access token was refused. Every variant is 401 `invalid_token` but stale
+/// revocation data and unavailable introspection (503) and a missing verifier (500); the text is
+/// safe to log (it never holds the token or a secret).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
@@ -30,6 +31,17 @@ pub enum VerifyError {
         /// The configured staleness bound.
         bound: Duration,
     },
+    /// Introspection (the opt-in fallback for opaque tokens) reported the token not active:
+    /// expired, revoked, or unknown to keycard.
+    #[error("invalid access token: token is not active")]
+    Inactive,
+    /// An opaque token could not be introspected (keycard unreachable, an error status, an
+    /// unexpected answer): 503, retry shortly. The token may well be valid.
+    #[error("token introspection failed: {reason}")]
+    IntrospectionUnavailable {
+        /// What failed (for logs; never sent to the client, never holds the token).
+        reason: String,
+    },
     /// An extractor ran on a route without [`crate::VerifierLayer`] or an `Extension(Verifier)`:
     /// a programming error, answered 500.
     #[error("no keycard Verifier is installed for this route")]
@@ -47,13 +59,16 @@ impl VerifyError {
     /// The wire error code.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::MissingToken | Self::MalformedHeader | Self::Token(_) => ErrorCode::InvalidToken,
-            Self::RevocationFeedStale { .. } => ErrorCode::TemporarilyUnavailable,
+            Self::MissingToken | Self::MalformedHeader | Self::Token(_) | Self::Inactive => ErrorCode::InvalidToken,
+            Self::RevocationFeedStale { .. } | Self::IntrospectionUnavailable { .. } => {
+                ErrorCode::TemporarilyUnavailable
+            }
             Self::NotConfigured => ErrorCode::ServerError,
         }
     }
 
-    /// The HTTP status: 401, 503 (stale revocation data) or 500 (not configured).
+    /// The HTTP status: 401, 503 (stale revocation data, introspection unavailable) or 500 (not
+    /// configured).
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -62,6 +77,8 @@ impl VerifyError {
     pub fn error_body(&self) -> ErrorBody {
         let description = match self {
             Self::NotConfigured => "internal error".to_owned(),
+            // The reason names keycard's endpoint and what failed: for the logs, not the caller.
+            Self::IntrospectionUnavailable { .. } => "the token cannot be checked right now; retry shortly".to_owned(),
             other => other.to_string(),
         };
         ErrorBody::new(self.code(), description)
@@ -90,10 +107,10 @@ impl IntoResponse for VerifyError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match self {
             // RFC 6750 §3; SPEC.md answers every token failure with the invalid_token challenge.
-            Self::MissingToken | Self::MalformedHeader | Self::Token(_) => {
+            Self::MissingToken | Self::MalformedHeader | Self::Token(_) | Self::Inactive => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
             }
-            Self::RevocationFeedStale { .. } => {
+            Self::RevocationFeedStale { .. } | Self::IntrospectionUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::NotConfigured => {}

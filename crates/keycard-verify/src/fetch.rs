@@ -7,6 +7,7 @@ use keycard_core::wire::Discovery;
 use serde::de::DeserializeOwned;
 
 use crate::error::FetchError;
+use crate::introspect::ServerMetadata;
 
 /// Largest discovery document or JWKS accepted.
 pub(crate) const DOCUMENT_LIMIT: usize = 256 * 1024;
@@ -44,6 +45,17 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
 pub(crate) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery, FetchError> {
     let url = format!("{issuer}/.well-known/openid-configuration");
     let doc: Discovery = get_json(http, &url, DOCUMENT_LIMIT).await?;
+    if doc.issuer.trim_end_matches('/') != issuer {
+        return Err(FetchError::IssuerMismatch { expected: issuer.to_owned(), found: doc.issuer });
+    }
+    Ok(doc)
+}
+
+/// Reads the RFC 8414 metadata of `issuer` (`/.well-known/oauth-authorization-server`) and
+/// checks it names the same issuer.
+pub(crate) async fn discover_metadata(http: &reqwest::Client, issuer: &str) -> Result<ServerMetadata, FetchError> {
+    let url = format!("{issuer}/.well-known/oauth-authorization-server");
+    let doc: ServerMetadata = get_json(http, &url, DOCUMENT_LIMIT).await?;
     if doc.issuer.trim_end_matches('/') != issuer {
         return Err(FetchError::IssuerMismatch { expected: issuer.to_owned(), found: doc.issuer });
     }

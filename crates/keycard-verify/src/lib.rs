@@ -44,6 +44,13 @@
 //!
 //! Building a verifier fetches the keys and completes a first sync round, or fails.
 //!
+//! # Opaque tokens (opt-in)
+//! [`VerifierBuilder::introspection`] adds RFC 7662 introspection for tokens that are not JWTs at
+//! all (opaque deployments): such a token is POSTed to keycard's introspection endpoint as a
+//! confidential client, cached briefly (never past its `exp`), and accepted only if it is an
+//! active access token of this issuer and audience. A JWT is always verified locally and never
+//! sent; without the option nothing is ever introspected.
+//!
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use keycard_verify::{Claims, Verifier, VerifierLayer};
@@ -66,6 +73,7 @@
 //! - [`builder`]: [`VerifierBuilder`] and the defaults.
 //! - [`revocation`]: the feed follower, [`RevocationConfig`], [`WhenStale`].
 //! - [`layer`], [`extract`]: the tower layer and the axum extractors.
+//! - [`introspect`]: [`IntrospectionConfig`], the opt-in RFC 7662 fallback for opaque tokens.
 //! - [`error`]: [`VerifyError`] (knows its HTTP answer), [`FetchError`], [`BuildError`].
 //! - `fetch`: discovery, JWKS and feed requests with size caps.
 #![forbid(unsafe_code)]
@@ -75,6 +83,7 @@ pub mod builder;
 pub mod error;
 pub mod extract;
 mod fetch;
+pub mod introspect;
 pub mod layer;
 pub mod revocation;
 pub mod verifier;
@@ -82,6 +91,7 @@ pub mod verifier;
 pub use builder::VerifierBuilder;
 pub use error::{BuildError, FetchError, VerifyError};
 pub use extract::{Claims, VerifiedToken};
+pub use introspect::IntrospectionConfig;
 pub use keycard_core::claims::AccessClaims;
 pub use keycard_core::keys::{KeyAlg, PublicKeys, VerifyingKey};
 pub use layer::{RequireToken, VerifierLayer};

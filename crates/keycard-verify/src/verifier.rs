@@ -16,6 +16,7 @@ use keycard_core::validate::Validator;
 use crate::builder::VerifierBuilder;
 use crate::error::{FetchError, VerifyError};
 use crate::fetch::fetch_keys;
+use crate::introspect::{Introspector, looks_like_jws};
 use crate::revocation::Feed;
 
 /// Verifies keycard access tokens. Cheap to clone (one `Arc`); background tasks (revocation
@@ -42,6 +43,8 @@ pub(crate) struct Inner {
     keys: RwLock<KeySnapshot>,
     pub(crate) remote: Option<RemoteKeys>,
     pub(crate) feed: Option<Feed>,
+    /// The opt-in introspection fallback for opaque tokens.
+    pub(crate) introspector: Option<Arc<Introspector>>,
     pub(crate) stats: Counters,
 }
 
@@ -103,6 +106,14 @@ pub struct VerifierStats {
     pub feed_position: i64,
     /// Time since the last complete sync round began (`None`: never, or no feed).
     pub feed_age: Option<Duration>,
+    /// Introspection requests made (opaque tokens, with introspection on).
+    pub introspections: u64,
+    /// Introspection requests that failed (answered 503).
+    pub introspection_failures: u64,
+    /// Opaque tokens answered from the introspection cache.
+    pub introspection_cache_hits: u64,
+    /// Introspection verdicts cached now.
+    pub introspection_cached: usize,
 }
 
 impl Verifier {
@@ -126,7 +137,7 @@ impl Verifier {
     pub fn from_static_keys(issuer: impl Into<String>, audience: impl Into<String>, keys: PublicKeys) -> Self {
         let builder = Self::builder(issuer, audience);
         let clock = Arc::new(keycard_core::clock::SystemClock);
-        Self::assemble(builder.validator(), builder.http_client_or_default(), keys, None, None, clock)
+        Self::assemble(builder.validator(), builder.http_client_or_default(), keys, None, None, clock, None)
     }
 
     pub(crate) fn assemble(
@@ -136,9 +147,11 @@ impl Verifier {
         remote: Option<RemoteKeys>,
         feed: Option<Feed>,
         clock: Arc<dyn Clock>,
+        introspector: Option<Arc<Introspector>>,
     ) -> Self {
         let keys = RwLock::new(KeySnapshot { keys: Arc::new(keys), generation: 0 });
-        Self { inner: Arc::new(Inner { validator, http, keys, remote, feed, clock, stats: Counters::default() }) }
+        let stats = Counters::default();
+        Self { inner: Arc::new(Inner { validator, http, keys, remote, feed, clock, introspector, stats }) }
     }
 
     /// The accepted issuer.
@@ -160,6 +173,8 @@ impl Verifier {
     /// Runs the whole checklist on `token`: signature with the key its `kid` names (refetching
     /// the JWKS once if the kid is unknown and no refetch happened within the refetch interval),
     /// `typ`, `iss`, `aud`, `exp`, `nbf`, `iat`, `sub`/`sid`/`jti`, size, and the revocation feed.
+    /// With [`VerifierBuilder::introspection`], a token that is not a JWT at all is introspected
+    /// instead (cached briefly), then checked against the revocation feed.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
         let now = self.inner.clock.now();
         let snapshot = self.inner.snapshot();
@@ -170,16 +185,29 @@ impl Verifier {
                 }
                 self.inner.validator.validate(&self.inner.snapshot().keys, token, now)?
             }
+            Err(TokenError::Malformed) => match &self.inner.introspector {
+                Some(introspector) if !looks_like_jws(token) => introspector.check(token).await?,
+                _ => return Err(TokenError::Malformed.into()),
+            },
             other => other?,
         };
         self.check_revocation(&claims)?;
         Ok(claims)
     }
 
-    /// Like [`Verifier::verify`], but never fetches: an unknown `kid` is simply refused.
+    /// Like [`Verifier::verify`], but never fetches: an unknown `kid` is simply refused, and an
+    /// opaque token passes only on a cached introspection verdict.
     pub fn verify_cached(&self, token: &str) -> Result<AccessClaims, VerifyError> {
         let now = self.inner.clock.now();
-        let claims = self.inner.validator.validate(&self.inner.snapshot().keys, token, now)?;
+        let claims = match self.inner.validator.validate(&self.inner.snapshot().keys, token, now) {
+            Err(TokenError::Malformed) if !looks_like_jws(token) => {
+                match self.inner.introspector.as_ref().and_then(|i| i.cached_verdict(token)) {
+                    Some(verdict) => verdict?,
+                    None => return Err(TokenError::Malformed.into()),
+                }
+            }
+            other => other?,
+        };
         self.check_revocation(&claims)?;
         Ok(claims)
     }
@@ -229,7 +257,15 @@ impl Verifier {
             revoked_sessions,
             feed_position,
             feed_age,
+            introspections: self.introspection_stat(|i| i.stats.requests.load(Ordering::Relaxed)),
+            introspection_failures: self.introspection_stat(|i| i.stats.failures.load(Ordering::Relaxed)),
+            introspection_cache_hits: self.introspection_stat(|i| i.stats.cache_hits.load(Ordering::Relaxed)),
+            introspection_cached: self.inner.introspector.as_ref().map_or(0, |i| i.cached()),
         }
+    }
+
+    fn introspection_stat(&self, read: impl Fn(&Introspector) -> u64) -> u64 {
+        self.inner.introspector.as_deref().map_or(0, read)
     }
 
     /// Starts the background tasks: revocation polling and periodic JWKS refresh.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keycard_client::{Client, ClientBuilder};
-use keycard_core::clock::ManualClock;
+use keycard_core::clock::{Clock, ManualClock};
 use keycard_server::settings::HumanDuration;
 use keycard_server::{Application, Settings};
 use keycard_store::{AuditFilter, Store};
@@ -80,5 +80,38 @@ impl Keycard {
     pub async fn audit_count(&self, kind: &str) -> usize {
         let filter = AuditFilter { kind: Some(kind.parse().unwrap()), limit: 10_000, ..Default::default() };
         self.store.audit_events(&filter).await.unwrap().len()
+    }
+}
+
+/// A confidential client registered with keycard.
+pub struct RegisteredClient {
+    pub id: String,
+    pub secret: String,
+}
+
+impl Keycard {
+    /// Registers a confidential client `name` with `scope` (what `keycard clients add` does).
+    pub async fn register_client(&self, name: &str, scope: &str) -> RegisteredClient {
+        let scopes = [scope.to_owned()];
+        let registered =
+            keycard_server::oauth::register_client(self.store.as_ref(), name, &scopes, None, self.clock.now())
+                .await
+                .unwrap();
+        RegisteredClient { id: registered.client.id, secret: registered.secret.expect("a secret client") }
+    }
+
+    /// keycard's introspection answer for `token` (RFC 7662), asked as `client`.
+    pub async fn introspect(&self, token: &str, client: &RegisteredClient) -> serde_json::Value {
+        let form = format!("token={}", form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>());
+        let response = reqwest::Client::new()
+            .post(format!("{}/oauth/introspect", self.base))
+            .basic_auth(&client.id, Some(&client.secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "introspection");
+        response.json().await.unwrap()
     }
 }

@@ -1,7 +1,10 @@
 //! keycard-client against a real keycard server started in-process: login, calls, proactive
-//! and on-401 refresh shared by concurrent requests, logout, typed errors.
+//! and on-401 refresh shared by concurrent requests, logout, typed errors; client-credentials
+//! tokens for services, counted on the wire by a reverse proxy.
 
 mod errors;
 mod helpers;
 mod logout;
+mod proxy;
 mod refresh;
+mod service;

@@ -120,6 +120,47 @@ impl Keycard {
         assert_eq!(response.status(), 204, "logout");
     }
 
+    /// Registers a confidential client `name` with `scope` (what `keycard clients add` does).
+    pub async fn register_client(&self, name: &str, scope: &str) -> RegisteredClient {
+        let scopes = [scope.to_owned()];
+        let store = self.state.store.clone();
+        let now = keycard_core::now_unix();
+        let registered =
+            keycard_server::oauth::register_client(store.as_ref(), name, &scopes, None, now).await.unwrap();
+        RegisteredClient { id: registered.client.id, secret: registered.secret.expect("a secret client") }
+    }
+
+    /// keycard's introspection answer for `token` (RFC 7662), asked directly as `client`.
+    pub async fn introspect(&self, token: &str, client: &RegisteredClient) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/oauth/introspect", self.issuer))
+            .basic_auth(&client.id, Some(&client.secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={}", form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "introspection");
+        response.json().await.unwrap()
+    }
+
+    /// An access token for `client` from the client-credentials grant.
+    pub async fn client_credentials(&self, client: &RegisteredClient) -> String {
+        let response = self
+            .http
+            .post(format!("{}/oauth/token", self.issuer))
+            .basic_auth(&client.id, Some(&client.secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "client credentials");
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// Claims as keycard would issue them, for forging variants.
     pub fn claims(&self, now: i64) -> Value {
         json!({
@@ -127,6 +168,12 @@ impl Keycard {
             "jti": random_id(), "iat": now, "nbf": now, "exp": now + 600,
         })
     }
+}
+
+/// A confidential client registered with keycard.
+pub struct RegisteredClient {
+    pub id: String,
+    pub secret: String,
 }
 
 /// The example resource server, serving `verifier`'s protection.

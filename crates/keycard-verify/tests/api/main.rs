@@ -1,11 +1,13 @@
 //! keycard-verify against a real keycard server (started in-process) and the example resource
 //! server: end-to-end verification, every attack of the checklist, JWKS caching and rotation,
-//! and the revocation feed's staleness guarantee.
+//! the revocation feed's staleness guarantee, and the opt-in introspection of opaque tokens.
 
 mod attacks;
 mod end_to_end;
 mod helpers;
+mod introspection;
 mod keys;
+mod proxy;
 mod revocation;
 
 // The example binary's router, so the tests exercise exactly what the example serves.
