@@ -1,4 +1,4 @@
-//! The access-token claim set: `iss, aud, sub, exp, iat, nbf, jti, sid` (+ `scope`, `role`).
+//! The access-token claim set: `iss, aud, sub, exp, iat, nbf, jti, sid` (+ `client_id`, `scope`, `role`).
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,10 @@ pub struct AccessClaims {
     pub jti: String,
     /// Session (refresh-token family) id; revoking the session revokes the token.
     pub sid: String,
+    /// The OAuth client the token was issued to (RFC 9068): `keycard` for sessions from keycard's
+    /// own login, a registered client's id for its `client_credentials` tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     /// Space-separated scopes, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -41,6 +45,7 @@ impl AccessClaims {
             nbf: now,
             jti: uuid::Uuid::new_v4().simple().to_string(),
             sid: sid.to_owned(),
+            client_id: None,
             scope: None,
             role: None,
         }

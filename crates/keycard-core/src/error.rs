@@ -34,6 +34,14 @@ pub enum ErrorCode {
     WeakPassword,
     /// 429: too many requests; see `Retry-After`.
     RateLimited,
+    /// 401: OAuth client authentication failed (unknown client, wrong secret, bad assertion).
+    InvalidClient,
+    /// 400: the OAuth client may not use this grant type.
+    UnauthorizedClient,
+    /// 400: the OAuth grant type is not supported (or not enabled).
+    UnsupportedGrantType,
+    /// 400: the requested scope is unknown or beyond what the client may have.
+    InvalidScope,
     /// 500: something failed inside keycard; the cause is logged, never sent.
     ServerError,
     /// 503: a dependency (the store) is unavailable or keycard is saturated.
@@ -44,7 +52,8 @@ impl ErrorCode {
     /// The HTTP status this code is sent with.
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidRequest => 400,
+            Self::InvalidRequest | Self::UnauthorizedClient | Self::UnsupportedGrantType | Self::InvalidScope => 400,
+            Self::InvalidClient => 401,
             Self::InvalidCredentials | Self::InvalidToken | Self::InvalidGrant | Self::RefreshTokenReused => 401,
             Self::CsrfFailed | Self::Forbidden => 403,
             Self::NotFound => 404,
@@ -74,6 +83,10 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::WeakPassword => "weak_password",
             Self::RateLimited => "rate_limited",
+            Self::InvalidClient => "invalid_client",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
         }

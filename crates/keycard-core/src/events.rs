@@ -115,6 +115,20 @@ names! {
         UserEnabled = "user_enabled",
         /// An operator revoked all of the user's sessions.
         SessionsRevokedByOperator = "sessions_revoked_by_operator",
+        /// An operator registered an OAuth client (`keycard clients add`).
+        ClientCreated = "client_created",
+        /// An operator replaced a client's secret (`keycard clients rotate-secret`).
+        ClientSecretRotated = "client_secret_rotated",
+        /// An operator removed a client (its tokens are revoked).
+        ClientRemoved = "client_removed",
+        /// A client obtained an access token with its own credentials (`client_credentials`).
+        ClientToken = "client_token",
+        /// A client failed to authenticate at an OAuth endpoint.
+        ClientAuthFailed = "client_auth_failed",
+        /// A token was revoked through `POST /oauth/revoke`.
+        TokenRevoked = "token_revoked",
+        /// A client introspected a token (`POST /oauth/introspect`).
+        TokenIntrospected = "token_introspected",
     }
 }
 
@@ -141,6 +155,10 @@ names! {
         RefreshTokenReused = "refresh_token_reused",
         /// A refresh came from another device than the session's binding allows.
         BindingMismatch = "binding_mismatch",
+        /// A token of this session (or client grant) was revoked through `POST /oauth/revoke`.
+        TokenRevoked = "token_revoked",
+        /// The OAuth client whose tokens these were was removed.
+        ClientRemoved = "client_removed",
     }
 }
 

@@ -164,6 +164,8 @@ struct RawClaims<'a> {
     #[serde(borrow)]
     sid: Option<BorrowedStr<'a>>,
     #[serde(borrow)]
+    client_id: Option<BorrowedStr<'a>>,
+    #[serde(borrow)]
     scope: Option<BorrowedStr<'a>>,
     #[serde(borrow)]
     role: Option<BorrowedStr<'a>>,
@@ -272,6 +274,7 @@ impl Validator {
             nbf,
             jti,
             sid,
+            client_id: raw.client_id.map(|s| s.0.into_owned()),
             scope: raw.scope.map(|s| s.0.into_owned()),
             role: raw.role.map(|s| s.0.into_owned()),
         })

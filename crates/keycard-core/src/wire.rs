@@ -191,93 +191,202 @@ pub struct RevocationFeed {
     pub next: i64,
 }
 
-/// The discovery document, `GET /.well-known/openid-configuration`: the issuer, its JWK set and
-/// its endpoints, with the OpenID Connect Discovery names where one exists.
+/// The authorization-server metadata (RFC 8414), served at
+/// `GET /.well-known/oauth-authorization-server` and, with the same content, at
+/// `GET /.well-known/openid-configuration`: only what keycard supports. keycard's own JSON
+/// endpoints are extension fields named `keycard_…`.
 ///
 /// keycard always sends every field. Read from another issuer, only `issuer` and `jwks_uri` must
-/// be there: the other fields default to empty, and fields not listed here are ignored.
-// The fields are in alphabetical order: the document has always been served with its keys in
-// that order (a `json!` map), and the struct serializes to the same bytes.
+/// be there: the other fields default to empty, and fields not listed here are ignored. The
+/// extension fields also read their names from before they had the `keycard_` prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(as = OpenIdConfiguration))]
+#[cfg_attr(feature = "openapi", schema(as = AuthorizationServerMetadata))]
 pub struct Discovery {
-    /// The active signing algorithm.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub access_token_signing_alg_values_supported: Vec<String>,
-    /// `password` and `refresh_token`.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub grant_types_supported: Vec<String>,
-    /// The active signing algorithm.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub id_token_signing_alg_values_supported: Vec<String>,
     /// The `iss` of every access token.
     pub issuer: String,
-    /// URL of the JWK set.
-    pub jwks_uri: String,
-    /// `POST /auth/login`.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub login_endpoint: String,
-    /// `POST /auth/logout`.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub logout_endpoint: String,
-    /// `POST /auth/refresh`.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub refresh_endpoint: String,
-    /// `GET /auth/revocations`.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub revocation_feed_endpoint: String,
-    /// `GET /auth/sessions`.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub sessions_endpoint: String,
-    /// `POST /auth/signup`.
-    #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub signup_endpoint: String,
-    /// `POST /auth/refresh`.
+    /// `POST /oauth/token` (RFC 6749 §3.2).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub token_endpoint: String,
-    /// Always `["none"]`: keycard's clients are public.
+    /// URL of the JWK set.
+    pub jwks_uri: String,
+    /// `refresh_token` and `client_credentials`, plus `password` when `oauth_password_grant` is on.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub grant_types_supported: Vec<String>,
+    /// Empty: keycard has no authorization endpoint (RFC 8414 requires the field).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub response_types_supported: Vec<String>,
+    /// `none` (the built-in public client `keycard`), `client_secret_basic`,
+    /// `client_secret_post`, `private_key_jwt`.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub token_endpoint_auth_methods_supported: Vec<String>,
-    /// `GET /auth/me`.
+    /// Algorithms accepted for `private_key_jwt` client assertions.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
-    pub userinfo_endpoint: String,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// `POST /oauth/revoke` (RFC 7009).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub revocation_endpoint: String,
+    /// Client authentication methods of the revocation endpoint (those of the token endpoint).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// `POST /oauth/introspect` (RFC 7662).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub introspection_endpoint: String,
+    /// Client authentication methods of the introspection endpoint: confidential clients only.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// The algorithm access tokens are signed with (the active key's).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub access_token_signing_alg_values_supported: Vec<String>,
+    /// The interactive API reference, `/docs`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub service_documentation: String,
+    /// keycard's `POST /auth/signup`.
+    #[serde(default, alias = "signup_endpoint")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keycard_signup_endpoint: String,
+    /// keycard's `POST /auth/login` (JSON).
+    #[serde(default, alias = "login_endpoint")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keycard_login_endpoint: String,
+    /// keycard's `POST /auth/refresh` (JSON or cookie).
+    #[serde(default, alias = "refresh_endpoint")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keycard_refresh_endpoint: String,
+    /// keycard's `POST /auth/logout`.
+    #[serde(default, alias = "logout_endpoint")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keycard_logout_endpoint: String,
+    /// keycard's `GET /auth/me` (not an OpenID Connect userinfo endpoint).
+    #[serde(default, alias = "userinfo_endpoint")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keycard_me_endpoint: String,
+    /// keycard's `GET /auth/sessions`.
+    #[serde(default, alias = "sessions_endpoint")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keycard_sessions_endpoint: String,
+    /// keycard's revocation feed, `GET /auth/revocations`.
+    #[serde(default, alias = "revocation_feed_endpoint")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keycard_revocation_feed_endpoint: String,
 }
 
+/// The client authentication methods of `POST /oauth/token` and `POST /oauth/revoke`.
+pub const CLIENT_AUTH_METHODS: [&str; 4] = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"];
+
+/// The algorithms accepted for `private_key_jwt` client assertions.
+pub const ASSERTION_ALGS: [&str; 9] = ["EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
+
 impl Discovery {
-    /// The document keycard serves for `issuer` (no trailing slash) signing with `alg`.
-    pub fn new(issuer: &str, alg: KeyAlg) -> Self {
+    /// The document keycard serves for `issuer` (no trailing slash) signing with `alg`;
+    /// `password_grant`: whether `grant_type=password` is enabled.
+    pub fn new(issuer: &str, alg: KeyAlg, password_grant: bool) -> Self {
         let url = |path: &str| format!("{issuer}{path}");
-        let alg = vec![alg.as_str().to_owned()];
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut grants = strings(&["refresh_token", "client_credentials"]);
+        if password_grant {
+            grants.push("password".into());
+        }
         Self {
-            access_token_signing_alg_values_supported: alg.clone(),
-            grant_types_supported: vec!["password".into(), "refresh_token".into()],
-            id_token_signing_alg_values_supported: alg,
             issuer: issuer.to_owned(),
+            token_endpoint: url("/oauth/token"),
             jwks_uri: url("/.well-known/jwks.json"),
-            login_endpoint: url("/auth/login"),
-            logout_endpoint: url("/auth/logout"),
-            refresh_endpoint: url("/auth/refresh"),
-            revocation_feed_endpoint: url("/auth/revocations"),
-            sessions_endpoint: url("/auth/sessions"),
-            signup_endpoint: url("/auth/signup"),
-            token_endpoint: url("/auth/refresh"),
-            token_endpoint_auth_methods_supported: vec!["none".into()],
-            userinfo_endpoint: url("/auth/me"),
+            grant_types_supported: grants,
+            response_types_supported: Vec::new(),
+            token_endpoint_auth_methods_supported: strings(&CLIENT_AUTH_METHODS),
+            token_endpoint_auth_signing_alg_values_supported: strings(&ASSERTION_ALGS),
+            revocation_endpoint: url("/oauth/revoke"),
+            revocation_endpoint_auth_methods_supported: strings(&CLIENT_AUTH_METHODS),
+            introspection_endpoint: url("/oauth/introspect"),
+            introspection_endpoint_auth_methods_supported: strings(&CLIENT_AUTH_METHODS[1..]),
+            access_token_signing_alg_values_supported: vec![alg.as_str().to_owned()],
+            service_documentation: url("/docs"),
+            keycard_signup_endpoint: url("/auth/signup"),
+            keycard_login_endpoint: url("/auth/login"),
+            keycard_refresh_endpoint: url("/auth/refresh"),
+            keycard_logout_endpoint: url("/auth/logout"),
+            keycard_me_endpoint: url("/auth/me"),
+            keycard_sessions_endpoint: url("/auth/sessions"),
+            keycard_revocation_feed_endpoint: url("/auth/revocations"),
         }
     }
+}
+
+/// A successful answer of `POST /oauth/token` (RFC 6749 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OAuthTokenResponse {
+    /// The access token (a JWT, RFC 9068).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The replacement refresh token (`refresh_token` and `password` grants; single use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The scopes granted (`client_credentials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The session (refresh-token family) the tokens belong to (user grants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Seconds until the refresh token expires unless used (user grants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<i64>,
+}
+
+/// The answer of `POST /oauth/introspect` (RFC 7662 §2.2): only `active: false` for a token that
+/// is expired, revoked, unknown or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Introspection {
+    /// Whether the token is valid now.
+    pub active: bool,
+    /// Space-separated scopes of the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client the token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `Bearer` (an access token) or `refresh_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// Expiry (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued at (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// The user id, or the client id of a `client_credentials` token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The access token's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The session (or client grant) the token belongs to: what the revocation feed names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// A probe's answer: `{"status": "ok"}` from `GET /healthz`, `{"status": "ready"}` from
@@ -307,26 +416,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_discovery_document_serializes_to_the_bytes_always_served() {
-        let doc = Discovery::new("https://id.example", KeyAlg::EdDsa);
-        let expected = concat!(
-            r#"{"access_token_signing_alg_values_supported":["EdDSA"],"#,
-            r#""grant_types_supported":["password","refresh_token"],"#,
-            r#""id_token_signing_alg_values_supported":["EdDSA"],"#,
-            r#""issuer":"https://id.example","#,
-            r#""jwks_uri":"https://id.example/.well-known/jwks.json","#,
-            r#""login_endpoint":"https://id.example/auth/login","#,
-            r#""logout_endpoint":"https://id.example/auth/logout","#,
-            r#""refresh_endpoint":"https://id.example/auth/refresh","#,
-            r#""revocation_feed_endpoint":"https://id.example/auth/revocations","#,
-            r#""sessions_endpoint":"https://id.example/auth/sessions","#,
-            r#""signup_endpoint":"https://id.example/auth/signup","#,
-            r#""token_endpoint":"https://id.example/auth/refresh","#,
-            r#""token_endpoint_auth_methods_supported":["none"],"#,
-            r#""userinfo_endpoint":"https://id.example/auth/me"}"#,
-        );
-        assert_eq!(serde_json::to_string(&doc).unwrap(), expected);
-        assert_eq!(serde_json::from_str::<Discovery>(expected).unwrap(), doc);
+    fn the_metadata_says_exactly_what_keycard_supports() {
+        let doc = Discovery::new("https://id.example", KeyAlg::EdDsa, false);
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["token_endpoint"], "https://id.example/oauth/token");
+        assert_eq!(json["grant_types_supported"], serde_json::json!(["refresh_token", "client_credentials"]));
+        assert_eq!(json["response_types_supported"], serde_json::json!([]));
+        assert!(json.get("id_token_signing_alg_values_supported").is_none(), "keycard issues no ID tokens");
+        assert!(json.get("userinfo_endpoint").is_none(), "/auth/me is not an OpenID Connect userinfo endpoint");
+        let with_password = Discovery::new("https://id.example", KeyAlg::EdDsa, true);
+        assert!(with_password.grant_types_supported.contains(&"password".to_owned()));
+        assert_eq!(serde_json::from_value::<Discovery>(json).unwrap(), doc);
+    }
+
+    #[test]
+    fn documents_of_older_keycards_still_name_the_feed() {
+        let old = r#"{"issuer":"https://id.example","jwks_uri":"https://id.example/.well-known/jwks.json",
+            "revocation_feed_endpoint":"https://id.example/auth/revocations","login_endpoint":"https://id.example/auth/login"}"#;
+        let doc: Discovery = serde_json::from_str(old).unwrap();
+        assert_eq!(doc.keycard_revocation_feed_endpoint, "https://id.example/auth/revocations");
+        assert_eq!(doc.keycard_login_endpoint, "https://id.example/auth/login");
     }
 
     #[test]
@@ -338,7 +447,7 @@ mod tests {
             (doc.issuer.as_str(), doc.jwks_uri.as_str()),
             ("https://other.example", "https://other.example/keys")
         );
-        assert!(doc.revocation_feed_endpoint.is_empty() && doc.grant_types_supported.is_empty());
+        assert!(doc.keycard_revocation_feed_endpoint.is_empty() && doc.grant_types_supported.is_empty());
         assert!(serde_json::from_str::<Discovery>(r#"{"issuer":"https://other.example"}"#).is_err());
     }
 

@@ -16,7 +16,8 @@ use crate::{cookies, devices};
 /// Signs an access token for `session`, valid from `now`.
 pub fn access_token(state: &AppState, session: &SessionRecord, now: i64) -> Result<String, ApiError> {
     let c = &state.config;
-    let claims = AccessClaims::new(&c.issuer, &c.audience, &session.user_id, &session.id, now, c.access_ttl);
+    let mut claims = AccessClaims::new(&c.issuer, &c.audience, &session.user_id, &session.id, now, c.access_ttl);
+    claims.client_id = Some(crate::oauth::PUBLIC_CLIENT.to_owned());
     state.keys().sign(&claims).map_err(|e| ApiError::Internal(e.into()))
 }
 

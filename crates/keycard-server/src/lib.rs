@@ -18,6 +18,7 @@ pub mod extract;
 pub mod issue;
 pub mod keys;
 pub mod middleware;
+pub mod oauth;
 pub mod openapi;
 pub mod password;
 pub mod ratelimit;

@@ -50,6 +50,10 @@ use crate::assets::{ASSET_CSP, asset};
         paths::revocations,
         paths::jwks,
         paths::openid_configuration,
+        paths::authorization_server,
+        paths::oauth_token,
+        paths::oauth_revoke,
+        paths::oauth_introspect,
         paths::healthz,
         paths::readyz,
         paths::metrics,
@@ -66,7 +70,8 @@ use crate::assets::{ASSET_CSP, asset};
     tags(
         (name = "auth", description = "Accounts, login, token refresh and logout."),
         (name = "account", description = "The signed-in user's own resources (Bearer access token)."),
-        (name = "discovery", description = "Public keys, discovery document and the revocation feed, for resource servers."),
+        (name = "oauth", description = "Standard OAuth 2.0 beside the JSON API: the token endpoint (RFC 6749), revocation (RFC 7009) and introspection (RFC 7662), form-encoded, with RFC 6749 §5.2 errors."),
+        (name = "discovery", description = "Public keys, authorization-server metadata and the revocation feed, for resource servers."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
         (name = "web", description = "The demo page, the browser client and these docs."),
     )
@@ -110,9 +115,55 @@ pub async fn docs_js() -> Response {
 mod paths {
     use keycard_core::keys::JwkSet;
     use keycard_core::wire::{
-        DeleteAccountRequest, Discovery, LoginRequest, LogoutRequest, PasswordChangeRequest, ProbeStatus,
-        RefreshRequest, RevocationFeed, SessionInfo, SignupRequest, TokenResponse, UserInfo,
+        DeleteAccountRequest, Discovery, Introspection, LoginRequest, LogoutRequest, OAuthTokenResponse,
+        PasswordChangeRequest, ProbeStatus, RefreshRequest, RevocationFeed, SessionInfo, SignupRequest, TokenResponse,
+        UserInfo,
     };
+
+    /// The form of `POST /oauth/token` (`application/x-www-form-urlencoded`). Client
+    /// authentication: HTTP Basic, or `client_id` + `client_secret`, or `client_assertion_type` +
+    /// `client_assertion` (`private_key_jwt`), or only `client_id=keycard` (the public client).
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct TokenForm {
+        /// `refresh_token`, `client_credentials`, or `password` (when `oauth_password_grant` is on).
+        grant_type: String,
+        /// `refresh_token` grant: the refresh token (single use; a replay revokes its session).
+        refresh_token: Option<String>,
+        /// `client_credentials`: the scopes wanted, within the client's (default: all of them).
+        scope: Option<String>,
+        /// `password` grant: the email.
+        username: Option<String>,
+        /// `password` grant: the password.
+        password: Option<String>,
+        /// The client: `keycard` (public) or a registered client's id.
+        client_id: Option<String>,
+        /// `client_secret_post`: the client's secret.
+        client_secret: Option<String>,
+        /// `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+        client_assertion_type: Option<String>,
+        /// `private_key_jwt`: a JWT signed by a key of the client's registered JWK set.
+        client_assertion: Option<String>,
+    }
+
+    /// The form of `POST /oauth/revoke` and `POST /oauth/introspect`, plus the client
+    /// authentication of [`TokenForm`].
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct TokenActionForm {
+        /// The token: a refresh token or an access token.
+        token: String,
+        /// `refresh_token` or `access_token`; optional (keycard tells its tokens apart).
+        token_type_hint: Option<String>,
+        /// The client: `keycard` (public, revocation only) or a registered client's id.
+        client_id: Option<String>,
+        /// `client_secret_post`: the client's secret.
+        client_secret: Option<String>,
+        /// `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+        client_assertion_type: Option<String>,
+        /// `private_key_jwt`: the signed assertion.
+        client_assertion: Option<String>,
+    }
 
     /// Creates an account.
     ///
@@ -244,12 +295,66 @@ mod paths {
     )]
     pub async fn jwks() {}
 
-    /// Issuer, JWKS URL and endpoint URLs.
+    /// The authorization-server metadata under the OpenID Connect name (the same document as
+    /// `/.well-known/oauth-authorization-server`; keycard issues no ID tokens).
     #[utoipa::path(
         get, path = "/.well-known/openid-configuration", tag = "discovery",
-        responses((status = 200, description = "The discovery document.", body = Discovery)),
+        responses((status = 200, description = "The metadata document.", body = Discovery)),
     )]
     pub async fn openid_configuration() {}
+
+    /// Authorization-server metadata (RFC 8414): issuer, JWKS, the OAuth endpoints and exactly
+    /// the grants, client authentication methods and algorithms they take; keycard's JSON
+    /// endpoints as `keycard_…` extension fields.
+    #[utoipa::path(
+        get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
+        responses((status = 200, description = "The metadata document.", body = Discovery)),
+    )]
+    pub async fn authorization_server() {}
+
+    /// The OAuth 2.0 token endpoint (RFC 6749 §3.2).
+    ///
+    /// `refresh_token`: the rotation of `/auth/refresh` (reuse detection, family revocation), for
+    /// the public client `keycard` that owns every session of keycard's login.
+    /// `client_credentials`: a registered client's own access token (`sub` = `client_id` = its
+    /// id, `scope`, `sid` = its grant), no refresh token. `password`: keycard's login, only when
+    /// the `oauth_password_grant` setting is on. Errors are RFC 6749 §5.2's: 400 `invalid_grant`
+    /// (a refresh token invalid, reused or revoked, a wrong password), 401 `invalid_client` with
+    /// `WWW-Authenticate: Basic`, 400 `unauthorized_client`, `unsupported_grant_type`,
+    /// `invalid_scope`. `Cache-Control: no-store`.
+    #[utoipa::path(
+        post, path = "/oauth/token", tag = "oauth",
+        request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+        security((), ("client_basic" = [])),
+        responses((status = 200, description = "Tokens (RFC 6749 §5.1).", body = OAuthTokenResponse)),
+    )]
+    pub async fn oauth_token() {}
+
+    /// Token revocation (RFC 7009).
+    ///
+    /// A refresh token revokes its session (the whole family); an access token its session, or
+    /// for a client's own token its grant; each onto the revocation feed. Only the client a
+    /// token was issued to revokes it. Unknown, expired or another client's tokens change
+    /// nothing and get the same 200.
+    #[utoipa::path(
+        post, path = "/oauth/revoke", tag = "oauth",
+        request_body(content = TokenActionForm, content_type = "application/x-www-form-urlencoded"),
+        security((), ("client_basic" = [])),
+        responses((status = 200, description = "Revoked, or nothing to revoke (empty body).")),
+    )]
+    pub async fn oauth_revoke() {}
+
+    /// Token introspection (RFC 7662), for registered clients only.
+    ///
+    /// `{"active": false}` and nothing else for an expired, revoked, unknown or malformed token;
+    /// for a live one its claims, `token_type` (`Bearer` or `refresh_token`) and `sid`.
+    #[utoipa::path(
+        post, path = "/oauth/introspect", tag = "oauth",
+        request_body(content = TokenActionForm, content_type = "application/x-www-form-urlencoded"),
+        security(("client_basic" = [])),
+        responses((status = 200, description = "The token's state.", body = Introspection)),
+    )]
+    pub async fn oauth_introspect() {}
 
     /// Liveness: the process is up.
     #[utoipa::path(
@@ -379,6 +484,31 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
             "/auth/account",
             &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, RateLimited, TemporarilyUnavailable],
         ),
+        (
+            "post",
+            "/oauth/token",
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidClient,
+                InvalidGrant,
+                UnauthorizedClient,
+                UnsupportedGrantType,
+                InvalidScope,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
+        ),
+        (
+            "post",
+            "/oauth/revoke",
+            &[InvalidRequest, PayloadTooLarge, InvalidClient, RateLimited, TemporarilyUnavailable],
+        ),
+        (
+            "post",
+            "/oauth/introspect",
+            &[InvalidRequest, PayloadTooLarge, InvalidClient, RateLimited, TemporarilyUnavailable],
+        ),
         ("get", "/metrics", &[InvalidToken, NotFound]),
         ("get", "/auth/revocations", &[InvalidRequest, TemporarilyUnavailable]),
         ("get", "/readyz", &[TemporarilyUnavailable]),
@@ -403,6 +533,10 @@ fn example_description(code: ErrorCode) -> &'static str {
         ErrorCode::RateLimited => "too many requests; slow down",
         ErrorCode::ServerError => "internal error",
         ErrorCode::TemporarilyUnavailable => "the token store is unavailable; retry shortly",
+        ErrorCode::InvalidClient => "client authentication failed",
+        ErrorCode::UnauthorizedClient => "the public client keycard cannot use client_credentials",
+        ErrorCode::UnsupportedGrantType => "the grant type \"authorization_code\" is not supported",
+        ErrorCode::InvalidScope => "the scope \"admin\" is not registered for this client",
         _ => "error",
     }
 }
@@ -422,6 +556,15 @@ impl Modify for SecuritySchemes {
             ))
             .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        let basic = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Basic)
+            .description(Some(
+                "`client_secret_basic` (RFC 6749 §2.3.1): a registered client's id and secret, each \
+                 form-urlencoded, as HTTP Basic credentials. The form may carry `client_secret_post` \
+                 or `private_key_jwt` credentials instead.",
+            ))
+            .build();
+        components.add_security_scheme("client_basic", SecurityScheme::Http(basic));
         components.add_security_scheme(
             "refresh_cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
@@ -488,7 +631,13 @@ impl Modify for ErrorResponses {
                 codes.extend([ErrorCode::InvalidRequest, ErrorCode::ServerError]);
                 let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
                 for code in codes {
-                    let list = by_status.entry(code.status()).or_default();
+                    // OAuth's `invalid_grant` is a 400 (RFC 6749 §5.2); keycard's JSON API's a 401.
+                    let status = if path.starts_with("/oauth/") && code == ErrorCode::InvalidGrant {
+                        400
+                    } else {
+                        code.status()
+                    };
+                    let list = by_status.entry(status).or_default();
                     if !list.contains(&code) {
                         list.push(code);
                     }
@@ -520,7 +669,10 @@ fn error_response(status: u16, codes: &[ErrorCode]) -> utoipa::openapi::Response
             "WWW-Authenticate",
             HeaderBuilder::new()
                 .schema(Some(string()))
-                .description(Some("`Bearer error=\"invalid_token\"` for `invalid_token`, `Bearer` otherwise."))
+                .description(Some(
+                    "`Bearer error=\"invalid_token\"` for `invalid_token`, `Basic realm=\"keycard\"` for \
+                     `invalid_client`, `Bearer` otherwise.",
+                ))
                 .build(),
         );
     }

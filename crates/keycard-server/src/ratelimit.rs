@@ -38,6 +38,8 @@ pub enum Rule {
     PasswordCheckUser,
     /// Password confirmations per client IP.
     PasswordCheckIp,
+    /// `client_credentials` tokens and introspections per registered OAuth client.
+    ClientToken,
 }
 
 impl Rule {
@@ -49,6 +51,7 @@ impl Rule {
             Self::RefreshIp => "refresh_ip",
             Self::PasswordCheckUser => "password_check_user",
             Self::PasswordCheckIp => "password_check_ip",
+            Self::ClientToken => "client_token",
         }
     }
 }

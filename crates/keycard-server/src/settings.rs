@@ -82,6 +82,11 @@ pub struct Settings {
     pub password_check_per_ip_per_minute: u32,
     /// Refreshes per client IP per minute.
     pub refresh_per_ip_per_minute: u32,
+    /// `client_credentials` tokens plus introspections per registered OAuth client per minute.
+    pub client_token_per_client_per_minute: u32,
+    /// Whether `POST /oauth/token` takes `grant_type=password` (off: OAuth 2.1 drops it; keycard's
+    /// own `POST /auth/login` is the way to sign in).
+    pub oauth_password_grant: bool,
     /// Consecutive failed password checks (per account for unknown devices, per known device,
     /// per user and per IP for password confirmations) before exponential backoff starts.
     pub login_backoff_after: u32,
@@ -173,6 +178,8 @@ impl Default for Settings {
             password_check_per_user_per_minute: 10,
             password_check_per_ip_per_minute: 30,
             refresh_per_ip_per_minute: 600,
+            client_token_per_client_per_minute: 6000,
+            oauth_password_grant: false,
             login_backoff_after: 5,
             login_backoff_max: HumanDuration::secs(300),
             redis: None,
@@ -356,6 +363,7 @@ impl Settings {
                 (Rule::LoginIp, self.login_per_ip_per_minute),
                 (Rule::LoginAccount, self.login_per_account_per_minute),
                 (Rule::RefreshIp, self.refresh_per_ip_per_minute),
+                (Rule::ClientToken, self.client_token_per_client_per_minute),
                 (Rule::PasswordCheckUser, self.password_check_per_user_per_minute),
                 (Rule::PasswordCheckIp, self.password_check_per_ip_per_minute),
             ]

@@ -87,6 +87,8 @@ pub struct RuntimeConfig {
     pub metrics_token: Option<crate::settings::Secret>,
     /// Longest time a request may take.
     pub request_timeout: std::time::Duration,
+    /// Whether `POST /oauth/token` takes `grant_type=password`.
+    pub oauth_password_grant: bool,
 }
 
 impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
@@ -118,6 +120,7 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
             device_ttl: settings.device_ttl.as_secs_i64(),
             metrics_token: settings.metrics_token.clone(),
             request_timeout: settings.request_timeout.0,
+            oauth_password_grant: settings.oauth_password_grant,
         })
     }
 }

@@ -110,6 +110,7 @@ mod tests {
             jti: "j".into(),
             sid: "s".into(),
             scope: None,
+            client_id: None,
             role: None,
         }
     }

@@ -168,6 +168,33 @@ pub trait Store: Send + Sync + 'static {
     /// is no such unretired key.
     async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool>;
 
+    /// Registers an OAuth client (ids are random: a clash is an error).
+    async fn create_client(&self, client: &ClientRecord) -> Result<()>;
+    /// The client with this id.
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>>;
+    /// Every registered client, by id.
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>>;
+    /// Replaces the client's secret hash; false when there is no such client.
+    async fn set_client_secret(&self, id: &str, secret_hash: &str, now: i64) -> Result<bool>;
+    /// Removes the client, publishing its current grant on the revocation feed (reason
+    /// `client_removed`) so its access tokens are refused everywhere; false when there is no such
+    /// client.
+    async fn remove_client(&self, id: &str, now: i64) -> Result<bool>;
+    /// Revokes the client's access tokens of grant `grant_id`: when that is still its current
+    /// grant, publishes it on the revocation feed and makes `new_grant_id` current. False when
+    /// the client is gone or the grant was already replaced.
+    async fn revoke_client_grant(
+        &self,
+        id: &str,
+        grant_id: &str,
+        new_grant_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Result<bool>;
+    /// Spends the `jti` of a client assertion valid until `expires_at`: true the first time,
+    /// false when it was already used (and has not expired). Expired ones are forgotten.
+    async fn spend_assertion(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool>;
+
     /// Appends an audit event.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Deletes audit events older than `before`; returns how many.

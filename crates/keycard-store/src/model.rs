@@ -239,6 +239,40 @@ pub enum RotateOutcome {
     Invalid,
 }
 
+/// An OAuth client registered by an operator (`keycard clients add`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// The `client_id`.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// SHA-256 of the secret, hex; `None` for a `private_key_jwt` client.
+    pub secret_hash: Option<String>,
+    /// The registered JWK set (JSON) of a `private_key_jwt` client.
+    pub jwks: Option<String>,
+    /// Space-separated scopes the client may ask for.
+    pub scopes: String,
+    /// The `sid` of the client's current access tokens; replaced when they are revoked.
+    pub grant_id: String,
+    /// When it was registered (Unix seconds).
+    pub created_at: i64,
+    /// When its secret was last replaced.
+    pub secret_rotated_at: Option<i64>,
+}
+
+impl std::fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("secret_hash", &self.secret_hash.as_ref().map(|_| "<redacted>"))
+            .field("jwks", &self.jwks.is_some())
+            .field("scopes", &self.scopes)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A revoked session, as the revocation feed publishes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {

@@ -201,7 +201,10 @@ impl VerifierBuilder {
                     .clone()
                     // Empty when the issuer's document does not name a feed.
                     .or_else(|| {
-                        discovery.as_ref().map(|d| d.revocation_feed_endpoint.clone()).filter(|url| !url.is_empty())
+                        discovery
+                            .as_ref()
+                            .map(|d| d.keycard_revocation_feed_endpoint.clone())
+                            .filter(|url| !url.is_empty())
                     })
                     .unwrap_or_else(|| format!("{}/auth/revocations", self.issuer));
                 self.check_url(&url)?;

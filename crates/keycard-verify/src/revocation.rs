@@ -46,7 +46,7 @@ pub struct RevocationConfig {
     pub staleness_bound: Duration,
     /// Behaviour while stale. Default [`WhenStale::Reject`].
     pub when_stale: WhenStale,
-    /// Feed URL; default: the discovery document's `revocation_feed_endpoint`, else
+    /// Feed URL; default: the discovery document's `keycard_revocation_feed_endpoint`, else
     /// `{issuer}/auth/revocations`.
     pub feed_url: Option<String>,
 }

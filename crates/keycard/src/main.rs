@@ -11,6 +11,7 @@ use serde::Serialize;
 
 mod audit;
 mod check;
+mod clients;
 mod inspect;
 mod keys;
 mod sessions;
@@ -52,6 +53,13 @@ enum Command {
     Sessions {
         #[command(subcommand)]
         action: sessions::SessionsCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// OAuth clients for services: add (prints the secret once), list, rotate-secret, remove.
+    Clients {
+        #[command(subcommand)]
+        action: clients::ClientsCommand,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -131,6 +139,10 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     allowed_origins: Option<StringList>,
+    /// Accept `grant_type=password` at `POST /oauth/token` (off by default; OAuth 2.1 drops it).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    oauth_password_grant: bool,
 }
 
 #[tokio::main]
@@ -153,6 +165,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Keys { action, store } => keys::run(action, &store.settings()?).await,
         Command::Users { action, store } => users::run(action, &store.settings()?).await,
         Command::Sessions { action, store } => sessions::run(action, &store.settings()?).await,
+        Command::Clients { action, store } => clients::run(action, &store.settings()?).await,
         Command::Check(args) => check::run(args).await,
         Command::Token { action } => inspect::run(action).await,
     }

@@ -6,6 +6,9 @@ mod health;
 mod login;
 mod logout;
 mod me;
+mod oauth_introspect;
+mod oauth_revoke;
+mod oauth_token;
 mod password;
 mod refresh;
 mod revocations;
@@ -40,8 +43,12 @@ pub fn router() -> Router<AppState> {
         .route("/auth/password", post(password::change_password))
         .route("/auth/account", delete(account::delete_account))
         .route("/auth/revocations", get(revocations::feed))
+        .route("/oauth/token", post(oauth_token::token))
+        .route("/oauth/revoke", post(oauth_revoke::revoke))
+        .route("/oauth/introspect", post(oauth_introspect::introspect))
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .route("/.well-known/openid-configuration", get(well_known::openid_configuration))
+        .route("/.well-known/oauth-authorization-server", get(well_known::authorization_server))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/", get(web::index))

@@ -1,4 +1,5 @@
-//! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`.
+//! `GET /.well-known/jwks.json`, `GET /.well-known/oauth-authorization-server` (RFC 8414) and
+//! `GET /.well-known/openid-configuration` (the same document).
 
 use axum::Json;
 use axum::extract::State;
@@ -16,7 +17,14 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     response
 }
 
-/// `GET /.well-known/openid-configuration`.
+/// `GET /.well-known/openid-configuration`: the metadata under the name OpenID Connect clients
+/// look for (keycard issues no ID tokens, and the document says only what is true).
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<Discovery> {
-    Json(Discovery::new(&state.config.issuer, state.keys().active().alg()))
+    authorization_server(State(state)).await
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+pub async fn authorization_server(State(state): State<AppState>) -> Json<Discovery> {
+    let c = &state.config;
+    Json(Discovery::new(&c.issuer, state.keys().active().alg(), c.oauth_password_grant))
 }

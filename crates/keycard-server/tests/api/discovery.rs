@@ -48,7 +48,7 @@ async fn openid_configuration_points_at_this_issuer() {
         app.client.get(app.url("/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
     assert_eq!(conf["issuer"], app.base.as_str());
     assert_eq!(conf["jwks_uri"], format!("{}/.well-known/jwks.json", app.base));
-    assert_eq!(conf["token_endpoint"], format!("{}/auth/refresh", app.base));
+    assert_eq!(conf["token_endpoint"], format!("{}/oauth/token", app.base));
 }
 
 #[tokio::test]

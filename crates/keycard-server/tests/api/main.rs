@@ -11,6 +11,7 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod logout;
+mod oauth;
 mod refresh;
 mod restart;
 mod verify_cache;

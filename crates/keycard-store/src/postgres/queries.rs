@@ -422,4 +422,111 @@ impl Store for PgStore {
             })
             .collect())
     }
+
+    async fn create_client(&self, k: &ClientRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_clients (id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(&k.secret_hash)
+        .bind(&k.jwks)
+        .bind(&k.scopes)
+        .bind(&k.grant_id)
+        .bind(k.created_at)
+        .bind(k.secret_rotated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>> {
+        let row: Option<ClientRow> =
+            sqlx::query_as(AssertSqlSafe(format!("SELECT {CLIENT_COLS} FROM oauth_clients WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(client))
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
+        let rows: Vec<ClientRow> =
+            sqlx::query_as(AssertSqlSafe(format!("SELECT {CLIENT_COLS} FROM oauth_clients ORDER BY id")))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(client).collect())
+    }
+
+    async fn set_client_secret(&self, id: &str, secret_hash: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query("UPDATE oauth_clients SET secret_hash = $2, secret_rotated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(secret_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_client(&self, id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let grant: Option<(String,)> = sqlx::query_as("DELETE FROM oauth_clients WHERE id = $1 RETURNING grant_id")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((grant,)) = grant else { return Ok(false) };
+        sqlx::query("DELETE FROM oauth_assertions WHERE client_id = $1").bind(id).execute(&mut *tx).await?;
+        revoke::publish(&mut tx, &[grant], id, RevocationReason::ClientRemoved, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoke_client_grant(
+        &self,
+        id: &str,
+        grant_id: &str,
+        new_grant_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("UPDATE oauth_clients SET grant_id = $3 WHERE id = $1 AND grant_id = $2")
+            .bind(id)
+            .bind(grant_id)
+            .bind(new_grant_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        revoke::publish(&mut tx, &[grant_id.to_owned()], id, reason, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn spend_assertion(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM oauth_assertions WHERE client_id = $1 AND expires_at <= $2")
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query(
+            "INSERT INTO oauth_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+const CLIENT_COLS: &str = "id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at";
+type ClientRow = (String, String, Option<String>, Option<String>, String, String, i64, Option<i64>);
+
+fn client((id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at): ClientRow) -> ClientRecord {
+    ClientRecord { id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at }
 }

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "users disabled at",
         sql: include_str!("../../migrations/sqlite/0003_users_disabled_at.sql"),
     },
+    Migration {
+        version: 4,
+        description: "oauth clients",
+        sql: include_str!("../../migrations/sqlite/0004_oauth_clients.sql"),
+    },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

@@ -78,6 +78,17 @@ const INSERT_KEY: &str =
     "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5)
      ON CONFLICT (kid) DO NOTHING";
 const RETIRE_KEY: &str = "UPDATE signing_keys SET retired_at = ?1 WHERE kid = ?2 AND retired_at IS NULL";
+const CLIENT_COLS: &str = "id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at";
+const INSERT_CLIENT: &str = "INSERT INTO oauth_clients
+     (id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const SET_CLIENT_SECRET: &str = "UPDATE oauth_clients SET secret_hash = ?2, secret_rotated_at = ?3 WHERE id = ?1";
+const CLIENT_GRANT: &str = "SELECT grant_id FROM oauth_clients WHERE id = ?1";
+const DELETE_CLIENT: &str = "DELETE FROM oauth_clients WHERE id = ?1";
+const SET_CLIENT_GRANT: &str = "UPDATE oauth_clients SET grant_id = ?3 WHERE id = ?1 AND grant_id = ?2";
+const FORGET_ASSERTIONS: &str = "DELETE FROM oauth_assertions WHERE client_id = ?1 AND expires_at <= ?2";
+const SPEND_ASSERTION: &str =
+    "INSERT INTO oauth_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
 const APPEND_AUDIT: &str = "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const PRUNE_AUDIT: &str = "DELETE FROM audit_events WHERE at < ?1";
@@ -451,4 +462,94 @@ impl Store for SqliteStore {
                 .collect()
         })
     }
+
+    async fn create_client(&self, client: &ClientRecord) -> Result<()> {
+        let k = client.clone();
+        self.write(move |c| {
+            c.prepare_cached(INSERT_CLIENT)?.execute(params![
+                k.id,
+                k.name,
+                k.secret_hash,
+                k.jwks,
+                k.scopes,
+                k.grant_id,
+                k.created_at,
+                k.secret_rotated_at
+            ])?;
+            Ok(Done::Keep(()))
+        })
+        .await
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>> {
+        let sql = format!("SELECT {CLIENT_COLS} FROM oauth_clients WHERE id = ?1");
+        self.read(|c| c.prepare_cached(&sql)?.query_row(params![id], client).optional())
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
+        let sql = format!("SELECT {CLIENT_COLS} FROM oauth_clients ORDER BY id");
+        self.read(|c| c.prepare_cached(&sql)?.query_map([], client)?.collect())
+    }
+
+    async fn set_client_secret(&self, id: &str, secret_hash: &str, now: i64) -> Result<bool> {
+        let (id, hash) = (id.to_owned(), secret_hash.to_owned());
+        self.write(move |c| Ok(Done::Keep(c.prepare_cached(SET_CLIENT_SECRET)?.execute(params![id, hash, now])? == 1)))
+            .await
+    }
+
+    async fn remove_client(&self, id: &str, now: i64) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let grant: Option<String> =
+                c.prepare_cached(CLIENT_GRANT)?.query_row(params![id], |row| row.get(0)).optional()?;
+            let Some(grant) = grant else { return Ok(Done::Keep(false)) };
+            c.prepare_cached(DELETE_CLIENT)?.execute(params![id])?;
+            c.prepare_cached(FORGET_ASSERTIONS)?.execute(params![id, i64::MAX])?;
+            c.prepare_cached(PUBLISH)?.execute(params![grant, id, now, RevocationReason::ClientRemoved.as_str()])?;
+            Ok(Done::Keep(true))
+        })
+        .await
+    }
+
+    async fn revoke_client_grant(
+        &self,
+        id: &str,
+        grant_id: &str,
+        new_grant_id: &str,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Result<bool> {
+        let (id, grant, new_grant) = (id.to_owned(), grant_id.to_owned(), new_grant_id.to_owned());
+        self.write(move |c| {
+            if c.prepare_cached(SET_CLIENT_GRANT)?.execute(params![id, grant, new_grant])? == 0 {
+                return Ok(Done::Keep(false));
+            }
+            c.prepare_cached(PUBLISH)?.execute(params![grant, id, now, reason.as_str()])?;
+            Ok(Done::Keep(true))
+        })
+        .await
+    }
+
+    async fn spend_assertion(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let (client_id, jti) = (client_id.to_owned(), jti.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(FORGET_ASSERTIONS)?.execute(params![client_id, now])?;
+            Ok(Done::Keep(c.prepare_cached(SPEND_ASSERTION)?.execute(params![client_id, jti, expires_at])? == 1))
+        })
+        .await
+    }
+}
+
+/// A client row in [`CLIENT_COLS`] order.
+fn client(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
+    Ok(ClientRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        secret_hash: row.get(2)?,
+        jwks: row.get(3)?,
+        scopes: row.get(4)?,
+        grant_id: row.get(5)?,
+        created_at: row.get(6)?,
+        secret_rotated_at: row.get(7)?,
+    })
 }

@@ -11,6 +11,7 @@
 
 mod harness;
 
+mod clients;
 mod concurrency;
 mod keys_audit;
 mod operators;
@@ -74,6 +75,12 @@ conformance! {
     revocation::the_revocation_feed_pages_in_order,
     revocation::concurrent_logouts_publish_each_session_once,
     revocation::a_feed_reader_polling_during_concurrent_revocations_misses_none,
+
+    clients::clients_are_registered_listed_and_found,
+    clients::a_new_secret_replaces_the_old_one,
+    clients::revoking_a_grant_publishes_it_once_and_draws_a_new_one,
+    clients::removing_a_client_revokes_its_grant,
+    clients::an_assertion_is_spent_once_until_it_expires,
 
     keys_audit::signing_keys_are_stored_once_per_kid,
     keys_audit::a_key_is_retired_once_and_kept,

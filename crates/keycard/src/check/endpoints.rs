@@ -30,7 +30,11 @@ impl Endpoints {
     fn pick(doc: Option<&Value>, args: &CheckArgs) -> Self {
         // Discovered URLs are used as paths on the URL given: the check never follows a
         // document to another host.
-        let from_doc = |key: &str| doc.and_then(|d| d[key].as_str()).map(path_of);
+        // keycard names its own endpoints `keycard_…` (older versions and other servers: without).
+        let from_doc = |key: &str| {
+            let named = |k: &str| doc.and_then(|d| d[k].as_str()).map(path_of);
+            named(&format!("keycard_{key}")).or_else(|| named(key))
+        };
         let pick = |flag: &Option<String>, key: &str, default: &str| {
             flag.clone().or_else(|| from_doc(key)).unwrap_or_else(|| default.to_owned())
         };
@@ -41,7 +45,7 @@ impl Endpoints {
             login: pick(&args.login_path, "login_endpoint", "/auth/login"),
             refresh: pick(&args.refresh_path, "refresh_endpoint", "/auth/refresh"),
             logout: pick(&args.logout_path, "logout_endpoint", "/auth/logout"),
-            me: args.me_path.clone().or_else(|| from_doc("userinfo_endpoint")),
+            me: args.me_path.clone().or_else(|| from_doc("me_endpoint")).or_else(|| from_doc("userinfo_endpoint")),
             jwks: Some(pick(&args.jwks, "jwks_uri", "/.well-known/jwks.json")),
         }
     }
