@@ -79,6 +79,9 @@ cleanup() {
 trap cleanup EXIT
 
 log=$work/server.log
+# Made before the server starts: the loop below may read it before the background job opens it
+# (with pipefail, sed on a missing file would end the script).
+: >"$log"
 # Flags, not KEYCARD_* variables: flags win over any configuration the machine has. Strictly
 # single-use refresh tokens (the replay tests rely on it).
 KEYCARD_LOG=info NO_COLOR=1 "$bin" serve --bind 127.0.0.1:0 --database "$work/keycard.db" \
