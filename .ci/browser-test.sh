@@ -54,6 +54,7 @@ cleanup() {
 trap cleanup EXIT
 
 export KEYCARD_SERVER_LOG=$work/server.log
+: >"$KEYCARD_SERVER_LOG" # exists before the address loop reads it
 # Settings the test relies on: short-lived access tokens and no leeway (so tokens really expire
 # mid-test), strictly single-use refresh tokens. Flags, not KEYCARD_* variables: flags win over
 # any configuration the machine has.
