@@ -463,6 +463,8 @@ impl OAuth<'_> {
     /// changes nothing, and the answer is the same.
     pub async fn revoke(&self, caller: &OAuthClient, token: &str, client: &ClientInfo) -> Result<(), OAuthError> {
         let state = self.state;
+        // Revocations share the per-IP refresh budget: each may look a token up and write.
+        state.limits.check(Rule::RefreshIp, &client.rate_key()).await?;
         let now = state.now();
         let revoked = if let Some(refresh) = RefreshToken::parse(token) {
             match (caller, state.store.session_by_refresh(&refresh.hash(), now).await?) {
