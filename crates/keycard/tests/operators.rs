@@ -296,3 +296,68 @@ async fn an_unknown_user_or_session_fails_with_one_clean_line() {
     }
     assert!(server.audit("user_disabled").await.is_empty(), "nothing was done");
 }
+
+/// A `client_credentials` request with Basic credentials: (status, body).
+async fn client_token(server: &Server, id: &str, secret: &str) -> (u16, Value) {
+    let resp = server
+        .http
+        .post(format!("{}/oauth/token", server.base))
+        .basic_auth(id, Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_are_added_listed_rotated_and_removed_with_the_secret_shown_once() {
+    let server = spawn().await;
+    let added = server.json(&["clients", "add", "billing", "--scope", "invoices:read invoices:write"]).await;
+    let (id, secret) = (added["client_id"].as_str().unwrap(), added["client_secret"].as_str().unwrap());
+    assert!(id.starts_with("kcc_") && secret.starts_with("kcs_"), "{added}");
+    assert_eq!(added["scope"], "invoices:read invoices:write");
+    let (status, token) = client_token(&server, id, secret).await;
+    assert_eq!(status, 200, "{token}");
+
+    // The secret is never shown again: not by list (text or JSON), not in the audit log.
+    let listed = server.json(&["clients", "list"]).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["client_id"], id);
+    let table = server.ok(&["clients", "list"]).await;
+    assert!(table.contains(id) && !table.contains(secret));
+    assert!(!listed.to_string().contains(secret));
+    let created = server.audit("client_created").await;
+    assert_eq!(created.len(), 1);
+    assert!(!format!("{created:?}").contains(secret));
+
+    let rotated = server.json(&["clients", "rotate-secret", id]).await;
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    assert_eq!(client_token(&server, id, secret).await.0, 401, "the old secret stops at once");
+    assert_eq!(client_token(&server, id, new_secret).await.0, 200);
+
+    server.ok(&["clients", "remove", id]).await;
+    assert_eq!(client_token(&server, id, new_secret).await.0, 401);
+    let sid = {
+        let claims = token["access_token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["sid"].as_str().unwrap().to_owned()
+    };
+    assert!(server.revoked().await.contains(&sid), "removal puts the client's grant on the feed");
+    assert_eq!(server.audit("client_removed").await.len(), 1);
+
+    // Unknown ids and bad JWK sets fail with one clean line.
+    for args in [vec!["clients", "rotate-secret", "kcc_nope"], vec!["clients", "remove", "kcc_nope"]] {
+        let out = server.keycard(&args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(text(&out.stderr).lines().count(), 1);
+    }
+    let jwks = server.database.with_file_name("private.json");
+    std::fs::write(&jwks, r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}"#).unwrap();
+    let out = server.keycard(&["clients", "add", "leaky", "--jwks", jwks.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("private"), "a private key is refused");
+}
