@@ -16,7 +16,7 @@ fn mail(n: usize, at: i64) -> NewMail {
         recipient: format!("user{n}@example.com"),
         subject: format!("Message {n}"),
         text_body: format!("text {n}"),
-        html_body: (n % 2 == 0).then(|| format!("<p>html {n}</p>")),
+        html_body: n.is_multiple_of(2).then(|| format!("<p>html {n}</p>")),
         created_at: at,
     }
 }
