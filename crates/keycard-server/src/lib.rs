@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod issue;
 pub mod keys;
+pub mod mail;
 pub mod middleware;
 pub mod oauth;
 pub mod openapi;

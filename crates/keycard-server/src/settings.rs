@@ -131,6 +131,19 @@ pub struct Settings {
     pub metrics_token: Option<Secret>,
     /// A separate address serving only `/metrics` (for a private network or loopback).
     pub metrics_bind: Option<SocketAddr>,
+    /// The SMTP server mail goes out through: `smtp://host:port` (plain), `smtps://…` (TLS) or
+    /// `smtp+starttls://…`, with optional `user:password@`. Unset: messages are written as
+    /// `.eml` files into `mail_dir`.
+    pub smtp_url: Option<crate::mail::SmtpUrl>,
+    /// Timeout of the SMTP connection and of each command.
+    pub smtp_timeout: HumanDuration,
+    /// The `From:` of every message (`Name <address>` or an address).
+    pub mail_from: String,
+    /// Where messages go as `.eml` files when there is no `smtp_url`; by default the `mail`
+    /// folder next to the SQLite database (the working directory's `mail` on PostgreSQL).
+    pub mail_dir: Option<PathBuf>,
+    /// Failed delivery attempts after which a message fails for good.
+    pub mail_max_attempts: u32,
 }
 
 impl Settings {
@@ -198,6 +211,11 @@ impl Default for Settings {
             max_connections: 0,
             metrics_token: None,
             metrics_bind: None,
+            smtp_url: None,
+            smtp_timeout: HumanDuration::secs(10),
+            mail_from: "keycard <keycard@localhost>".into(),
+            mail_dir: None,
+            mail_max_attempts: 10,
         }
     }
 }
@@ -233,6 +251,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct SettingsError(String);
+
+impl SettingsError {
+    /// An error with this explanation (for checks made while resolving the settings).
+    pub(crate) fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
 
 impl Settings {
     /// Loads defaults, then `file` (TOML) if given, then `KEYCARD_*` variables, then `overrides`
@@ -315,6 +340,7 @@ impl Settings {
             ("idle_timeout", self.idle_timeout),
             ("request_timeout", self.request_timeout),
             ("device_ttl", self.device_ttl),
+            ("smtp_timeout", self.smtp_timeout),
         ] {
             if d.0.is_zero() {
                 return Err(SettingsError(format!("{name} must be positive")));
@@ -322,6 +348,12 @@ impl Settings {
         }
         if self.metrics_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
             return Err(SettingsError("metrics_token must be at least 16 characters".into()));
+        }
+        if let Err(e) = self.mail_from.parse::<lettre::message::Mailbox>() {
+            return Err(SettingsError(format!("mail_from {:?} is not a mail address: {e}", self.mail_from)));
+        }
+        if self.mail_max_attempts == 0 {
+            return Err(SettingsError("mail_max_attempts must be at least 1".into()));
         }
         if self.hash_concurrency == 0 {
             return Err(SettingsError("hash_concurrency must be at least 1".into()));
@@ -335,6 +367,21 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Where `.eml` files go without SMTP: `mail_dir`, else `mail` next to the SQLite database
+    /// (in the working directory on PostgreSQL).
+    pub fn mail_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.mail_dir {
+            return dir.clone();
+        }
+        match &self.database {
+            Database::Sqlite(path) => match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.join("mail"),
+                _ => PathBuf::from("mail"),
+            },
+            Database::Postgres(_) => PathBuf::from("mail"),
+        }
     }
 
     /// Whether the database is PostgreSQL.
@@ -662,6 +709,31 @@ mod tests {
         let proxies = parse("trusted_proxies = \"::ffff:10.0.0.1, 10.0.0.2\"").unwrap().trusted_proxies;
         assert_eq!(proxies, IpList::new(["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()]));
         assert!(parse("trusted_proxies = [\"proxy.local\"]").unwrap_err().contains("proxy.local"));
+    }
+
+    #[test]
+    fn mail_settings_are_typed_checked_and_resolved() {
+        let parse = |toml: &str| -> Result<Settings, String> {
+            let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Toml::string(toml))
+                .extract()
+                .map_err(|e| e.to_string())?;
+            settings.check().map_err(|e| e.to_string())?;
+            Ok(settings)
+        };
+        let smtp = parse("smtp_url = \"smtp+starttls://me:pw@mail.example.com\"").unwrap().smtp_url.unwrap();
+        assert_eq!((smtp.security, smtp.port), (crate::mail::SmtpSecurity::StartTls, 587));
+        assert!(parse("smtp_url = \"mail.example.com:25\"").unwrap_err().contains("smtp_url"));
+        assert!(parse("mail_from = \"not an address\"").unwrap_err().contains("mail_from"));
+        assert!(parse("mail_max_attempts = 0").unwrap_err().contains("mail_max_attempts"));
+        assert!(parse("smtp_timeout = \"0s\"").unwrap_err().contains("smtp_timeout"));
+        assert_eq!(parse("mail_from = \"Acme <auth@acme.test>\"").unwrap().mail_from, "Acme <auth@acme.test>");
+
+        let beside = Settings::loopback("/var/lib/keycard/keycard.db");
+        assert_eq!(beside.mail_dir(), PathBuf::from("/var/lib/keycard/mail"));
+        assert_eq!(Settings::loopback("keycard.db").mail_dir(), PathBuf::from("mail"));
+        let chosen = Settings { mail_dir: Some("/srv/mail".into()), ..Settings::loopback("keycard.db") };
+        assert_eq!(chosen.mail_dir(), PathBuf::from("/srv/mail"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct Application {
     max_body_bytes: usize,
     addr: SocketAddr,
     state: AppState,
-    /// Background tasks (key reloading), stopped with the server.
+    /// Background tasks (key reloading, housekeeping, the mail sender), stopped with the server.
     background: Vec<JoinHandle<()>>,
     /// Certificate and key (PEM) when serving HTTPS.
     tls: Option<RustlsConfig>,
@@ -85,6 +85,7 @@ impl Application {
         let mut background: Vec<JoinHandle<()>> =
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));
+        background.push(crate::mail::spawn_sender(state.clone()));
         let router = routes(state.clone());
         let max_connections = match settings.max_connections {
             0 => crate::serve::automatic_max_connections(),

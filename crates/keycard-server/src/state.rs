@@ -40,6 +40,8 @@ pub struct Inner {
     pub verified: VerifiedTokens,
     /// The time every decision reads (a manual clock in tests).
     pub clock: Arc<dyn Clock>,
+    /// Wakes the mail sender (`mail.rs`): mail was queued, or a test moved the clock.
+    pub mail_wake: tokio::sync::Notify,
 }
 
 impl Deref for AppState {
@@ -89,6 +91,8 @@ pub struct RuntimeConfig {
     pub request_timeout: std::time::Duration,
     /// Whether `POST /oauth/token` takes `grant_type=password`.
     pub oauth_password_grant: bool,
+    /// Mail delivery: the transport, `From:` and retry limit.
+    pub mail: crate::mail::MailConfig,
 }
 
 impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
@@ -121,6 +125,19 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
             metrics_token: settings.metrics_token.clone(),
             request_timeout: settings.request_timeout.0,
             oauth_password_grant: settings.oauth_password_grant,
+            mail: crate::mail::MailConfig {
+                transport: match &settings.smtp_url {
+                    Some(url) => {
+                        crate::mail::MailTransport::Smtp { url: url.clone(), timeout: settings.smtp_timeout.0 }
+                    }
+                    None => crate::mail::MailTransport::Dir(settings.mail_dir()),
+                },
+                from: settings
+                    .mail_from
+                    .parse()
+                    .map_err(|e| SettingsError::new(format!("mail_from {:?}: {e}", settings.mail_from)))?,
+                max_attempts: i64::from(settings.mail_max_attempts),
+            },
         })
     }
 }
@@ -167,7 +184,21 @@ impl AppState {
             validator,
             verified: VerifiedTokens::new(verify_cache_size),
             clock,
+            mail_wake: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// Puts a message in the mail outbox and wakes the sender. (A flow whose message belongs to
+    /// an event writes both in one store transaction, then calls [`AppState::wake_mail_sender`].)
+    pub async fn enqueue_mail(&self, mail: &keycard_store::NewMail) -> keycard_store::Result<()> {
+        self.store.enqueue_mail(mail).await?;
+        self.wake_mail_sender();
+        Ok(())
+    }
+
+    /// Makes the mail sender look for due messages now.
+    pub fn wake_mail_sender(&self) {
+        self.mail_wake.notify_one();
     }
 
     /// Now, in Unix seconds, by the server's clock.

@@ -195,6 +195,23 @@ pub trait Store: Send + Sync + 'static {
     /// false when it was already used (and has not expired). Expired ones are forgotten.
     async fn spend_assertion(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool>;
 
+    /// Puts a message in the mail outbox, due at once. Flows that send mail because of an event
+    /// write it in the event's own transaction instead (each backend's `insert_mail` helper), so
+    /// that the event and its message are committed together or not at all.
+    async fn enqueue_mail(&self, mail: &NewMail) -> Result<()>;
+    /// Claims up to `limit` queued messages due at `now` (oldest due first) for delivery: each one's
+    /// `attempts` goes up by one and it is not due again before `lease_until`, so a sender that
+    /// stops mid-delivery leaves it to be claimed again once the lease is over. Concurrent claims
+    /// (several instances on PostgreSQL) never return the same message.
+    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<MailRecord>>;
+    /// Marks a queued message delivered at `now`; false when it is not queued.
+    async fn mail_sent(&self, id: &str, now: i64) -> Result<bool>;
+    /// Records a failed delivery attempt with its reply `error`: the message is due again at
+    /// `retry_at`, or, with `None`, has failed for good. False when it is not queued.
+    async fn mail_failed(&self, id: &str, error: &str, retry_at: Option<i64>) -> Result<bool>;
+    /// Outbox messages matching `filter`, newest first.
+    async fn list_mail(&self, filter: &MailFilter) -> Result<Vec<MailRecord>>;
+
     /// Appends an audit event.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Deletes audit events older than `before`; returns how many.

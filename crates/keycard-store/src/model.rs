@@ -356,3 +356,115 @@ pub struct AuditFilter {
     /// At most this many (newest first).
     pub limit: i64,
 }
+
+/// Where a message of the mail outbox is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailState {
+    /// Waiting for (another) delivery attempt.
+    Queued,
+    /// Delivered (accepted by the SMTP server, or written to the mail folder).
+    Sent,
+    /// Given up on: the last attempt failed for good.
+    Failed,
+}
+
+impl MailState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state with this stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(Self::Queued),
+            "sent" => Some(Self::Sent),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for MailState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message to put in the mail outbox ([`Store::enqueue_mail`](crate::Store::enqueue_mail)). Its
+/// bodies may hold links with tokens: `Debug` leaves them out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewMail {
+    /// UUID.
+    pub id: String,
+    /// The address it goes to.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// The plain-text part.
+    pub text_body: String,
+    /// The HTML part, if there is one.
+    pub html_body: Option<String>,
+    /// When it was queued; it is due at once.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for NewMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewMail").field("id", &self.id).field("created_at", &self.created_at).finish_non_exhaustive()
+    }
+}
+
+/// A message of the mail outbox as stored. `Debug` leaves out its bodies and recipient.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MailRecord {
+    /// UUID.
+    pub id: String,
+    /// The address it goes to.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// The plain-text part.
+    pub text_body: String,
+    /// The HTML part, if there is one.
+    pub html_body: Option<String>,
+    /// When it was queued.
+    pub created_at: i64,
+    /// Queued, sent or failed.
+    pub state: MailState,
+    /// Delivery attempts started (claims), including the one under way.
+    pub attempts: i64,
+    /// While queued: when it is due (after a claim, the end of the claim's lease).
+    pub next_attempt_at: i64,
+    /// The reply of the last failed attempt (the SMTP server's, or the connection error).
+    pub last_error: Option<String>,
+    /// When it was delivered.
+    pub sent_at: Option<i64>,
+}
+
+impl std::fmt::Debug for MailRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailRecord")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("attempts", &self.attempts)
+            .field("next_attempt_at", &self.next_attempt_at)
+            .field("last_error", &self.last_error)
+            .field("sent_at", &self.sent_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which outbox messages an operator lists ([`Store::list_mail`](crate::Store::list_mail)),
+/// newest first.
+#[derive(Debug, Clone, Default)]
+pub struct MailFilter {
+    /// Only messages in this state.
+    pub state: Option<MailState>,
+    /// At most this many; 0 or less means 100.
+    pub limit: i64,
+}

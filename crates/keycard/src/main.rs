@@ -14,6 +14,7 @@ mod check;
 mod clients;
 mod inspect;
 mod keys;
+mod mail;
 mod sessions;
 mod users;
 
@@ -60,6 +61,13 @@ enum Command {
     Clients {
         #[command(subcommand)]
         action: clients::ClientsCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// The mail outbox: list messages with their delivery state and the last SMTP reply.
+    Mail {
+        #[command(subcommand)]
+        action: mail::MailCommand,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -166,6 +174,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Users { action, store } => users::run(action, &store.settings()?).await,
         Command::Sessions { action, store } => sessions::run(action, &store.settings()?).await,
         Command::Clients { action, store } => clients::run(action, &store.settings()?).await,
+        Command::Mail { action, store } => mail::run(action, &store.settings()?).await,
         Command::Check(args) => check::run(args).await,
         Command::Token { action } => inspect::run(action).await,
     }

@@ -361,3 +361,48 @@ async fn clients_are_added_listed_rotated_and_removed_with_the_secret_shown_once
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("private"), "a private key is refused");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_list_shows_the_outbox_with_states_and_the_last_reply() {
+    let server = spawn().await;
+    let now = keycard_core::now_unix();
+    let mail = |id: &str, recipient: &str| keycard_store::NewMail {
+        id: id.into(),
+        recipient: recipient.into(),
+        subject: format!("Subject of {id}"),
+        text_body: "secret link".into(),
+        html_body: None,
+        created_at: now,
+    };
+    // No smtp_url: the first becomes an .eml file (sent); the second cannot be addressed (failed).
+    server.state.enqueue_mail(&mail("m1", "ada@example.com")).await.unwrap();
+    server.state.enqueue_mail(&mail("m2", "not an address")).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let all = server.json(&["mail", "list"]).await;
+        if all.as_array().unwrap().iter().all(|m| m["state"] != "queued") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still queued: {all}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let failed = server.json(&["mail", "list", "--state", "failed"]).await;
+    assert_eq!(failed.as_array().unwrap().len(), 1, "{failed}");
+    assert_eq!((failed[0]["id"].as_str(), failed[0]["attempts"].as_i64()), (Some("m2"), Some(1)));
+    assert!(failed[0]["last_error"].as_str().is_some_and(|e| e.contains("recipient")), "{failed}");
+    let sent = server.json(&["mail", "list", "--state", "sent"]).await;
+    assert_eq!(
+        (sent[0]["recipient"].as_str(), sent[0]["subject"].as_str()),
+        (Some("ada@example.com"), Some("Subject of m1"))
+    );
+    assert!(sent[0]["sent_at"].is_string(), "{sent}");
+
+    let table = server.ok(&["mail", "list"]).await;
+    assert_eq!(table.lines().count(), 3, "a header and two messages: {table}");
+    assert!(table.contains("ada@example.com") && table.contains("sent"), "{table}");
+    assert!(
+        !table.contains("secret link") && !serde_json::to_string(&sent).unwrap().contains("secret link"),
+        "no body"
+    );
+}

@@ -11,6 +11,7 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod logout;
+mod mail;
 mod oauth;
 mod oauth_crate;
 mod refresh;

@@ -522,6 +522,110 @@ impl Store for PgStore {
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn enqueue_mail(&self, mail: &NewMail) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        insert_mail(&mut tx, mail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<MailRecord>> {
+        // SKIP LOCKED: a message another instance is claiming right now is left to it; once that
+        // claim commits, its lease makes the message not due, so it is not claimed twice.
+        let rows: Vec<MailRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = $2
+             WHERE id IN (SELECT id FROM mail_outbox WHERE state = 'queued' AND next_attempt_at <= $1
+                          ORDER BY next_attempt_at, created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING {MAIL_COLS}"
+        )))
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows.into_iter().map(mail).collect::<Result<Vec<_>>>()?;
+        claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn mail_sent(&self, id: &str, now: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE mail_outbox SET state = 'sent', sent_at = $2 WHERE id = $1 AND state = 'queued'")
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn mail_failed(&self, id: &str, error: &str, retry_at: Option<i64>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE mail_outbox SET last_error = $2,
+                state = CASE WHEN $3::BIGINT IS NULL THEN 'failed' ELSE 'queued' END,
+                next_attempt_at = COALESCE($3, next_attempt_at)
+             WHERE id = $1 AND state = 'queued'",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(retry_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_mail(&self, f: &MailFilter) -> Result<Vec<MailRecord>> {
+        let rows: Vec<MailRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {MAIL_COLS} FROM mail_outbox WHERE ($1::TEXT IS NULL OR state = $1)
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        )))
+        .bind(f.state.map(MailState::as_str))
+        .bind(page(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(mail).collect()
+    }
+}
+
+const MAIL_COLS: &str =
+    "id, recipient, subject, text_body, html_body, created_at, state, attempts, next_attempt_at, last_error, sent_at";
+type MailRow = (String, String, String, String, Option<String>, i64, String, i64, i64, Option<String>, Option<i64>);
+
+fn mail(
+    (id, recipient, subject, text_body, html_body, created_at, state, attempts, next_attempt_at, last_error, sent_at): MailRow,
+) -> Result<MailRecord> {
+    let state = MailState::parse(&state).ok_or_else(|| StoreError::Internal(format!("unknown mail state {state}")))?;
+    Ok(MailRecord {
+        id,
+        recipient,
+        subject,
+        text_body,
+        html_body,
+        created_at,
+        state,
+        attempts,
+        next_attempt_at,
+        last_error,
+        sent_at,
+    })
+}
+
+/// Queues `m` in the outbox inside the caller's transaction (a flow that sends mail because of
+/// an event writes both in one transaction).
+pub(super) async fn insert_mail(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, m: &NewMail) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO mail_outbox (id, recipient, subject, text_body, html_body, created_at, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(&m.id)
+    .bind(&m.recipient)
+    .bind(&m.subject)
+    .bind(&m.text_body)
+    .bind(&m.html_body)
+    .bind(m.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 const CLIENT_COLS: &str = "id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at";

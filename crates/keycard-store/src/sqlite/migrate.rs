@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "oauth clients",
         sql: include_str!("../../migrations/sqlite/0004_oauth_clients.sql"),
     },
+    Migration {
+        version: 5,
+        description: "mail outbox",
+        sql: include_str!("../../migrations/sqlite/0005_mail_outbox.sql"),
+    },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

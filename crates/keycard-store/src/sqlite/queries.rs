@@ -538,6 +538,113 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn enqueue_mail(&self, mail: &NewMail) -> Result<()> {
+        let m = mail.clone();
+        self.write(move |c| {
+            insert_mail(c, &m)?;
+            Ok(Done::Keep(()))
+        })
+        .await
+    }
+
+    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<MailRecord>> {
+        let sql = format!(
+            "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = ?2
+             WHERE id IN (SELECT id FROM mail_outbox WHERE state = 'queued' AND next_attempt_at <= ?1
+                          ORDER BY next_attempt_at, created_at, id LIMIT ?3)
+             RETURNING {MAIL_COLS}"
+        );
+        let limit = limit.max(1);
+        let mut claimed = self
+            .write(move |c| {
+                let rows = c
+                    .prepare_cached(&sql)?
+                    .query_map(params![now, lease_until, limit], mail)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Done::Keep(rows))
+            })
+            .await?;
+        claimed.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn mail_sent(&self, id: &str, now: i64) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let done = c
+                .prepare_cached(
+                    "UPDATE mail_outbox SET state = 'sent', sent_at = ?2 WHERE id = ?1 AND state = 'queued'",
+                )?
+                .execute(params![id, now])?;
+            Ok(Done::Keep(done == 1))
+        })
+        .await
+    }
+
+    async fn mail_failed(&self, id: &str, error: &str, retry_at: Option<i64>) -> Result<bool> {
+        let (id, error) = (id.to_owned(), error.to_owned());
+        self.write(move |c| {
+            let done = c
+                .prepare_cached(
+                    "UPDATE mail_outbox SET last_error = ?2,
+                        state = CASE WHEN ?3 IS NULL THEN 'failed' ELSE 'queued' END,
+                        next_attempt_at = COALESCE(?3, next_attempt_at)
+                     WHERE id = ?1 AND state = 'queued'",
+                )?
+                .execute(params![id, error, retry_at])?;
+            Ok(Done::Keep(done == 1))
+        })
+        .await
+    }
+
+    async fn list_mail(&self, f: &MailFilter) -> Result<Vec<MailRecord>> {
+        let sql = format!(
+            "SELECT {MAIL_COLS} FROM mail_outbox WHERE (?1 IS NULL OR state = ?1)
+             ORDER BY created_at DESC, id DESC LIMIT ?2"
+        );
+        let state = f.state.map(MailState::as_str);
+        self.read(|c| c.prepare_cached(&sql)?.query_map(params![state, page(f.limit)], mail)?.collect())
+    }
+}
+
+/// The columns of a [`MailRecord`], in [`mail`]'s order.
+const MAIL_COLS: &str =
+    "id, recipient, subject, text_body, html_body, created_at, state, attempts, next_attempt_at, last_error, sent_at";
+
+/// Queues `m` in the outbox on `c`: in the caller's job, so in its transaction (a flow that sends
+/// mail because of an event writes both in one job).
+pub(super) fn insert_mail(c: &Connection, m: &NewMail) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO mail_outbox (id, recipient, subject, text_body, html_body, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![m.id, m.recipient, m.subject, m.text_body, m.html_body, m.created_at])?;
+    Ok(())
+}
+
+/// An outbox row in [`MAIL_COLS`] order.
+fn mail(row: &Row<'_>) -> rusqlite::Result<MailRecord> {
+    let state: String = row.get(6)?;
+    Ok(MailRecord {
+        id: row.get(0)?,
+        recipient: row.get(1)?,
+        subject: row.get(2)?,
+        text_body: row.get(3)?,
+        html_body: row.get(4)?,
+        created_at: row.get(5)?,
+        state: MailState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                6,
+                rusqlite::types::Type::Text,
+                format!("mail state {state}").into(),
+            )
+        })?,
+        attempts: row.get(7)?,
+        next_attempt_at: row.get(8)?,
+        last_error: row.get(9)?,
+        sent_at: row.get(10)?,
+    })
 }
 
 /// A client row in [`CLIENT_COLS`] order.

@@ -14,6 +14,7 @@ mod harness;
 mod clients;
 mod concurrency;
 mod keys_audit;
+mod mail;
 mod operators;
 mod postgres_only;
 mod revocation;
@@ -98,4 +99,10 @@ conformance! {
     operators::disabling_a_user_while_their_sessions_rotate_and_log_in_leaves_none_usable,
 
     concurrency::concurrent_writes_with_failing_ones_each_get_their_own_answer,
+
+    mail::queued_mail_is_claimed_once_oldest_first_and_listed,
+    mail::a_sent_message_is_never_claimed_again,
+    mail::a_failed_attempt_is_retried_at_its_time_and_a_final_failure_is_kept,
+    mail::a_claim_never_finished_is_due_again_after_its_lease,
+    mail::concurrent_claimers_never_get_the_same_message,
 }
