@@ -129,6 +129,10 @@ names! {
         TokenRevoked = "token_revoked",
         /// A client introspected a token (`POST /oauth/introspect`).
         TokenIntrospected = "token_introspected",
+        /// A password reset was asked for an existing account (a link was mailed).
+        PasswordResetRequested = "password_reset_requested",
+        /// A password was reset with a mailed token (every session ends).
+        PasswordReset = "password_reset",
     }
 }
 
@@ -159,6 +163,8 @@ names! {
         TokenRevoked = "token_revoked",
         /// The OAuth client whose tokens these were was removed.
         ClientRemoved = "client_removed",
+        /// The password was reset with a mailed token (every session ends).
+        PasswordReset = "password_reset",
     }
 }
 

@@ -212,6 +212,19 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox messages matching `filter`, newest first.
     async fn list_mail(&self, filter: &MailFilter) -> Result<Vec<MailRecord>>;
 
+    /// Records a password-reset request for the account with `request.email`, if there is one:
+    /// in one transaction, every earlier reset token of the user is deleted (a new request
+    /// supersedes older ones), the new token's hash is stored, the message is queued and the
+    /// audit event (with the user's id) appended. For an unknown address nothing is written.
+    /// True when the account exists. A disabled user gets no token.
+    async fn request_password_reset(&self, request: &PasswordResetRequest) -> Result<bool>;
+    /// Spends a reset token and sets the new password, in one transaction: the token is marked
+    /// used only if it is unused and not expired (of concurrent spends exactly one wins), the
+    /// password hash replaced, every live session of the user revoked (reason `password_reset`,
+    /// onto the revocation feed), the notice queued to the user's address and the audit event
+    /// appended. `None` (and nothing written) for an unknown, used, superseded or expired token.
+    async fn reset_password(&self, reset: &PasswordReset) -> Result<Option<PasswordResetDone>>;
+
     /// Appends an audit event.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Deletes audit events older than `before`; returns how many.

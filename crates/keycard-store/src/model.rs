@@ -468,3 +468,57 @@ pub struct MailFilter {
     /// At most this many; 0 or less means 100.
     pub limit: i64,
 }
+
+/// A password-reset request ([`Store::request_password_reset`](crate::Store::request_password_reset)):
+/// everything is prepared before the store knows whether the address has an account, so both
+/// cases do the same work up to the store.
+#[derive(Clone)]
+pub struct PasswordResetRequest {
+    /// The (normalised) address the request names.
+    pub email: String,
+    /// SHA-256 of the reset token (the token itself is never stored).
+    pub token: keycard_core::refresh::TokenHash,
+    /// When the token stops working.
+    pub expires_at: i64,
+    /// The message holding the link, addressed to `email`.
+    pub mail: NewMail,
+    /// The `password_reset_requested` event; the store fills in `user_id`.
+    pub audit: AuditEvent,
+}
+
+impl std::fmt::Debug for PasswordResetRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordResetRequest").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+/// A password reset ([`Store::reset_password`](crate::Store::reset_password)): the presented
+/// token is spent and, in the same transaction, the password replaced.
+#[derive(Clone)]
+pub struct PasswordReset {
+    /// SHA-256 of the presented token.
+    pub token: keycard_core::refresh::TokenHash,
+    /// The new Argon2id PHC string.
+    pub password_hash: String,
+    /// Now: a token expired at this time is refused.
+    pub now: i64,
+    /// The "your password was changed" notice; the store sets `recipient` to the user's address.
+    pub notice: NewMail,
+    /// The `password_reset` event; the store fills in `user_id`.
+    pub audit: AuditEvent,
+}
+
+impl std::fmt::Debug for PasswordReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordReset").field("now", &self.now).finish_non_exhaustive()
+    }
+}
+
+/// A password reset that happened: whose, and the sessions it revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordResetDone {
+    /// The user whose password was reset.
+    pub user_id: String,
+    /// The sessions revoked (reason `password_reset`, on the revocation feed).
+    pub revoked: Vec<String>,
+}

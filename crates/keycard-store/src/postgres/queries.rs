@@ -530,6 +530,76 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn request_password_reset(&self, r: &PasswordResetRequest) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        // The user row first (the lock order of `set_password`): concurrent requests for one
+        // user take turns, so the user is left with exactly one token.
+        let found: Option<(String, Option<i64>)> =
+            sqlx::query_as("SELECT id, disabled_at FROM users WHERE email = $1 FOR UPDATE")
+                .bind(&r.email)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((user_id, disabled_at)) = found else { return Ok(false) };
+        if disabled_at.is_some() {
+            return Ok(true);
+        }
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(&user_id).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(r.token.as_bytes())
+        .bind(&user_id)
+        .bind(r.mail.created_at)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_mail(&mut tx, &r.mail).await?;
+        rotate::append_audit(&mut *tx, &AuditEvent { user_id: Some(user_id), ..r.audit.clone() }).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn reset_password(&self, r: &PasswordReset) -> Result<Option<PasswordResetDone>> {
+        let mut tx = self.write_tx().await?;
+        let owner: Option<(String,)> = sqlx::query_as("SELECT user_id FROM password_resets WHERE token_hash = $1")
+            .bind(r.token.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((user_id,)) = owner else { return Ok(None) };
+        // The user row before the token row, as `request_password_reset` locks them.
+        let email: Option<(String,)> = sqlx::query_as("SELECT email FROM users WHERE id = $1 FOR UPDATE")
+            .bind(&user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((email,)) = email else { return Ok(None) };
+        // Of concurrent spends, the ones that waited re-check `used_at IS NULL` and find none.
+        let spent = sqlx::query(
+            "UPDATE password_resets SET used_at = $2
+             WHERE token_hash = $1 AND user_id = $3 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(r.token.as_bytes())
+        .bind(r.now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        if spent.rows_affected() != 1 {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(&r.password_hash)
+            .bind(r.now)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        let reason = RevocationReason::PasswordReset;
+        let ids = revoke::mark(&mut tx, &user_id, Which::AllBut(None), reason, r.now).await?;
+        insert_mail(&mut tx, &NewMail { recipient: email, ..r.notice.clone() }).await?;
+        rotate::append_audit(&mut *tx, &AuditEvent { user_id: Some(user_id.clone()), ..r.audit.clone() }).await?;
+        revoke::publish(&mut tx, &ids, &user_id, reason, r.now).await?;
+        tx.commit().await?;
+        Ok(Some(PasswordResetDone { user_id, revoked: ids }))
+    }
+
     async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<MailRecord>> {
         // SKIP LOCKED: a message another instance is claiming right now is left to it; once that
         // claim commits, its lease makes the message not due, so it is not claimed twice.

@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "mail outbox",
         sql: include_str!("../../migrations/sqlite/0005_mail_outbox.sql"),
     },
+    Migration {
+        version: 6,
+        description: "password resets",
+        sql: include_str!("../../migrations/sqlite/0006_password_resets.sql"),
+    },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

@@ -548,6 +548,51 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn request_password_reset(&self, r: &PasswordResetRequest) -> Result<bool> {
+        let r = r.clone();
+        self.write(move |c| {
+            let found: Option<(String, Option<i64>)> = c
+                .prepare_cached("SELECT id, disabled_at FROM users WHERE email = ?1")?
+                .query_row(params![r.email], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let Some((user_id, disabled_at)) = found else { return Ok(Done::Keep(false)) };
+            if disabled_at.is_some() {
+                return Ok(Done::Keep(true));
+            }
+            c.prepare_cached("DELETE FROM password_resets WHERE user_id = ?1")?.execute(params![user_id])?;
+            c.prepare_cached(
+                "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![r.token.as_bytes(), user_id, r.mail.created_at, r.expires_at])?;
+            insert_mail(c, &r.mail)?;
+            append_audit(c, &AuditEvent { user_id: Some(user_id), ..r.audit.clone() })?;
+            Ok(Done::Keep(true))
+        })
+        .await
+    }
+
+    async fn reset_password(&self, r: &PasswordReset) -> Result<Option<PasswordResetDone>> {
+        let r = r.clone();
+        self.write(move |c| {
+            let spent: Option<(String, String)> = c
+                .prepare_cached(
+                    "UPDATE password_resets SET used_at = ?2
+                     WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2
+                     RETURNING user_id, (SELECT email FROM users WHERE users.id = password_resets.user_id)",
+                )?
+                .query_row(params![r.token.as_bytes(), r.now], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            let Some((user_id, email)) = spent else { return Ok(Done::Keep(None)) };
+            c.prepare_cached(SET_PASSWORD)?.execute(params![r.password_hash, r.now, user_id])?;
+            let ids = live_session_ids(c, &user_id, None, r.now)?;
+            revoke_in(c, &ids, &user_id, RevocationReason::PasswordReset, r.now)?;
+            insert_mail(c, &NewMail { recipient: email, ..r.notice.clone() })?;
+            append_audit(c, &AuditEvent { user_id: Some(user_id.clone()), ..r.audit.clone() })?;
+            Ok(Done::Keep(Some(PasswordResetDone { user_id, revoked: ids })))
+        })
+        .await
+    }
+
     async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<MailRecord>> {
         let sql = format!(
             "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = ?2

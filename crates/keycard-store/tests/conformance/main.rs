@@ -16,6 +16,7 @@ mod concurrency;
 mod keys_audit;
 mod mail;
 mod operators;
+mod password_reset;
 mod postgres_only;
 mod revocation;
 mod rotation;
@@ -49,6 +50,10 @@ macro_rules! conformance {
 }
 
 conformance! {
+    password_reset::a_reset_request_stores_its_token_mail_and_event_and_an_unknown_address_writes_nothing,
+    password_reset::a_new_request_supersedes_the_old_token_and_tokens_expire,
+    password_reset::concurrent_spends_of_one_reset_token_have_exactly_one_winner,
+
     users::users_are_created_and_found_by_email_and_by_id,
     users::a_second_account_with_the_same_email_is_refused_as_email_taken,
     users::ping_answers,
