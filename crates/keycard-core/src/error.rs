@@ -18,6 +18,9 @@ pub enum ErrorCode {
     InvalidGrant,
     /// 401: a refresh token was presented a second time; its whole session is now revoked.
     RefreshTokenReused,
+    /// 400: a password-reset token is unknown, malformed, already used, superseded by a newer
+    /// request or expired (one answer for all: it says nothing about the account).
+    InvalidResetToken,
     /// 403: the CSRF double-submit or Origin check failed.
     CsrfFailed,
     /// 403: authenticated, but not allowed.
@@ -52,7 +55,11 @@ impl ErrorCode {
     /// The HTTP status this code is sent with.
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidRequest | Self::UnauthorizedClient | Self::UnsupportedGrantType | Self::InvalidScope => 400,
+            Self::InvalidRequest
+            | Self::InvalidResetToken
+            | Self::UnauthorizedClient
+            | Self::UnsupportedGrantType
+            | Self::InvalidScope => 400,
             Self::InvalidClient => 401,
             Self::InvalidCredentials | Self::InvalidToken | Self::InvalidGrant | Self::RefreshTokenReused => 401,
             Self::CsrfFailed | Self::Forbidden => 403,
@@ -75,6 +82,7 @@ impl ErrorCode {
             Self::InvalidToken => "invalid_token",
             Self::InvalidGrant => "invalid_grant",
             Self::RefreshTokenReused => "refresh_token_reused",
+            Self::InvalidResetToken => "invalid_reset_token",
             Self::CsrfFailed => "csrf_failed",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",

@@ -51,6 +51,54 @@ impl std::fmt::Debug for RefreshToken {
     }
 }
 
+/// The prefix of password-reset tokens (mailed links).
+pub const RESET_TOKEN_PREFIX: &str = "kcpr_";
+/// The length of a password-reset token: the prefix and 32 random bytes in base64url.
+pub const RESET_TOKEN_LEN: usize = RESET_TOKEN_PREFIX.len() + 43;
+
+/// A password-reset token: `kcpr_` and 256 random bits in base64url. Only its SHA-256 is stored;
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResetToken(String);
+
+impl ResetToken {
+    /// A fresh random token.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; RANDOM_BYTES];
+        // getrandom only fails when the OS has no entropy source; nothing can be issued then.
+        #[allow(clippy::expect_used)]
+        getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
+        Self(format!("{RESET_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Parses a presented token; anything not shaped like a reset token (a refresh token, a
+    /// wrong length) is `None`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let body = raw.strip_prefix(RESET_TOKEN_PREFIX)?;
+        if raw.len() != RESET_TOKEN_LEN {
+            return None;
+        }
+        let decoded = URL_SAFE_NO_PAD.decode(body).ok()?;
+        (decoded.len() == RANDOM_BYTES).then(|| Self(raw.to_owned()))
+    }
+
+    /// The token text (for the mailed link only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 hash the store keeps instead of the token.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl std::fmt::Debug for ResetToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResetToken(<redacted>)")
+    }
+}
+
 /// SHA-256 of a refresh token: what the store indexes by.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TokenHash(pub [u8; 32]);
@@ -65,6 +113,16 @@ impl TokenHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_tokens_parse_back_and_refresh_tokens_are_not_reset_tokens() {
+        let token = ResetToken::generate();
+        assert_eq!(ResetToken::parse(token.expose()), Some(token.clone()));
+        assert_eq!(token.expose().len(), RESET_TOKEN_LEN);
+        assert!(ResetToken::parse(RefreshToken::generate().expose()).is_none());
+        assert!(ResetToken::parse(&token.expose()[..RESET_TOKEN_LEN - 1]).is_none());
+        assert!(!format!("{token:?}").contains(token.expose()));
+    }
 
     #[test]
     fn generated_tokens_parse_back_and_differ() {

@@ -98,6 +98,43 @@ pub struct PasswordChangeRequest {
     pub new_password: String,
 }
 
+/// `POST /auth/password/forgot`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordRequest {
+    /// The account's address.
+    pub email: String,
+}
+
+/// The answer of `POST /auth/password/forgot` (202), the same whether or not the address has
+/// an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ForgotPasswordAccepted {
+    /// Always `accepted`.
+    pub status: String,
+    /// What happens next, in words.
+    pub message: String,
+}
+
+/// `POST /auth/password/reset`.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    /// The token of the mailed link (`kcpr_…`).
+    pub token: String,
+    /// The new password; must meet the policy.
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for ResetPasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResetPasswordRequest(<redacted>)")
+    }
+}
+
 /// `DELETE /auth/account`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

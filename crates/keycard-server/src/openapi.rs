@@ -47,6 +47,10 @@ use crate::assets::{ASSET_CSP, asset};
         paths::list_sessions,
         paths::revoke_session,
         paths::change_password,
+        paths::forgot_password,
+        paths::reset_page,
+        paths::reset_password,
+        paths::reset_js,
         paths::delete_account,
         paths::revocations,
         paths::jwks,
@@ -134,9 +138,9 @@ pub async fn swagger_ui_css() -> Response {
 mod paths {
     use keycard_core::keys::JwkSet;
     use keycard_core::wire::{
-        DeleteAccountRequest, Discovery, Introspection, LoginRequest, LogoutRequest, OAuthTokenResponse,
-        PasswordChangeRequest, ProbeStatus, RefreshRequest, RevocationFeed, SessionInfo, SignupRequest, TokenResponse,
-        UserInfo,
+        DeleteAccountRequest, Discovery, ForgotPasswordAccepted, ForgotPasswordRequest, Introspection, LoginRequest,
+        LogoutRequest, OAuthTokenResponse, PasswordChangeRequest, ProbeStatus, RefreshRequest, ResetPasswordRequest,
+        RevocationFeed, SessionInfo, SignupRequest, TokenResponse, UserInfo,
     };
 
     /// The form of `POST /oauth/token` (`application/x-www-form-urlencoded`). Client
@@ -280,6 +284,51 @@ mod paths {
         responses((status = 204, description = "The password is changed; the other sessions are revoked.")),
     )]
     pub async fn change_password() {}
+
+    /// Asks for a password-reset link by mail.
+    ///
+    /// Answers 202 with the same body, in the same time, whether or not the address has an
+    /// account. For an account, a link `{app_url}/auth/password/reset#token=kcpr_…` is mailed: the
+    /// token (256 random bits, stored only as its SHA-256) works once, for `password_reset_ttl`
+    /// (30 minutes), and a new request replaces the previous token. Rate-limited per address and
+    /// per IP.
+    #[utoipa::path(
+        post, path = "/auth/password/forgot", tag = "auth",
+        request_body = ForgotPasswordRequest,
+        responses((status = 202, description = "Accepted (whether or not the address has an account).", body = ForgotPasswordAccepted)),
+    )]
+    pub async fn forgot_password() {}
+
+    /// The form a mailed reset link opens.
+    ///
+    /// Never reads or spends a token (mail link scanners open links first): its script takes the
+    /// token from the URL fragment and posts it to `POST /auth/password/reset`.
+    #[utoipa::path(
+        get, path = "/auth/password/reset", tag = "web",
+        responses((status = 200, description = "HTML page.", body = String, content_type = "text/html; charset=utf-8")),
+    )]
+    pub async fn reset_page() {}
+
+    /// Sets a new password with a mailed reset token.
+    ///
+    /// Spends the token (once: of concurrent requests one wins), applies the password policy
+    /// (422 `weak_password`, checked before the token is spent), revokes every session of the
+    /// user (reason `password_reset`, on the revocation feed) and mails a "your password was
+    /// changed" notice. An unknown, malformed, used, superseded or expired token is 400
+    /// `invalid_reset_token`.
+    #[utoipa::path(
+        post, path = "/auth/password/reset", tag = "auth",
+        request_body = ResetPasswordRequest,
+        responses((status = 204, description = "The password is changed; every session is revoked.")),
+    )]
+    pub async fn reset_password() {}
+
+    /// The reset form's script.
+    #[utoipa::path(
+        get, path = "/reset.js", tag = "web",
+        responses((status = 200, description = "JavaScript module.", body = String, content_type = "application/javascript")),
+    )]
+    pub async fn reset_js() {}
 
     /// Deletes the user, revokes every session and clears the session cookies.
     #[utoipa::path(
@@ -512,6 +561,12 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
                 TemporarilyUnavailable,
             ],
         ),
+        ("post", "/auth/password/forgot", &[InvalidRequest, PayloadTooLarge, RateLimited]),
+        (
+            "post",
+            "/auth/password/reset",
+            &[InvalidRequest, PayloadTooLarge, InvalidResetToken, WeakPassword, RateLimited, TemporarilyUnavailable],
+        ),
         (
             "delete",
             "/auth/account",
@@ -556,6 +611,9 @@ fn example_description(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidToken => "the access token is missing, invalid, expired or revoked",
         ErrorCode::InvalidGrant => "the refresh token is invalid, expired or revoked",
         ErrorCode::RefreshTokenReused => "this refresh token was already used; the session has been revoked",
+        ErrorCode::InvalidResetToken => {
+            "the reset link is invalid, expired, already used or replaced by a newer one; ask for a new one"
+        }
         ErrorCode::CsrfFailed => "the X-CSRF-Token header must match the CSRF cookie",
         ErrorCode::Forbidden => "not allowed",
         ErrorCode::NotFound => "no such resource",

@@ -40,6 +40,10 @@ pub enum Rule {
     PasswordCheckIp,
     /// `client_credentials` tokens and introspections per registered OAuth client.
     ClientToken,
+    /// Password-reset requests per address.
+    ForgotAddress,
+    /// Password-reset requests per client IP.
+    ForgotIp,
 }
 
 impl Rule {
@@ -52,6 +56,8 @@ impl Rule {
             Self::PasswordCheckUser => "password_check_user",
             Self::PasswordCheckIp => "password_check_ip",
             Self::ClientToken => "client_token",
+            Self::ForgotAddress => "forgot_address",
+            Self::ForgotIp => "forgot_ip",
         }
     }
 }

@@ -144,6 +144,15 @@ pub struct Settings {
     pub mail_dir: Option<PathBuf>,
     /// Failed delivery attempts after which a message fails for good.
     pub mail_max_attempts: u32,
+    /// The application's base URL: mailed links start with it (never with the request's Host
+    /// header). Unset: the issuer, whose `/auth/password/reset` is keycard's own form.
+    pub app_url: Option<String>,
+    /// How long a mailed password-reset link works.
+    pub password_reset_ttl: HumanDuration,
+    /// Password-reset requests per address per minute.
+    pub password_forgot_per_address_per_minute: u32,
+    /// Password-reset requests per client IP per minute.
+    pub password_forgot_per_ip_per_minute: u32,
 }
 
 impl Settings {
@@ -216,6 +225,10 @@ impl Default for Settings {
             mail_from: "keycard <keycard@localhost>".into(),
             mail_dir: None,
             mail_max_attempts: 10,
+            app_url: None,
+            password_reset_ttl: HumanDuration::secs(30 * 60),
+            password_forgot_per_address_per_minute: 3,
+            password_forgot_per_ip_per_minute: 10,
         }
     }
 }
@@ -352,6 +365,14 @@ impl Settings {
         if let Err(e) = self.mail_from.parse::<lettre::message::Mailbox>() {
             return Err(SettingsError(format!("mail_from {:?} is not a mail address: {e}", self.mail_from)));
         }
+        if let Some(url) = &self.app_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(SettingsError(format!("app_url {url:?} must start with https:// or http://")));
+        }
+        if self.password_reset_ttl.as_secs_i64() < 60 {
+            return Err(SettingsError("password_reset_ttl must be at least 1m".into()));
+        }
         if self.mail_max_attempts == 0 {
             return Err(SettingsError("mail_max_attempts must be at least 1".into()));
         }
@@ -413,6 +434,8 @@ impl Settings {
                 (Rule::ClientToken, self.client_token_per_client_per_minute),
                 (Rule::PasswordCheckUser, self.password_check_per_user_per_minute),
                 (Rule::PasswordCheckIp, self.password_check_per_ip_per_minute),
+                (Rule::ForgotAddress, self.password_forgot_per_address_per_minute),
+                (Rule::ForgotIp, self.password_forgot_per_ip_per_minute),
             ]
             .into_iter()
             .collect(),

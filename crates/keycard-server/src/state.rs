@@ -93,6 +93,10 @@ pub struct RuntimeConfig {
     pub oauth_password_grant: bool,
     /// Mail delivery: the transport, `From:` and retry limit.
     pub mail: crate::mail::MailConfig,
+    /// The base of mailed links (`app_url`, or the issuer), without a trailing `/`.
+    pub app_url: String,
+    /// How long a password-reset token works, seconds.
+    pub password_reset_ttl: i64,
 }
 
 impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
@@ -105,6 +109,8 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
         settings.check()?;
         let issuer = settings.issuer_for(addr);
         Ok(Self {
+            app_url: settings.app_url.clone().unwrap_or_else(|| issuer.clone()).trim_end_matches('/').to_owned(),
+            password_reset_ttl: settings.password_reset_ttl.as_secs_i64(),
             allowed_origins: allowed_origins(settings, &issuer, addr),
             issuer,
             audience: settings.audience.clone(),

@@ -12,6 +12,14 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
                         img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
                         require-trusted-types-for 'script'";
 
+/// The reset form: its script and stylesheet only, no framing, no referrer (the page's URL
+/// holds the token in its fragment, which no request carries, but it is kept from others too).
+const RESET_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                         base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
+                         require-trusted-types-for 'script'";
+
+const RESET_HTML: &str = include_str!("../../../../web/reset.html");
+const RESET_JS: &str = include_str!("../../../../web/reset.js");
 const INDEX_HTML: &str = include_str!("../../../../web/index.html");
 const KEYCARD_JS: &str = include_str!("../../../../web/keycard.js");
 const DEMO_JS: &str = include_str!("../../../../web/demo.js");
@@ -35,4 +43,20 @@ pub async fn demo_js() -> Response {
 /// `GET /style.css`: the demo page's stylesheet.
 pub async fn style_css() -> Response {
     asset(STYLE_CSS, "text/css; charset=utf-8", ASSET_CSP)
+}
+
+/// `GET /auth/password/reset`: the form a mailed reset link opens. It never reads or spends the
+/// token (link scanners open links before people do): the page's script takes the token from
+/// the fragment and posts it with the new password.
+pub async fn reset_page() -> Response {
+    let mut response = asset(RESET_HTML, "text/html; charset=utf-8", RESET_CSP);
+    response
+        .headers_mut()
+        .insert(axum::http::header::REFERRER_POLICY, axum::http::HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// `GET /reset.js`: the reset form's script.
+pub async fn reset_js() -> Response {
+    asset(RESET_JS, "application/javascript", ASSET_CSP)
 }

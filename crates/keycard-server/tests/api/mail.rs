@@ -17,7 +17,7 @@ use keycard_store::{MailFilter, MailRecord, MailState, NewMail};
 use crate::helpers::*;
 
 /// An aiosmtpd server writing every message it accepts into a Maildir; killed on drop.
-struct SmtpServer {
+pub struct SmtpServer {
     child: Option<Child>,
     port: u16,
     maildir: PathBuf,
@@ -37,7 +37,7 @@ impl SmtpServer {
     }
 
     /// Started and accepting connections; `None` when aiosmtpd is not installed (outside CI).
-    fn started() -> Option<Self> {
+    pub fn started() -> Option<Self> {
         let mut server = Self::stopped();
         server.start().then_some(server)
     }
@@ -75,12 +75,12 @@ impl SmtpServer {
         }
     }
 
-    fn url(&self) -> SmtpUrl {
+    pub fn url(&self) -> SmtpUrl {
         SmtpUrl::parse(&format!("smtp://127.0.0.1:{}", self.port)).unwrap()
     }
 
     /// The messages delivered so far.
-    fn messages(&self) -> Vec<String> {
+    pub fn messages(&self) -> Vec<String> {
         files_in(&self.maildir.join("new"), "")
     }
 }
@@ -111,7 +111,7 @@ fn files_in(dir: &Path, suffix: &str) -> Vec<String> {
 }
 
 /// Polls `check` until it holds, for at most 15 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -14,6 +14,7 @@ mod logout;
 mod mail;
 mod oauth;
 mod oauth_crate;
+mod password_reset;
 mod refresh;
 mod restart;
 mod verify_cache;
