@@ -13,16 +13,13 @@
 //! browsers never send, so it reaches no server log, proxy or `Referer`. Logs never hold the
 //! link or the token.
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
 use keycard_core::ErrorCode;
 use keycard_core::refresh::ResetToken;
 use keycard_core::wire::{ForgotPasswordAccepted, ForgotPasswordRequest, ResetPasswordRequest};
 use keycard_store::{AuditKind, NewMail, PasswordReset, PasswordResetRequest};
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ClientInfo};
+use crate::extract::ClientInfo;
 use crate::password::Passwords;
 use crate::ratelimit::Rule;
 use crate::routes::Email;
@@ -110,12 +107,12 @@ fn accepted() -> ForgotPasswordAccepted {
     }
 }
 
-/// `POST /auth/password/forgot`: 202 whether or not the address has an account.
+/// The answer of `POST /auth/password/forgot`, whether or not the address has an account.
 pub async fn forgot(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    ApiJson(req): ApiJson<ForgotPasswordRequest>,
-) -> Result<(StatusCode, Json<ForgotPasswordAccepted>), ApiError> {
+    state: &AppState,
+    client: &ClientInfo,
+    req: ForgotPasswordRequest,
+) -> Result<ForgotPasswordAccepted, ApiError> {
     let Email(email) = Email::parse(&req.email)?;
     state.limits.check(Rule::ForgotIp, &client.rate_key()).await?;
     state.limits.check(Rule::ForgotAddress, &email).await?;
@@ -143,15 +140,11 @@ pub async fn forgot(
             Err(e) => tracing::warn!(error = %e, "could not record a password-reset request"),
         }
     });
-    Ok((StatusCode::ACCEPTED, Json(accepted())))
+    Ok(accepted())
 }
 
 /// `POST /auth/password/reset`: spends the token, sets the password, ends every session.
-pub async fn reset(
-    State(state): State<AppState>,
-    client: ClientInfo,
-    ApiJson(req): ApiJson<ResetPasswordRequest>,
-) -> Result<StatusCode, ApiError> {
+pub async fn reset(state: &AppState, client: &ClientInfo, req: ResetPasswordRequest) -> Result<(), ApiError> {
     // Each attempt costs a password hash: the budget of password checks per IP.
     state.limits.check(Rule::PasswordCheckIp, &client.rate_key()).await?;
     let token = ResetToken::parse(&req.token).ok_or_else(invalid_reset_token)?;
@@ -169,7 +162,7 @@ pub async fn reset(
     state.wake_mail_sender();
     let detail = format!("revoked {} sessions", done.revoked.len());
     log_audit(AuditKind::PasswordReset, Some(&done.user_id), None, client.ip.as_deref(), Some(&detail));
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[cfg(test)]

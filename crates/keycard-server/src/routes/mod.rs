@@ -10,6 +10,8 @@ mod oauth_introspect;
 mod oauth_revoke;
 mod oauth_token;
 mod password;
+mod password_forgot;
+mod password_reset;
 mod refresh;
 mod revocations;
 mod sessions;
@@ -41,8 +43,8 @@ pub fn router() -> Router<AppState> {
         .route("/auth/sessions", get(sessions::list_sessions))
         .route("/auth/sessions/{id}", delete(sessions::revoke_session))
         .route("/auth/password", post(password::change_password))
-        .route("/auth/password/forgot", post(crate::reset::forgot))
-        .route(crate::reset::RESET_PATH, get(web::reset_page).post(crate::reset::reset))
+        .route("/auth/password/forgot", post(password_forgot::forgot))
+        .route(crate::reset::RESET_PATH, get(web::reset_page).post(password_reset::reset))
         .route("/reset.js", get(web::reset_js))
         .route("/auth/account", delete(account::delete_account))
         .route("/auth/revocations", get(revocations::feed))
