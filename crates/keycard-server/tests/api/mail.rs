@@ -26,7 +26,7 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     /// A port nothing listens on yet (the server starts later, with [`SmtpServer::start`]).
-    fn stopped() -> Self {
+    pub fn stopped() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("Maildir");
         for sub in ["tmp", "new", "cur"] {

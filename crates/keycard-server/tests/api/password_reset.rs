@@ -170,19 +170,24 @@ async fn ten_concurrent_resets_with_one_token_have_exactly_one_winner() {
     assert!(statuses.iter().all(|s| *s == StatusCode::NO_CONTENT || *s == StatusCode::BAD_REQUEST), "{statuses:?}");
 }
 
-#[tokio::test]
+// Several threads, as in the server: the store work a known address's request hands to a task
+// then runs beside the answer rather than on the one thread the answer is waiting on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgot_answers_unknown_and_known_addresses_alike_in_status_body_and_time() {
-    let Some(smtp) = SmtpServer::started() else { return };
+    // SMTP refuses at once and retries wait for the (manual) clock: after each known request the
+    // server's background work is one store write and one refused connection, so it hardly
+    // disturbs the requests measured after it.
+    let smtp = SmtpServer::stopped();
     let app = spawn_app_with(|s| {
         s.smtp_url = Some(smtp.url());
         s.rate_limit_enabled = false;
     })
     .await;
     let (known, _) = app.user().await;
-    let unknown = "nobody-here@example.com";
+    let unknown = "nobody-here@example.com".to_owned();
 
-    let answer = |email: String| {
-        let app = &app;
+    let answer = |email: &String| {
+        let (app, email) = (&app, email.clone());
         async move {
             let started = Instant::now();
             let resp = app.post_json("/auth/password/forgot", json!({"email": email})).await;
@@ -192,21 +197,24 @@ async fn forgot_answers_unknown_and_known_addresses_alike_in_status_body_and_tim
     };
     // Warm up both paths (connections, statement caches).
     for _ in 0..5 {
-        answer(known.clone()).await;
-        answer(unknown.to_owned()).await;
+        answer(&known).await;
+        answer(&unknown).await;
     }
     let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
     let mut bodies = std::collections::BTreeSet::new();
-    // Interleaved, so drift in the machine's load falls on both alike.
-    for _ in 0..50 {
-        let (status, body, took) = answer(known.clone()).await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-        bodies.insert(body);
-        known_times.push(took);
-        let (status, body, took) = answer(unknown.to_owned()).await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-        bodies.insert(body);
-        unknown_times.push(took);
+    // Interleaved, in turns of which goes first, so drift in the machine's load and the
+    // background work of a request fall on both alike.
+    for i in 0..50 {
+        let order = if i % 2 == 0 { [&known, &unknown] } else { [&unknown, &known] };
+        for email in order {
+            // Not waiting for time to pass: letting the previous request's background work
+            // (a store write, a refused SMTP connection) finish before the next measurement.
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            let (status, body, took) = answer(email).await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+            bodies.insert(body);
+            if email == &known { known_times.push(took) } else { unknown_times.push(took) }
+        }
     }
     assert_eq!(bodies.len(), 1, "one body for both: {bodies:?}");
     let median = |times: &mut Vec<Duration>| {
@@ -215,19 +223,25 @@ async fn forgot_answers_unknown_and_known_addresses_alike_in_status_body_and_tim
     };
     let (known_median, unknown_median) = (median(&mut known_times), median(&mut unknown_times));
     let (slow, fast) = (known_median.max(unknown_median), known_median.min(unknown_median));
-    // The answer does the same work on both paths; a real difference (a store write, a password
-    // hash) would be several times the noise. The bound allows for a loaded CI machine.
+    // The answer does the same work on both paths (typically 1-3 % apart); a real difference (a
+    // store write or a password hash in the request) would be a multiple of the answer's time.
+    // The bound allows for a loaded CI machine.
     eprintln!("forgot medians: known {known_median:?}, unknown {unknown_median:?}");
     assert!(
-        slow.as_secs_f64() <= fast.as_secs_f64() * 1.2 + 0.000_025,
+        slow.as_secs_f64() <= fast.as_secs_f64() * 1.25 + 0.000_03,
         "known {known_median:?} vs unknown {unknown_median:?}"
     );
-    // Only the known address got mail.
-    eventually("the known address's mail", async || {
-        smtp.messages().iter().filter(|m| m.contains(&format!("To: {known}"))).count() >= 50
-    })
-    .await;
-    assert!(!smtp.messages().iter().any(|m| m.contains(unknown)));
+    // Only the known address got a message (queued: the SMTP server is down).
+    let to = |address: &str| {
+        let app = &app;
+        let address = address.to_owned();
+        async move {
+            let all = app.store().list_mail(&keycard_store::MailFilter { state: None, limit: 1000 }).await.unwrap();
+            all.iter().filter(|m| m.recipient == address).count()
+        }
+    };
+    eventually("the known address's messages", async || to(&known).await == 55).await;
+    assert_eq!(to(&unknown).await, 0);
 }
 
 #[tokio::test]
