@@ -561,7 +561,7 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
                 TemporarilyUnavailable,
             ],
         ),
-        ("post", "/auth/password/forgot", &[InvalidRequest, PayloadTooLarge, RateLimited]),
+        ("post", "/auth/password/forgot", &[InvalidRequest, PayloadTooLarge, RateLimited, TemporarilyUnavailable]),
         (
             "post",
             "/auth/password/reset",
