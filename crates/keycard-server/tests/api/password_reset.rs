@@ -200,36 +200,47 @@ async fn forgot_answers_unknown_and_known_addresses_alike_in_status_body_and_tim
         answer(&known).await;
         answer(&unknown).await;
     }
-    let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
     let mut bodies = std::collections::BTreeSet::new();
-    // Interleaved, in turns of which goes first, so drift in the machine's load and the
-    // background work of a request fall on both alike.
-    for i in 0..50 {
-        let order = if i % 2 == 0 { [&known, &unknown] } else { [&unknown, &known] };
-        for email in order {
-            // Not waiting for time to pass: letting the previous request's background work
-            // (a store write, a refused SMTP connection) finish before the next measurement.
-            tokio::time::sleep(Duration::from_millis(3)).await;
-            let (status, body, took) = answer(email).await;
-            assert_eq!(status, StatusCode::ACCEPTED);
-            bodies.insert(body);
-            if email == &known { known_times.push(took) } else { unknown_times.push(took) }
-        }
-    }
-    assert_eq!(bodies.len(), 1, "one body for both: {bodies:?}");
     let median = |times: &mut Vec<Duration>| {
         times.sort();
         times[times.len() / 2]
     };
-    let (known_median, unknown_median) = (median(&mut known_times), median(&mut unknown_times));
+    // Up to three series of 50 + 50: the other tests of this binary run beside this one, and a
+    // burst of theirs can skew one series. A real difference (a store write or a password hash
+    // in the answer) is a multiple of the answer's time and fails every series.
+    let mut series = Vec::new();
+    for _ in 0..3 {
+        let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
+        // Interleaved, in turns of which goes first, so drift in the machine's load and the
+        // background work of a request fall on both alike.
+        for i in 0..50 {
+            let order = if i % 2 == 0 { [&known, &unknown] } else { [&unknown, &known] };
+            for email in order {
+                // Not waiting for time to pass: letting the previous request's background work
+                // (a store write, a refused SMTP connection) finish before the next measurement.
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                let (status, body, took) = answer(email).await;
+                assert_eq!(status, StatusCode::ACCEPTED);
+                bodies.insert(body);
+                if email == &known { known_times.push(took) } else { unknown_times.push(took) }
+            }
+        }
+        let (known_median, unknown_median) = (median(&mut known_times), median(&mut unknown_times));
+        let (slow, fast) = (known_median.max(unknown_median), known_median.min(unknown_median));
+        eprintln!("forgot medians: known {known_median:?}, unknown {unknown_median:?}");
+        series.push((known_median, unknown_median));
+        // The answer does the same work on both paths (typically 1-3 % apart); the bound allows
+        // for a loaded CI machine.
+        if slow.as_secs_f64() <= fast.as_secs_f64() * 1.25 + 0.000_03 {
+            break;
+        }
+    }
+    assert_eq!(bodies.len(), 1, "one body for both: {bodies:?}");
+    let (known_median, unknown_median) = *series.last().unwrap();
     let (slow, fast) = (known_median.max(unknown_median), known_median.min(unknown_median));
-    // The answer does the same work on both paths (typically 1-3 % apart); a real difference (a
-    // store write or a password hash in the request) would be a multiple of the answer's time.
-    // The bound allows for a loaded CI machine.
-    eprintln!("forgot medians: known {known_median:?}, unknown {unknown_median:?}");
     assert!(
         slow.as_secs_f64() <= fast.as_secs_f64() * 1.25 + 0.000_03,
-        "known {known_median:?} vs unknown {unknown_median:?}"
+        "every series apart (known, unknown medians): {series:?}"
     );
     // Only the known address got a message (queued: the SMTP server is down).
     let to = |address: &str| {
@@ -240,7 +251,8 @@ async fn forgot_answers_unknown_and_known_addresses_alike_in_status_body_and_tim
             all.iter().filter(|m| m.recipient == address).count()
         }
     };
-    eventually("the known address's messages", async || to(&known).await == 55).await;
+    let sent = 5 + 50 * series.len();
+    eventually("the known address's messages", async || to(&known).await == sent).await;
     assert_eq!(to(&unknown).await, 0);
 }
 
