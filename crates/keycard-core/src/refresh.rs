@@ -1,105 +1,77 @@
-//! Opaque refresh tokens: `kcrt_` + base64url(32 random bytes), stored only as SHA-256.
+//! Opaque secret tokens: a kind's prefix (`kcrt_` refresh, `kcpr_` password reset) +
+//! base64url(32 random bytes), stored only as SHA-256.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-/// Prefix of every refresh token, so leaked tokens are recognisable (and redactable).
-pub const REFRESH_TOKEN_PREFIX: &str = "kcrt_";
 const RANDOM_BYTES: usize = 32;
-/// Length of a well-formed token: the prefix plus 43 base64url characters.
-pub const REFRESH_TOKEN_LEN: usize = REFRESH_TOKEN_PREFIX.len() + 43;
 
-/// A refresh token in clear. It only exists on its way to the client; `Debug` never prints it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RefreshToken(String);
+/// Declares an opaque secret token type: a prefix and 256 bits of OS randomness in base64url,
+/// stored only as its SHA-256 ([`TokenHash`]), never shown by `Debug`. Each kind has its own
+/// prefix, so one kind's token never parses as another's.
+macro_rules! secret_token {
+    ($(#[$doc:meta])* $name:ident, $prefix:ident = $text:literal, $len:ident) => {
+        #[doc = concat!("Prefix of every `", stringify!($name), "`, so leaked tokens are recognisable (and redactable).")]
+        pub const $prefix: &str = $text;
+        #[doc = concat!("Length of a well-formed `", stringify!($name), "`: the prefix plus 43 base64url characters.")]
+        pub const $len: usize = $prefix.len() + 43;
 
-impl RefreshToken {
-    /// A new token from 256 bits of OS randomness.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; RANDOM_BYTES];
-        // getrandom only fails when the OS has no entropy source; nothing can be issued then.
-        #[allow(clippy::expect_used)]
-        getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
-        Self(format!("{REFRESH_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
-    }
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
 
-    /// Parses a presented token; anything not shaped like one of ours is `None`.
-    pub fn parse(raw: &str) -> Option<Self> {
-        let body = raw.strip_prefix(REFRESH_TOKEN_PREFIX)?;
-        if raw.len() != REFRESH_TOKEN_LEN {
-            return None;
+        impl $name {
+            /// A new token from 256 bits of OS randomness.
+            pub fn generate() -> Self {
+                let mut bytes = [0u8; RANDOM_BYTES];
+                // getrandom only fails when the OS has no entropy source; nothing can be issued then.
+                #[allow(clippy::expect_used)]
+                getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
+                Self(format!("{}{}", $prefix, URL_SAFE_NO_PAD.encode(bytes)))
+            }
+
+            /// Parses a presented token; anything not shaped like one of this kind (another
+            /// kind's prefix, a wrong length, bad base64url) is `None`.
+            pub fn parse(raw: &str) -> Option<Self> {
+                let body = raw.strip_prefix($prefix)?;
+                if raw.len() != $len {
+                    return None;
+                }
+                let decoded = URL_SAFE_NO_PAD.decode(body).ok()?;
+                (decoded.len() == RANDOM_BYTES).then(|| Self(raw.to_owned()))
+            }
+
+            /// The token text, to hand to its owner (a response body, a cookie, a mailed link).
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+
+            /// The SHA-256 hash the store keeps instead of the token.
+            pub fn hash(&self) -> TokenHash {
+                TokenHash(Sha256::digest(self.0.as_bytes()).into())
+            }
         }
-        let decoded = URL_SAFE_NO_PAD.decode(body).ok()?;
-        (decoded.len() == RANDOM_BYTES).then(|| Self(raw.to_owned()))
-    }
 
-    /// The token text, to hand to the client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The SHA-256 hash the store keeps instead of the token.
-    pub fn hash(&self) -> TokenHash {
-        TokenHash(Sha256::digest(self.0.as_bytes()).into())
-    }
-}
-
-impl std::fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RefreshToken(<redacted>)")
-    }
-}
-
-/// The prefix of password-reset tokens (mailed links).
-pub const RESET_TOKEN_PREFIX: &str = "kcpr_";
-/// The length of a password-reset token: the prefix and 32 random bytes in base64url.
-pub const RESET_TOKEN_LEN: usize = RESET_TOKEN_PREFIX.len() + 43;
-
-/// A password-reset token: `kcpr_` and 256 random bits in base64url. Only its SHA-256 is stored;
-/// `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ResetToken(String);
-
-impl ResetToken {
-    /// A fresh random token.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; RANDOM_BYTES];
-        // getrandom only fails when the OS has no entropy source; nothing can be issued then.
-        #[allow(clippy::expect_used)]
-        getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
-        Self(format!("{RESET_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
-    }
-
-    /// Parses a presented token; anything not shaped like a reset token (a refresh token, a
-    /// wrong length) is `None`.
-    pub fn parse(raw: &str) -> Option<Self> {
-        let body = raw.strip_prefix(RESET_TOKEN_PREFIX)?;
-        if raw.len() != RESET_TOKEN_LEN {
-            return None;
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
         }
-        let decoded = URL_SAFE_NO_PAD.decode(body).ok()?;
-        (decoded.len() == RANDOM_BYTES).then(|| Self(raw.to_owned()))
-    }
-
-    /// The token text (for the mailed link only).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The SHA-256 hash the store keeps instead of the token.
-    pub fn hash(&self) -> TokenHash {
-        TokenHash(Sha256::digest(self.0.as_bytes()).into())
-    }
+    };
 }
 
-impl std::fmt::Debug for ResetToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResetToken(<redacted>)")
-    }
+secret_token! {
+    /// A refresh token in clear. It only exists on its way to the client.
+    RefreshToken, REFRESH_TOKEN_PREFIX = "kcrt_", REFRESH_TOKEN_LEN
 }
 
-/// SHA-256 of a refresh token: what the store indexes by.
+secret_token! {
+    /// A password-reset token (mailed links): `kcpr_` and 256 random bits in base64url.
+    ResetToken, RESET_TOKEN_PREFIX = "kcpr_", RESET_TOKEN_LEN
+}
+
+/// SHA-256 of a secret token: what the store indexes by.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TokenHash(pub [u8; 32]);
 
