@@ -1,5 +1,6 @@
 //! Log capture: run the real binary at debug level through a whole lifecycle (including reuse,
-//! bad tokens and tokens in URLs) and find no token, cookie value or password in its logs.
+//! bad tokens and tokens in URLs, the OAuth token endpoint, and a password reset whose link goes
+//! to an `.eml` file) and find no token, link, cookie value or password in its logs.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -31,6 +32,16 @@ async fn a_full_lifecycle_leaves_no_secret_in_the_logs() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
+    async fn login<F, Fut>(post: &F) -> (u16, Value)
+    where
+        F: Fn(&str, Value) -> Fut,
+        Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+    {
+        let resp = post("/auth/login", json!({"email": "logs@example.com", "password": PASSWORD, "delivery": "body"}))
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
     post("/auth/signup", json!({"email": "logs@example.com", "password": PASSWORD})).await.unwrap();
     post("/auth/login", json!({"email": "logs@example.com", "password": "the wrong one!"})).await.unwrap();
     let cookie_login = post("/auth/login", json!({"email": "logs@example.com", "password": PASSWORD})).await.unwrap();
@@ -59,6 +70,57 @@ async fn a_full_lifecycle_leaves_no_secret_in_the_logs() {
     post("/auth/refresh", json!({"refresh_token": refresh})).await.unwrap(); // reuse
     http.post(format!("{base}/auth/logout")).bearer_auth(&access).send().await.unwrap();
 
+    // The OAuth token endpoint: a refresh grant, then a wrong client secret.
+    let form = |path: &str, body: String| {
+        http.post(format!("{base}{path}")).header("content-type", "application/x-www-form-urlencoded").body(body).send()
+    };
+    let (_, fresh) = login(&post).await;
+    let granted: Value = form(
+        "/oauth/token",
+        format!(
+            "grant_type=refresh_token&client_id=keycard&refresh_token={}",
+            fresh["refresh_token"].as_str().unwrap()
+        ),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    secrets.extend(["access_token", "refresh_token"].map(|k| granted[k].as_str().unwrap().to_owned()));
+    secrets.extend(["access_token", "refresh_token"].map(|k| fresh[k].as_str().unwrap().to_owned()));
+    form("/oauth/token", "grant_type=client_credentials&client_id=kcc_x&client_secret=kcs_not-this-one-either".into())
+        .await
+        .unwrap();
+    secrets.push("kcs_not-this-one-either".into());
+
+    // A password reset: no SMTP server is configured, so the link goes to an .eml file next to
+    // the database; the token is read from there, and spent.
+    post("/auth/password/forgot", json!({"email": "logs@example.com"})).await.unwrap();
+    let mail_dir = dir.path().join("mail");
+    let mut message = String::new();
+    for _ in 0..100 {
+        let files = std::fs::read_dir(&mail_dir).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>());
+        if let Some(file) = files.unwrap_or_default().into_iter().find(|p| p.extension().is_some_and(|e| e == "eml")) {
+            message = std::fs::read_to_string(file).unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = message.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let token: String = text
+        .split("#token=")
+        .nth(1)
+        .expect("the reset link in the .eml file")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    assert!(token.starts_with("kcpr_"), "{token}");
+    const NEW_PASSWORD: &str = "another memorable passphrase";
+    let reset = post("/auth/password/reset", json!({"token": token, "new_password": NEW_PASSWORD})).await.unwrap();
+    assert_eq!(reset.status(), 204);
+    secrets.extend([token.clone(), NEW_PASSWORD.to_owned()]);
+
     // A graceful stop (SIGTERM) flushes every log line written so far; reading stderr to its end
     // then waits for exactly that, with no guess at how long the writes take.
     let pid = child.id().expect("the server runs").to_string();
@@ -76,5 +138,6 @@ async fn a_full_lifecycle_leaves_no_secret_in_the_logs() {
         assert!(!logs.contains(probe), "a secret ({}…) reached the logs", &probe[..8]);
     }
     assert!(!logs.contains("kcrt_"), "a refresh token reached the logs");
+    assert!(!logs.contains("kcpr_") && !logs.contains("#token="), "a reset token or link reached the logs");
     assert!(!logs.contains("eyJ"), "a JWT reached the logs");
 }
