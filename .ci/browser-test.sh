@@ -30,53 +30,13 @@ fi
 say "$("$CHROMIUM" --version 2>/dev/null | head -n1), node $(node --version)"
 (cd web && npm ci --no-audit --no-fund --loglevel=error)
 
-# 2. The server (KEYCARD_BIN: use that binary instead of building one).
-if [ -n "${KEYCARD_BIN:-}" ]; then
-  bin=$KEYCARD_BIN
-elif [ "$profile" = release ]; then
-  cargo build --release -p keycard --locked
-  bin=$root/target/release/keycard
-else
-  cargo build -p keycard --locked
-  bin=$root/target/debug/keycard
-fi
-
-# 3. Run it on a free port (port 0: the kernel picks; the log says which) with a fresh database.
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+# 2. The server (KEYCARD_BIN: use that binary instead of building one), on a free port with a
+# fresh database. Settings the test relies on: short-lived access tokens and no leeway (so tokens
+# really expire mid-test), strictly single-use refresh tokens.
+. "$root/.ci/keycard-server.sh"
+keycard_binary
+start_keycard keycard-browser --access-ttl 5s --leeway 0s --reuse-interval 0s
 export KEYCARD_SERVER_LOG=$work/server.log
-: >"$KEYCARD_SERVER_LOG" # exists before the address loop reads it
-# Settings the test relies on: short-lived access tokens and no leeway (so tokens really expire
-# mid-test), strictly single-use refresh tokens. Flags, not KEYCARD_* variables: flags win over
-# any configuration the machine has.
-KEYCARD_LOG=info NO_COLOR=1 "$bin" serve --bind 127.0.0.1:0 --database "$work/keycard.db" \
-  --access-ttl 5s --leeway 0s --reuse-interval 0s >"$KEYCARD_SERVER_LOG" 2>&1 &
-server_pid=$!
-
-port=""
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/.*addr=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$KEYCARD_SERVER_LOG" | head -n1)
-  [ -n "$port" ] && break
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    say "the server exited:"; cat "$KEYCARD_SERVER_LOG"; exit 1
-  fi
-  sleep 0.1
-done
-if [ -z "$port" ]; then
-  say "the server did not report its address:"; cat "$KEYCARD_SERVER_LOG"; exit 1
-fi
-# The listener is bound before that line is logged, so the server is reachable now.
-export KEYCARD_URL=http://127.0.0.1:$port
-say "keycard at $KEYCARD_URL"
 
 # 4. The test.
 mkdir -p "$ARTIFACTS_DIR"

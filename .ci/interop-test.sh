@@ -56,53 +56,13 @@ if ! cmp -s interop/python/requirements.txt "$venv/requirements.txt" 2>/dev/null
 fi
 
 # 2. The server (KEYCARD_BIN: use that binary instead of building one).
-if [ -n "${KEYCARD_BIN:-}" ]; then
-  bin=$KEYCARD_BIN
-elif [ "$profile" = release ]; then
-  cargo build --release -p keycard --locked
-  bin=$root/target/release/keycard
-else
-  cargo build -p keycard --locked
-  bin=$root/target/debug/keycard
-fi
+. "$root/.ci/keycard-server.sh"
+keycard_binary
 
-# 3. Run it on a free port (port 0: the kernel picks; the log says which) with a fresh database.
-work=$(mktemp -d "${TMPDIR:-/tmp}/keycard-interop.XXXXXX")
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+# 3. Run it on a free port with a fresh database; strictly single-use refresh tokens (the replay
+# tests rely on it).
+start_keycard keycard-interop --reuse-interval 0s
 log=$work/server.log
-# Made before the server starts: the loop below may read it before the background job opens it
-# (with pipefail, sed on a missing file would end the script).
-: >"$log"
-# Flags, not KEYCARD_* variables: flags win over any configuration the machine has. Strictly
-# single-use refresh tokens (the replay tests rely on it).
-KEYCARD_LOG=info NO_COLOR=1 "$bin" serve --bind 127.0.0.1:0 --database "$work/keycard.db" \
-  --reuse-interval 0s >"$log" 2>&1 &
-server_pid=$!
-
-port=""
-for _ in $(seq 1 100); do
-  port=$(sed -n 's/.*addr=127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -n1)
-  [ -n "$port" ] && break
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    say "the server exited:"; cat "$log"; exit 1
-  fi
-  sleep 0.1
-done
-if [ -z "$port" ]; then
-  say "the server did not report its address:"; cat "$log"; exit 1
-fi
-# The listener is bound before that line is logged, so the server is reachable now.
-export KEYCARD_URL=http://127.0.0.1:$port
-say "keycard at $KEYCARD_URL"
 
 # 4. Two confidential clients, registered with the CLI on the running server's database: one per
 # suite, so neither suite's revocations can touch the other's tokens.
