@@ -168,6 +168,9 @@ async fn a_service_token_behind_a_handle_carries_its_client_and_scope() {
 #[tokio::test]
 async fn a_cached_verdict_never_outlives_the_tokens_exp() {
     let (keycard, client, proxy) = setup().await;
+    let handle = proxy.reference(&keycard.login("exp@example.com").await.access_token);
+    // Started after the login: a clock frozen before it could read the token's `nbf` as one
+    // second in the future (leeway 0).
     let clock = Arc::new(ManualClock::starting_now());
     let config = IntrospectionConfig::new(&client.id, &client.secret)
         .endpoint(format!("{}{INTROSPECT}", proxy.base))
@@ -180,7 +183,6 @@ async fn a_cached_verdict_never_outlives_the_tokens_exp() {
         .build()
         .await
         .unwrap();
-    let handle = proxy.reference(&keycard.login("exp@example.com").await.access_token);
     let claims = verifier.verify(&handle).await.unwrap();
     clock.advance(Duration::from_secs(u64::try_from(claims.exp - clock.now()).unwrap() - 1));
     assert!(verifier.verify(&handle).await.is_ok(), "a second before exp: cached");
