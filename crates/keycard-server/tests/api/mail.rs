@@ -43,7 +43,7 @@ impl SmtpServer {
     }
 
     /// Starts aiosmtpd on the port; false (outside CI) when it cannot run, a loud failure in CI.
-    fn start(&mut self) -> bool {
+    pub fn start(&mut self) -> bool {
         let spawned = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port)])
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
