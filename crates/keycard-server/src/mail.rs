@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::task::JoinHandle;
@@ -135,6 +136,9 @@ pub enum MailTransport {
         url: SmtpUrl,
         /// Connection and command timeout.
         timeout: Duration,
+        /// PEM certificates trusted for the server's TLS certificate besides the system's
+        /// (`smtp_ca_file`: a private CA).
+        ca: Option<Vec<u8>>,
     },
     /// No SMTP server configured: `.eml` files in this folder.
     Dir(PathBuf),
@@ -198,12 +202,22 @@ struct Failure {
 impl Sender {
     fn new(config: &MailConfig) -> anyhow::Result<Self> {
         match &config.transport {
-            MailTransport::Smtp { url, timeout } => {
-                let builder = match url.security {
+            MailTransport::Smtp { url, timeout, ca } => {
+                let mut builder = match url.security {
                     SmtpSecurity::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&url.host),
                     SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&url.host)?,
                     SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&url.host)?,
                 };
+                if let Some(pem) = ca.as_deref().filter(|_| url.security != SmtpSecurity::Plain) {
+                    // The system's roots and the configured CA; the server's name is checked.
+                    let tls = TlsParameters::builder(url.host.clone())
+                        .add_root_certificate(Certificate::from_pem(pem)?)
+                        .build_rustls()?;
+                    builder = builder.tls(match url.security {
+                        SmtpSecurity::Tls => Tls::Wrapper(tls),
+                        _ => Tls::Required(tls),
+                    });
+                }
                 let mut builder = builder.port(url.port).timeout(Some(*timeout));
                 if let Some((user, password)) = &url.credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));

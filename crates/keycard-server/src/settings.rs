@@ -137,6 +137,9 @@ pub struct Settings {
     pub smtp_url: Option<crate::mail::SmtpUrl>,
     /// Timeout of the SMTP connection and of each command.
     pub smtp_timeout: HumanDuration,
+    /// A PEM file of CA certificates trusted for the SMTP server's certificate besides the
+    /// system's (a private CA); `smtps://` and `smtp+starttls://` only.
+    pub smtp_ca_file: Option<PathBuf>,
     /// The `From:` of every message (`Name <address>` or an address).
     pub mail_from: String,
     /// Where messages go as `.eml` files when there is no `smtp_url`; by default the `mail`
@@ -242,6 +245,7 @@ impl Default for Settings {
             metrics_bind: None,
             smtp_url: None,
             smtp_timeout: HumanDuration::secs(10),
+            smtp_ca_file: None,
             mail_from: "keycard <keycard@localhost>".into(),
             mail_dir: None,
             mail_max_attempts: 10,

@@ -21,6 +21,8 @@ pub struct SmtpServer {
     child: Option<Child>,
     port: u16,
     maildir: PathBuf,
+    /// More aiosmtpd options (TLS: `--smtpscert`/`--smtpskey`, `--tlscert`/`--tlskey`).
+    options: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -33,7 +35,7 @@ impl SmtpServer {
             std::fs::create_dir_all(maildir.join(sub)).unwrap();
         }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self { child: None, port, maildir, _dir: dir }
+        Self { child: None, port, maildir, options: Vec::new(), _dir: dir }
     }
 
     /// Started and accepting connections; `None` when aiosmtpd is not installed (outside CI).
@@ -42,10 +44,18 @@ impl SmtpServer {
         server.start().then_some(server)
     }
 
+    /// Started with these aiosmtpd options; `None` when aiosmtpd is not installed (outside CI).
+    pub fn started_with(options: &[&str]) -> Option<Self> {
+        let mut server = Self::stopped();
+        server.options = options.iter().map(|o| (*o).to_owned()).collect();
+        server.start().then_some(server)
+    }
+
     /// Starts aiosmtpd on the port; false (outside CI) when it cannot run, a loud failure in CI.
     pub fn start(&mut self) -> bool {
         let spawned = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port)])
+            .args(&self.options)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&self.maildir)
             .stdin(Stdio::null())
@@ -298,4 +308,61 @@ async fn two_instances_on_postgres_deliver_each_message_exactly_once() {
         assert_eq!(copies, 1, "person{n}");
     }
     assert!(a.store().list_mail(&MailFilter::default()).await.unwrap().iter().all(|m| m.attempts == 1));
+}
+
+/// A certificate for `localhost` (its own CA) written into `dir`: (certificate path, key path).
+fn localhost_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.join("smtp-cert.pem"), dir.join("smtp-key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// Delivery over TLS from the first byte (`smtps://`) and over STARTTLS (`smtp+starttls://`,
+/// which aiosmtpd requires before any mail), to a server whose certificate a private CA signed:
+/// trusted through `smtp_ca_file`, refused without it (the message stays queued with the error).
+#[tokio::test]
+async fn tls_and_starttls_deliver_to_a_server_trusted_through_smtp_ca_file_and_refuse_an_unknown_one() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = localhost_certificate(certs.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    for (scheme, options) in
+        [("smtps", ["--smtpscert", cert, "--smtpskey", key]), ("smtp+starttls", ["--tlscert", cert, "--tlskey", key])]
+    {
+        let Some(smtp) = SmtpServer::started_with(&options) else { return };
+        let url = SmtpUrl::parse(&format!("{scheme}://localhost:{}", smtp.port)).unwrap();
+
+        let untrusting = spawn_app_with(|s| s.smtp_url = Some(url.clone())).await;
+        untrusting.state.enqueue_mail(&new_mail(1, untrusting.now())).await.unwrap();
+        eventually("the refused attempt", async || outbox(&untrusting).await[0].last_error.is_some()).await;
+        let refused = outbox(&untrusting).await.remove(0);
+        assert_eq!(refused.state, MailState::Queued, "{scheme}: retried later");
+        assert!(smtp.messages().is_empty(), "{scheme}: nothing delivered to an untrusted server");
+        untrusting.stop().await;
+
+        let app = spawn_app_with(|s| {
+            s.smtp_url = Some(url);
+            s.smtp_ca_file = Some(PathBuf::from(cert));
+        })
+        .await;
+        app.state.enqueue_mail(&new_mail(2, app.now())).await.unwrap();
+        eventually("the message in the Maildir", async || smtp.messages().len() == 1).await;
+        eventually("the message marked sent", async || outbox(&app).await[0].state == MailState::Sent).await;
+        assert!(smtp.messages()[0].contains("Plain text number 2"), "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_smtp_ca_file_stops_start_up_naming_it() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(&dir).await;
+    settings.smtp_url = Some(SmtpUrl::parse("smtps://localhost:465").unwrap());
+    settings.smtp_ca_file = Some(dir.path().join("missing-ca.pem"));
+    let err = keycard_server::Application::build(settings.clone()).await.err().expect("start-up refused");
+    assert!(format!("{err:#}").contains("missing-ca.pem"), "{err:#}");
+    std::fs::write(dir.path().join("not-pem.pem"), "not a certificate").unwrap();
+    settings.smtp_ca_file = Some(dir.path().join("not-pem.pem"));
+    let err = keycard_server::Application::build(settings).await.err().expect("start-up refused");
+    assert!(format!("{err:#}").contains("not-pem.pem"), "{err:#}");
 }
