@@ -320,6 +320,8 @@ fn spawn_server(backend: &Backend, port: u16, reuse_interval: &str) -> Child {
         .env("KEYCARD_LOG", "error")
         .env("KEYCARD_RATE_LIMIT_ENABLED", "false")
         .env("KEYCARD_ARGON2_MEMORY_KIB", "64")
+        // No verification mail: on PostgreSQL it would land in the working directory's `mail`.
+        .env("KEYCARD_EMAIL_VERIFICATION", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

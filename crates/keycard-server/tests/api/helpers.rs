@@ -52,6 +52,9 @@ pub async fn test_settings(dir: &TempDir) -> Settings {
         settings.database = url.into();
         let (_, master) = keycard_server::keys::MasterKey::generate().unwrap();
         settings.master_key = Some(keycard_server::settings::Secret::new(master));
+        // Without SMTP, mail goes to `.eml` files: beside the SQLite file, or here (PostgreSQL's
+        // default is the working directory's `mail`).
+        settings.mail_dir = Some(dir.path().join("mail"));
     }
     settings
 }
