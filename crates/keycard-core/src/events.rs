@@ -180,6 +180,19 @@ names! {
     }
 }
 
+names! {
+    /// Why a used refresh token came back, as far as keycard can tell (the session is revoked in
+    /// every case): the rotation that spent the token and the replay compared.
+    ReuseVerdict {
+        /// The same device signals (IP network and user agent) within a few seconds of the
+        /// rotation: two tabs or retries of one client racing (a client bug, not an attack).
+        Race = "race",
+        /// Other device signals than the rotation's, or the same ones long after: a copy of the
+        /// token in someone else's hands.
+        TheftSuspected = "theft_suspected",
+    }
+}
+
 /// A name that is not one of the known ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownName {

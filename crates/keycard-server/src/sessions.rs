@@ -202,9 +202,14 @@ impl Sessions<'_> {
                 metrics::counter!("keycard_refreshes_total", "outcome" => "invalid").increment(1);
                 return Err(ApiError::invalid_grant().into());
             }
-            RotateOutcome::Reused { session_id, user_id } => {
-                tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
+            RotateOutcome::Reused { session_id, user_id, verdict } => {
+                tracing::warn!(
+                    session_id = %session_id,
+                    verdict = verdict.as_str(),
+                    "refresh token reuse detected; session revoked"
+                );
                 metrics::counter!("keycard_refreshes_total", "outcome" => "reused").increment(1);
+                metrics::counter!("keycard_refresh_reuse_total", "verdict" => verdict.as_str()).increment(1);
                 let message = "this refresh token was already used; the session has been revoked";
                 (AuditKind::RefreshTokenReused, RevocationReason::RefreshTokenReused, user_id, session_id, message)
             }

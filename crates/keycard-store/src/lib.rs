@@ -21,7 +21,7 @@ pub mod testing;
 use async_trait::async_trait;
 use keycard_core::refresh::TokenHash;
 
-pub use keycard_core::events::{AuditKind, RevocationReason};
+pub use keycard_core::events::{AuditKind, ReuseVerdict, RevocationReason};
 pub use model::*;
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;

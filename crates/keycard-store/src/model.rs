@@ -1,6 +1,6 @@
 //! Records the store reads and writes. Times are Unix seconds.
 
-use keycard_core::events::{AuditKind, RevocationReason};
+use keycard_core::events::{AuditKind, ReuseVerdict, RevocationReason};
 
 /// A user to create.
 #[derive(Debug, Clone)]
@@ -222,6 +222,77 @@ impl Rotation {
     }
 }
 
+/// Who presented a refresh token: when, and from which device signals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presenter {
+    /// When.
+    pub at: i64,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+}
+
+/// A replay within this many seconds of the rotation that spent the token, from the same
+/// device signals, is a [`ReuseVerdict::Race`].
+pub const RACE_WINDOW_SECS: i64 = 10;
+/// A replay this long after the rotation is [`ReuseVerdict::TheftSuspected`] even from the same
+/// device signals (no client retries a refresh that late).
+pub const LONG_AFTER_SECS: i64 = 300;
+
+/// Race or theft: compares the rotation that spent a token (`spent`, when it is known) with the
+/// replay. Same IP network (/24, /48) and same user agent within [`RACE_WINDOW_SECS`]: `race`.
+/// Another network or user agent, or more than [`LONG_AFTER_SECS`] later: `theft_suspected`.
+/// Otherwise, or with the rotation unknown: `unknown`. A thief on the same network with the same
+/// browser, replaying at once, looks like a race: the verdict informs, the session is revoked
+/// whatever it says.
+pub fn classify_reuse(spent: Option<&Presenter>, replay: &Presenter) -> ReuseVerdict {
+    let Some(spent) = spent else { return ReuseVerdict::Unknown };
+    let same_network = Binding::IpPrefix.matches(None, spent.ip.as_deref(), None, replay.ip.as_deref());
+    let same_device = same_network && spent.user_agent == replay.user_agent;
+    let after = replay.at - spent.at;
+    if !same_device || after > LONG_AFTER_SECS {
+        ReuseVerdict::TheftSuspected
+    } else if after <= RACE_WINDOW_SECS {
+        ReuseVerdict::Race
+    } else {
+        ReuseVerdict::Unknown
+    }
+}
+
+/// The `detail` of a `refresh_token_reused` event: the verdict and both presenters, as JSON.
+pub fn reuse_detail(verdict: ReuseVerdict, spent: Option<&Presenter>, replay: &Presenter) -> String {
+    let rotation = spent.map(|p| serde_json::json!({"at": p.at, "ip": p.ip, "user_agent": p.user_agent}));
+    serde_json::json!({
+        "verdict": verdict.as_str(),
+        "rotation": rotation,
+        "replay": {"at": replay.at, "ip": replay.ip, "user_agent": replay.user_agent},
+        "seconds_after_rotation": spent.map(|p| replay.at - p.at),
+    })
+    .to_string()
+}
+
+impl Rotation {
+    /// The replay's presenter (this rotation's request).
+    pub fn presenter(&self) -> Presenter {
+        Presenter { at: self.now, ip: self.ip.clone(), user_agent: self.user_agent.clone() }
+    }
+
+    /// The `refresh_token_reused` event with its verdict, and the verdict.
+    pub fn reuse_event(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        spent: Option<&Presenter>,
+    ) -> (AuditEvent, ReuseVerdict) {
+        let replay = self.presenter();
+        let verdict = classify_reuse(spent, &replay);
+        let mut event = self.audit_event(AuditKind::RefreshTokenReused, user_id, session_id);
+        event.detail = Some(reuse_detail(verdict, spent, &replay));
+        (event, verdict)
+    }
+}
+
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
@@ -233,6 +304,8 @@ pub enum RotateOutcome {
         session_id: String,
         /// Its owner.
         user_id: String,
+        /// Race or theft, as far as the two presenters tell ([`classify_reuse`]).
+        verdict: ReuseVerdict,
     },
     /// The token was live but presented from another device than its session's binding allows:
     /// the session is now revoked (reason `binding_mismatch`).

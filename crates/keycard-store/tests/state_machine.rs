@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use keycard_core::refresh::{RefreshToken, TokenHash};
 use keycard_store::RevocationReason;
-use keycard_store::{NewSession, NewUser, RotateOutcome, Rotation, SessionRecord, SqliteStore, Store};
+use keycard_store::{
+    NewSession, NewUser, Presenter, ReuseVerdict, RotateOutcome, Rotation, SessionRecord, SqliteStore, Store,
+    classify_reuse,
+};
 use proptest::prelude::*;
 
 /// Start of time for every case (2023-11-14).
@@ -319,7 +322,9 @@ async fn rotate(store: &dyn Store, m: &mut Model, pick: &Pick) {
     } else {
         match m.tokens[i].used_at {
             Some(used_at) if now - used_at >= m.reuse_interval => {
-                RotateOutcome::Reused { session_id: s.id.clone(), user_id: m.user_ids[s.user].clone() }
+                let unknown = |at| Presenter { at, ip: None, user_agent: None };
+                let verdict = classify_reuse(Some(&unknown(used_at)), &unknown(now));
+                RotateOutcome::Reused { session_id: s.id.clone(), user_id: m.user_ids[s.user].clone(), verdict }
             }
             used => {
                 if used.is_some() {
@@ -467,7 +472,9 @@ fn a_used_token_yields_again_only_inside_the_reuse_interval() {
         assert!(matches!(late_t1, RotateOutcome::Rotated(_)), "{late_t1:?}");
         // t0 was used at T0: at T0 + 10 the interval is over and presenting it is reuse.
         let (reuse, _) = rotate(t0.hash(), T0 + 13).await;
-        assert_eq!(reuse, RotateOutcome::Reused { session_id: "s".into(), user_id: "u".into() });
+        let reused =
+            RotateOutcome::Reused { session_id: "s".into(), user_id: "u".into(), verdict: ReuseVerdict::Unknown };
+        assert_eq!(reuse, reused, "the same (absent) device signals, 13 s after the rotation that spent t0");
         for (name, token) in [("t0", &t0), ("t1", &t1), ("t2", &t2), ("t3", &t3)] {
             let (outcome, _) = rotate(token.hash(), T0 + 14).await;
             assert_eq!(outcome, RotateOutcome::Invalid, "{name} after the session was revoked");

@@ -18,7 +18,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::revoke::{self, Which};
 use crate::Result;
-use crate::model::{AuditEvent, RotateOutcome, Rotation, SessionRecord};
+use crate::model::{AuditEvent, Presenter, RotateOutcome, Rotation, SessionRecord};
 
 /// A session row as selected by [`SESSION_COLUMNS`].
 pub(super) type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>, bool);
@@ -92,9 +92,21 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
             )
             .await?;
             revoke::publish(&mut tx, &ids, &family.user_id, RevocationReason::RefreshTokenReused, r.now).await?;
-            append_audit(&mut *tx, &r.audit_event(AuditKind::RefreshTokenReused, &family.user_id, &family.id)).await?;
+            // Where the rotation that spent the token came from: its `refresh` event.
+            let spent: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT ip, user_agent FROM audit_events
+                 WHERE user_id = $1 AND at = $2 AND kind = 'refresh' AND session_id = $3 ORDER BY id LIMIT 1",
+            )
+            .bind(&family.user_id)
+            .bind(used_at)
+            .bind(&family.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let spent = spent.map(|(ip, user_agent)| Presenter { at: used_at, ip, user_agent });
+            let (event, verdict) = r.reuse_event(&family.user_id, &family.id, spent.as_ref());
+            append_audit(&mut *tx, &event).await?;
             tx.commit().await?;
-            return Ok(RotateOutcome::Reused { session_id: family.id, user_id: family.user_id });
+            return Ok(RotateOutcome::Reused { session_id: family.id, user_id: family.user_id, verdict });
         }
         // Inside the reuse interval: the client lost our answer. Retire whichever token we handed
         // out in it, so the family keeps exactly one live token.

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::queries::{INSERT_TOKEN, append_audit, revoke_in, session};
 use super::writer::Done;
 use crate::Result;
-use crate::model::{RotateOutcome, Rotation};
+use crate::model::{Presenter, RotateOutcome, Rotation};
 
 /// The one step that decides the winner of a rotation: only a still-unused token gets a row back.
 const USE_TOKEN: &str =
@@ -24,6 +24,11 @@ const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = ?3, idle_expires
      WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
      RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip,
                email_verified";
+
+/// Where the rotation that spent a token came from: its `refresh` event (same user, session and
+/// second). Only read when a used token comes back.
+const SPENDING_ROTATION: &str = "SELECT ip, user_agent FROM audit_events
+     WHERE user_id = ?1 AND at = ?2 AND kind = 'refresh' AND session_id = ?3 ORDER BY id LIMIT 1";
 
 /// [`Store::rotate_refresh`], as one job.
 pub(super) fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>> {
@@ -51,8 +56,15 @@ pub(super) fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>
                     RevocationReason::RefreshTokenReused,
                     r.now,
                 )?;
-                append_audit(c, &r.audit_event(AuditKind::RefreshTokenReused, &current.user_id, &sid))?;
-                return Ok(Done::Keep(RotateOutcome::Reused { session_id: sid, user_id: current.user_id }));
+                let spent = c
+                    .prepare_cached(SPENDING_ROTATION)?
+                    .query_row(params![current.user_id, used_at, sid], |row| {
+                        Ok(Presenter { at: used_at, ip: row.get(0)?, user_agent: row.get(1)? })
+                    })
+                    .optional()?;
+                let (event, verdict) = r.reuse_event(&current.user_id, &sid, spent.as_ref());
+                append_audit(c, &event)?;
+                return Ok(Done::Keep(RotateOutcome::Reused { session_id: sid, user_id: current.user_id, verdict }));
             }
             // Inside the reuse interval: the client lost our answer. Retire whichever token we
             // handed out in it, so the family keeps exactly one live token.

@@ -78,6 +78,7 @@ conformance! {
     rotation::a_retry_after_the_reuse_interval_is_reuse,
     rotation::a_refresh_from_another_device_revokes_a_bound_session_in_the_rotation,
     rotation::fifty_concurrent_rotations_of_one_token_have_exactly_one_winner,
+    rotation::a_reuse_is_classified_race_or_theft_from_the_two_presenters,
     rotation::concurrent_retries_inside_the_reuse_interval_leave_exactly_one_live_token,
 
     revocation::revoking_one_session_leaves_the_others_alone,

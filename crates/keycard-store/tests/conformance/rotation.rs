@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use keycard_store::{AuditFilter, Binding, RotateOutcome, Rotation, Store};
+use keycard_store::{AuditFilter, AuditKind, Binding, ReuseVerdict, RotateOutcome, Rotation, Store};
 
 use crate::harness::{NOW, rotation, session, token, user};
 
@@ -45,7 +45,10 @@ pub async fn reusing_a_rotated_token_revokes_the_session_and_its_replacement(sto
 
     let reuse = store.rotate_refresh(&rotation(first, token(), NOW + 120)).await.unwrap();
 
-    assert_eq!(reuse, RotateOutcome::Reused { session_id: sid.clone(), user_id: uid.clone() });
+    assert_eq!(
+        reuse,
+        RotateOutcome::Reused { session_id: sid.clone(), user_id: uid.clone(), verdict: ReuseVerdict::Unknown }
+    );
     assert_eq!(
         store.rotate_refresh(&rotation(second, token(), NOW + 130)).await.unwrap(),
         RotateOutcome::Invalid,
@@ -85,7 +88,7 @@ pub async fn a_retry_inside_the_reuse_interval_rotates_again_and_retires_the_unr
     assert!(store.revocations_since(0, 100).await.unwrap().is_empty(), "no revocation inside the interval");
     // Past the interval, `first` is plain reuse again.
     let late = store.rotate_refresh(&with_interval(first, token(), NOW + 200)).await.unwrap();
-    assert_eq!(late, RotateOutcome::Reused { session_id: sid, user_id: uid });
+    assert_eq!(late, RotateOutcome::Reused { session_id: sid, user_id: uid, verdict: ReuseVerdict::Unknown });
 }
 
 pub async fn a_retry_after_the_reuse_interval_is_reuse(store: Arc<dyn Store>) {
@@ -98,7 +101,7 @@ pub async fn a_retry_after_the_reuse_interval_is_reuse(store: Arc<dyn Store>) {
 
     assert_eq!(
         retry,
-        RotateOutcome::Reused { session_id: sid, user_id: uid },
+        RotateOutcome::Reused { session_id: sid, user_id: uid, verdict: ReuseVerdict::Unknown },
         "the interval is half-open: [used, used + 30)"
     );
 }
@@ -193,4 +196,38 @@ pub async fn a_refresh_from_another_device_revokes_a_bound_session_in_the_rotati
     // The owner's device cannot go on either: the session is over.
     let after = store.rotate_refresh(&bound(second, token(), "conformance", NOW + 30)).await.unwrap();
     assert_eq!(after, RotateOutcome::Invalid);
+}
+
+/// Who presents the replay decides the verdict: the same IP network and user agent a moment after
+/// the rotation is a race; another device, or the same one long after, suspected theft. Both
+/// revoke the session; the event carries the verdict and both presenters.
+pub async fn a_reuse_is_classified_race_or_theft_from_the_two_presenters(store: Arc<dyn Store>) {
+    let uid = user(&*store, "ada@example.com").await;
+    let from = |ip: &str, ua: &str, r: Rotation| Rotation { ip: Some(ip.into()), user_agent: Some(ua.into()), ..r };
+    let cases = [
+        ("198.51.100.7", "tab", 2, ReuseVerdict::Race),
+        ("198.51.100.99", "tab", 10, ReuseVerdict::Race),
+        ("203.0.113.5", "tab", 2, ReuseVerdict::TheftSuspected),
+        ("198.51.100.7", "curl/8", 2, ReuseVerdict::TheftSuspected),
+        ("198.51.100.7", "tab", 3600, ReuseVerdict::TheftSuspected),
+        ("198.51.100.7", "tab", 60, ReuseVerdict::Unknown),
+    ];
+    for (ip, ua, after, expected) in cases {
+        let (sid, first) = session(&*store, &uid).await;
+        let spent = from("198.51.100.7", "tab", rotation(first, token(), NOW + 100));
+        assert!(matches!(store.rotate_refresh(&spent).await.unwrap(), RotateOutcome::Rotated(_)));
+        let replay = from(ip, ua, rotation(first, token(), NOW + 100 + after));
+        let outcome = store.rotate_refresh(&replay).await.unwrap();
+        let reused = RotateOutcome::Reused { session_id: sid.clone(), user_id: uid.clone(), verdict: expected };
+        assert_eq!(outcome, reused, "{ip} {ua} +{after}s");
+        let filter = AuditFilter { kind: Some(AuditKind::RefreshTokenReused), ..AuditFilter::default() };
+        let event = store.audit_events(&filter).await.unwrap().remove(0).event;
+        let detail: serde_json::Value = serde_json::from_str(event.detail.as_deref().unwrap()).unwrap();
+        assert_eq!(detail["verdict"], expected.as_str());
+        assert_eq!(detail["rotation"]["ip"], "198.51.100.7");
+        assert_eq!(
+            (detail["replay"]["ip"].as_str(), detail["seconds_after_rotation"].as_i64()),
+            (Some(ip), Some(after))
+        );
+    }
 }
