@@ -137,6 +137,9 @@ pub struct Settings {
     pub smtp_url: Option<crate::mail::SmtpUrl>,
     /// Timeout of the SMTP connection and of each command.
     pub smtp_timeout: HumanDuration,
+    /// A PEM file of CA certificates trusted for `smtps://` and `smtp+starttls://` besides the
+    /// system's roots: a private CA, or the one that signed a test server's certificate.
+    pub smtp_ca_file: Option<PathBuf>,
     /// The `From:` of every message (`Name <address>` or an address).
     pub mail_from: String,
     /// Where messages go as `.eml` files when there is no `smtp_url`; by default the `mail`
@@ -222,6 +225,7 @@ impl Default for Settings {
             metrics_bind: None,
             smtp_url: None,
             smtp_timeout: HumanDuration::secs(10),
+            smtp_ca_file: None,
             mail_from: "keycard <keycard@localhost>".into(),
             mail_dir: None,
             mail_max_attempts: 10,
@@ -369,6 +373,11 @@ impl Settings {
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
             return Err(SettingsError(format!("app_url {url:?} must start with https:// or http://")));
+        }
+        if self.smtp_ca_file.is_some()
+            && !self.smtp_url.as_ref().is_some_and(|url| url.security != crate::mail::SmtpSecurity::Plain)
+        {
+            return Err(SettingsError("smtp_ca_file needs an smtps:// or smtp+starttls:// smtp_url".into()));
         }
         if self.password_reset_ttl.as_secs_i64() < 60 {
             return Err(SettingsError("password_reset_ttl must be at least 1m".into()));
@@ -750,6 +759,11 @@ mod tests {
         assert!(parse("mail_from = \"not an address\"").unwrap_err().contains("mail_from"));
         assert!(parse("mail_max_attempts = 0").unwrap_err().contains("mail_max_attempts"));
         assert!(parse("smtp_timeout = \"0s\"").unwrap_err().contains("smtp_timeout"));
+        assert!(parse("smtp_ca_file = \"ca.pem\"").unwrap_err().contains("smtp_ca_file"));
+        let plain = "smtp_url = \"smtp://127.0.0.1:2525\"\nsmtp_ca_file = \"ca.pem\"";
+        assert!(parse(plain).unwrap_err().contains("smtp_ca_file"));
+        let tls = parse("smtp_url = \"smtps://mail.example.com\"\nsmtp_ca_file = \"ca.pem\"").unwrap();
+        assert_eq!(tls.smtp_ca_file, Some(PathBuf::from("ca.pem")));
         assert_eq!(parse("mail_from = \"Acme <auth@acme.test>\"").unwrap().mail_from, "Acme <auth@acme.test>");
 
         let beside = Settings::loopback("/var/lib/keycard/keycard.db");

@@ -133,9 +133,11 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
             oauth_password_grant: settings.oauth_password_grant,
             mail: crate::mail::MailConfig {
                 transport: match &settings.smtp_url {
-                    Some(url) => {
-                        crate::mail::MailTransport::Smtp { url: url.clone(), timeout: settings.smtp_timeout.0 }
-                    }
+                    Some(url) => crate::mail::MailTransport::Smtp {
+                        url: url.clone(),
+                        timeout: settings.smtp_timeout.0,
+                        ca_pem: settings.smtp_ca_file.as_deref().map(crate::mail::read_ca_file).transpose()?,
+                    },
                     None => crate::mail::MailTransport::Dir(settings.mail_dir()),
                 },
                 from: settings
