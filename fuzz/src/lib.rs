@@ -159,6 +159,7 @@ impl Server {
             absolute_expires_at: now + c.absolute_ttl,
             user_agent: None,
             ip: None,
+            email_verified: false,
         };
         let store: Arc<dyn keycard_store::Store> = self.state.store.clone();
         self.rt.block_on(async {
@@ -167,6 +168,7 @@ impl Server {
                 email: email.clone(),
                 password_hash: self.hash.clone(),
                 created_at: now,
+                verification: None,
             };
             store.create_user(&user).await.expect("create user");
             let new = NewSession {

@@ -31,6 +31,10 @@ pub struct AccessClaims {
     /// Role, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Whether the user's address is verified (OpenID Connect's claim); absent for client
+    /// tokens and when `email_verification = off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 impl AccessClaims {
@@ -48,6 +52,7 @@ impl AccessClaims {
             client_id: None,
             scope: None,
             role: None,
+            email_verified: None,
         }
     }
 }

@@ -21,6 +21,15 @@ pub enum ErrorCode {
     /// 400: a password-reset token is unknown, malformed, already used, superseded by a newer
     /// request or expired (one answer for all: it says nothing about the account).
     InvalidResetToken,
+    /// 400: an email-verification token is unknown, malformed, used, superseded, expired, or for
+    /// an address the account no longer has.
+    InvalidVerificationToken,
+    /// 400: an email-change confirmation or cancel token is unknown, malformed, used,
+    /// superseded, expired or of a change that was cancelled.
+    InvalidEmailChangeToken,
+    /// 403: the password is right but the address is not verified yet (`email_verification =
+    /// required`).
+    EmailNotVerified,
     /// 403: the CSRF double-submit or Origin check failed.
     CsrfFailed,
     /// 403: authenticated, but not allowed.
@@ -57,12 +66,14 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest
             | Self::InvalidResetToken
+            | Self::InvalidVerificationToken
+            | Self::InvalidEmailChangeToken
             | Self::UnauthorizedClient
             | Self::UnsupportedGrantType
             | Self::InvalidScope => 400,
             Self::InvalidClient => 401,
             Self::InvalidCredentials | Self::InvalidToken | Self::InvalidGrant | Self::RefreshTokenReused => 401,
-            Self::CsrfFailed | Self::Forbidden => 403,
+            Self::CsrfFailed | Self::Forbidden | Self::EmailNotVerified => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::EmailTaken => 409,
@@ -83,6 +94,9 @@ impl ErrorCode {
             Self::InvalidGrant => "invalid_grant",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::InvalidResetToken => "invalid_reset_token",
+            Self::InvalidVerificationToken => "invalid_verification_token",
+            Self::InvalidEmailChangeToken => "invalid_email_change_token",
+            Self::EmailNotVerified => "email_not_verified",
             Self::CsrfFailed => "csrf_failed",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",

@@ -133,6 +133,16 @@ names! {
         PasswordResetRequested = "password_reset_requested",
         /// A password was reset with a mailed token (every session ends).
         PasswordReset = "password_reset",
+        /// A link to verify the account's address was mailed (at signup, or asked for again).
+        EmailVerificationSent = "email_verification_sent",
+        /// The account's address was verified with a mailed link.
+        EmailVerified = "email_verified",
+        /// The user asked to change their address (a confirmation link went to the new one).
+        EmailChangeRequested = "email_change_requested",
+        /// The new address was confirmed: the account's address changed.
+        EmailChanged = "email_changed",
+        /// The change was cancelled from the old address (a change already made is undone).
+        EmailChangeCancelled = "email_change_cancelled",
     }
 }
 
@@ -165,6 +175,8 @@ names! {
         ClientRemoved = "client_removed",
         /// The password was reset with a mailed token (every session ends).
         PasswordReset = "password_reset",
+        /// An address change was undone from the old address (every session ends).
+        EmailChangeCancelled = "email_change_cancelled",
     }
 }
 

@@ -71,6 +71,21 @@ secret_token! {
     ResetToken, RESET_TOKEN_PREFIX = "kcpr_", RESET_TOKEN_LEN
 }
 
+secret_token! {
+    /// An email-verification token (mailed links): `kcev_` and 256 random bits in base64url.
+    VerifyEmailToken, VERIFY_EMAIL_TOKEN_PREFIX = "kcev_", VERIFY_EMAIL_TOKEN_LEN
+}
+
+secret_token! {
+    /// The token confirming an address change, mailed to the new address: `kcec_`, 256 bits.
+    EmailChangeToken, EMAIL_CHANGE_TOKEN_PREFIX = "kcec_", EMAIL_CHANGE_TOKEN_LEN
+}
+
+secret_token! {
+    /// The token cancelling an address change, mailed to the old address: `kcex_`, 256 bits.
+    EmailCancelToken, EMAIL_CANCEL_TOKEN_PREFIX = "kcex_", EMAIL_CANCEL_TOKEN_LEN
+}
+
 /// SHA-256 of a secret token: what the store indexes by.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TokenHash(pub [u8; 32]);

@@ -169,6 +169,7 @@ struct RawClaims<'a> {
     scope: Option<BorrowedStr<'a>>,
     #[serde(borrow)]
     role: Option<BorrowedStr<'a>>,
+    email_verified: Option<bool>,
 }
 
 /// Decodes base64url `text` into `stack` when it fits, else into `heap`.
@@ -277,6 +278,7 @@ impl Validator {
             client_id: raw.client_id.map(|s| s.0.into_owned()),
             scope: raw.scope.map(|s| s.0.into_owned()),
             role: raw.role.map(|s| s.0.into_owned()),
+            email_verified: raw.email_verified,
         })
     }
 }

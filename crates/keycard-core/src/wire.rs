@@ -98,6 +98,57 @@ pub struct PasswordChangeRequest {
     pub new_password: String,
 }
 
+/// `POST /auth/email/verify/resend`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResendVerificationRequest {
+    /// The account's address.
+    pub email: String,
+}
+
+/// `POST /auth/email/verify`, `/auth/email/confirm` and `/auth/email/cancel`: the token of a
+/// mailed link (`kcev_…`, `kcec_…` or `kcex_…`).
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EmailTokenRequest {
+    /// The token from the link's fragment.
+    pub token: String,
+}
+
+impl std::fmt::Debug for EmailTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmailTokenRequest(<redacted>)")
+    }
+}
+
+/// `POST /auth/email`: change the account's address.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEmailRequest {
+    /// The address the account should have.
+    pub new_email: String,
+    /// The password in force now.
+    pub password: String,
+}
+
+impl std::fmt::Debug for ChangeEmailRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeEmailRequest").finish_non_exhaustive()
+    }
+}
+
+/// The answer of a mailed link's action: `verified`, `changed` or `cancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EmailLinkDone {
+    /// `verified` (`/auth/email/verify`), `changed` (`/auth/email/confirm`) or `cancelled`
+    /// (`/auth/email/cancel`).
+    pub status: String,
+}
+
 /// `POST /auth/password/forgot`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -107,16 +158,26 @@ pub struct ForgotPasswordRequest {
     pub email: String,
 }
 
-/// The answer of `POST /auth/password/forgot` (202), the same whether or not the address has
-/// an account.
+/// The 202 answer of a request that mails a link (`POST /auth/password/forgot`,
+/// `/auth/email/verify/resend`, `/auth/email`): the same whether or not an account has the address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ForgotPasswordAccepted {
+pub struct Accepted {
     /// Always `accepted`.
     pub status: String,
     /// What happens next, in words.
     pub message: String,
 }
+
+impl Accepted {
+    /// `accepted`, with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { status: "accepted".into(), message: message.into() }
+    }
+}
+
+/// The answer of `POST /auth/password/forgot` (its earlier name).
+pub type ForgotPasswordAccepted = Accepted;
 
 /// `POST /auth/password/reset`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -152,6 +213,9 @@ pub struct UserInfo {
     pub id: String,
     /// Normalised email.
     pub email: String,
+    /// Whether the address was verified with a mailed link (or by confirming it as a new address).
+    #[serde(default)]
+    pub email_verified: bool,
     /// When the account was created (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -18,6 +18,9 @@ pub fn access_token(state: &AppState, session: &SessionRecord, now: i64) -> Resu
     let c = &state.config;
     let mut claims = AccessClaims::new(&c.issuer, &c.audience, &session.user_id, &session.id, now, c.access_ttl);
     claims.client_id = Some(crate::oauth::PUBLIC_CLIENT.to_owned());
+    if c.email_verification != crate::email::EmailVerification::Off {
+        claims.email_verified = Some(session.email_verified);
+    }
     state.keys().sign(&claims).map_err(|e| ApiError::Internal(e.into()))
 }
 

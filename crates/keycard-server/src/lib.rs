@@ -13,6 +13,7 @@
 mod assets;
 pub mod cookies;
 pub mod devices;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod issue;
@@ -32,6 +33,7 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod templates;
 pub mod verify_cache;
 
 pub use settings::Settings;

@@ -85,7 +85,12 @@ impl IntoResponse for OAuthError {
             other => return other.into_response(),
         };
         match code {
-            ErrorCode::InvalidGrant | ErrorCode::RefreshTokenReused | ErrorCode::InvalidCredentials => {
+            // The password grant's refusals (a wrong password, an unverified address) are
+            // `invalid_grant` to an OAuth client (RFC 6749 §5.2); the description says which.
+            ErrorCode::InvalidGrant
+            | ErrorCode::RefreshTokenReused
+            | ErrorCode::InvalidCredentials
+            | ErrorCode::EmailNotVerified => {
                 let mut response = error_response(ErrorCode::InvalidGrant, description, None);
                 *response.status_mut() = StatusCode::BAD_REQUEST;
                 response.headers_mut().remove(header::WWW_AUTHENTICATE);

@@ -51,6 +51,11 @@ use crate::assets::{ASSET_CSP, asset};
         paths::reset_page,
         paths::reset_password,
         paths::reset_js,
+        paths::change_email,
+        paths::verify_email,
+        paths::resend_verification,
+        paths::confirm_email_change,
+        paths::cancel_email_change,
         paths::verify_page,
         paths::email_confirm_page,
         paths::email_cancel_page,
@@ -142,9 +147,10 @@ pub async fn swagger_ui_css() -> Response {
 mod paths {
     use keycard_core::keys::JwkSet;
     use keycard_core::wire::{
-        DeleteAccountRequest, Discovery, ForgotPasswordAccepted, ForgotPasswordRequest, Introspection, LoginRequest,
-        LogoutRequest, OAuthTokenResponse, PasswordChangeRequest, ProbeStatus, RefreshRequest, ResetPasswordRequest,
-        RevocationFeed, SessionInfo, SignupRequest, TokenResponse, UserInfo,
+        Accepted, ChangeEmailRequest, DeleteAccountRequest, Discovery, EmailLinkDone, EmailTokenRequest,
+        ForgotPasswordRequest, Introspection, LoginRequest, LogoutRequest, OAuthTokenResponse, PasswordChangeRequest,
+        ProbeStatus, RefreshRequest, ResendVerificationRequest, ResetPasswordRequest, RevocationFeed, SessionInfo,
+        SignupRequest, TokenResponse, UserInfo,
     };
 
     /// The form of `POST /oauth/token` (`application/x-www-form-urlencoded`). Client
@@ -299,7 +305,7 @@ mod paths {
     #[utoipa::path(
         post, path = "/auth/password/forgot", tag = "auth",
         request_body = ForgotPasswordRequest,
-        responses((status = 202, description = "Accepted (whether or not the address has an account).", body = ForgotPasswordAccepted)),
+        responses((status = 202, description = "Accepted (whether or not the address has an account).", body = Accepted)),
     )]
     pub async fn forgot_password() {}
 
@@ -326,6 +332,75 @@ mod paths {
         responses((status = 204, description = "The password is changed; every session is revoked.")),
     )]
     pub async fn reset_password() {}
+
+    /// Changes the account's address, once the new one is confirmed.
+    ///
+    /// Checks the password (401 `invalid_credentials`, with the limits and backoff of every
+    /// password check), then answers 202 with the same body and in the same time whether or not
+    /// another account has the new address. When it is free, a confirmation link
+    /// `{app_url}/auth/email/confirm#token=kcec_…` (valid `email_change_ttl`, 1 hour) goes to the
+    /// new address and a notice with a cancel link `{app_url}/auth/email/cancel#token=kcex_…`
+    /// (valid `email_change_cancel_ttl`, 7 days) to the current one; a newer request replaces a
+    /// pending one. The address stays as it is until the confirmation.
+    #[utoipa::path(
+        post, path = "/auth/email", tag = "account",
+        request_body = ChangeEmailRequest,
+        security(("bearer" = [])),
+        responses((status = 202, description = "Accepted (whether or not the new address is free).", body = Accepted)),
+    )]
+    pub async fn change_email() {}
+
+    /// Verifies the account's address with the token of a mailed link.
+    ///
+    /// Signup mails `{app_url}/auth/email/verify#token=kcev_…` when `email_verification` is
+    /// `optional` (the default) or `required`. The token works once, for `email_verification_ttl`
+    /// (24 hours), and only for the address it was sent to. Access tokens issued after carry
+    /// `email_verified: true`. An unknown, malformed, used, superseded or expired token is 400
+    /// `invalid_verification_token`. Rate-limited per IP.
+    #[utoipa::path(
+        post, path = "/auth/email/verify", tag = "auth",
+        request_body = EmailTokenRequest,
+        responses((status = 200, description = "The address is verified.", body = EmailLinkDone)),
+    )]
+    pub async fn verify_email() {}
+
+    /// Mails a new verification link.
+    ///
+    /// Answers 202 with the same body, in the same time, whatever the address; an account that
+    /// exists and is not verified gets a new link (earlier ones stop working). Rate-limited per
+    /// address and per IP.
+    #[utoipa::path(
+        post, path = "/auth/email/verify/resend", tag = "auth",
+        request_body = ResendVerificationRequest,
+        responses((status = 202, description = "Accepted (whether or not the address has an account).", body = Accepted)),
+    )]
+    pub async fn resend_verification() {}
+
+    /// Confirms an address change with the token mailed to the new address.
+    ///
+    /// The account's address becomes the new one, verified; links mailed earlier to the old
+    /// address (verification, password reset) stop working. 400 `invalid_email_change_token` for
+    /// an unknown, used, superseded, expired or cancelled change; 409 `email_taken` when another
+    /// account took the address in the meantime.
+    #[utoipa::path(
+        post, path = "/auth/email/confirm", tag = "auth",
+        request_body = EmailTokenRequest,
+        responses((status = 200, description = "The address is changed.", body = EmailLinkDone)),
+    )]
+    pub async fn confirm_email_change() {}
+
+    /// Cancels an address change with the token mailed to the old address.
+    ///
+    /// A pending change is cancelled. A change already confirmed is undone: the old address is
+    /// back and every session of the account is revoked (reason `email_change_cancelled`, on the
+    /// revocation feed), so whoever changed it loses the account. 400
+    /// `invalid_email_change_token` otherwise.
+    #[utoipa::path(
+        post, path = "/auth/email/cancel", tag = "auth",
+        request_body = EmailTokenRequest,
+        responses((status = 200, description = "The change is cancelled (or undone).", body = EmailLinkDone)),
+    )]
+    pub async fn cancel_email_change() {}
 
     /// The reset form's script.
     #[utoipa::path(
@@ -567,7 +642,15 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
         (
             "post",
             "/auth/login",
-            &[InvalidRequest, PayloadTooLarge, InvalidCredentials, RateLimited, TemporarilyUnavailable],
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidCredentials,
+                Forbidden,
+                EmailNotVerified,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
         ),
         (
             "post",
@@ -608,6 +691,34 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
             "post",
             "/auth/password/reset",
             &[InvalidRequest, PayloadTooLarge, InvalidResetToken, WeakPassword, RateLimited, TemporarilyUnavailable],
+        ),
+        (
+            "post",
+            "/auth/email",
+            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, RateLimited, TemporarilyUnavailable],
+        ),
+        (
+            "post",
+            "/auth/email/verify",
+            &[InvalidRequest, PayloadTooLarge, InvalidVerificationToken, RateLimited, TemporarilyUnavailable],
+        ),
+        ("post", "/auth/email/verify/resend", &[InvalidRequest, PayloadTooLarge, RateLimited, TemporarilyUnavailable]),
+        (
+            "post",
+            "/auth/email/confirm",
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidEmailChangeToken,
+                EmailTaken,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
+        ),
+        (
+            "post",
+            "/auth/email/cancel",
+            &[InvalidRequest, PayloadTooLarge, InvalidEmailChangeToken, RateLimited, TemporarilyUnavailable],
         ),
         (
             "delete",
@@ -656,6 +767,13 @@ fn example_description(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidResetToken => {
             "the reset link is invalid, expired, already used or replaced by a newer one; ask for a new one"
         }
+        ErrorCode::InvalidVerificationToken => {
+            "the verification link is invalid, expired, already used or replaced by a newer one; ask for a new one"
+        }
+        ErrorCode::InvalidEmailChangeToken => {
+            "the link is invalid, expired, already used, replaced by a newer change, or its change was cancelled"
+        }
+        ErrorCode::EmailNotVerified => "the account's address is not verified yet",
         ErrorCode::CsrfFailed => "the X-CSRF-Token header must match the CSRF cookie",
         ErrorCode::Forbidden => "not allowed",
         ErrorCode::NotFound => "no such resource",

@@ -44,6 +44,12 @@ pub enum Rule {
     ForgotAddress,
     /// Password-reset requests per client IP.
     ForgotIp,
+    /// Verification links asked for again, per address.
+    VerifyResendAddress,
+    /// Verification links asked for again, per client IP.
+    VerifyResendIp,
+    /// Mailed links followed (verify, confirm and cancel an address change), per client IP.
+    EmailLinkIp,
 }
 
 impl Rule {
@@ -58,6 +64,9 @@ impl Rule {
             Self::ClientToken => "client_token",
             Self::ForgotAddress => "forgot_address",
             Self::ForgotIp => "forgot_ip",
+            Self::VerifyResendAddress => "verify_resend_address",
+            Self::VerifyResendIp => "verify_resend_ip",
+            Self::EmailLinkIp => "email_link_ip",
         }
     }
 }

@@ -15,8 +15,9 @@
 
 use keycard_core::ErrorCode;
 use keycard_core::refresh::ResetToken;
-use keycard_core::wire::{ForgotPasswordAccepted, ForgotPasswordRequest, ResetPasswordRequest};
-use keycard_store::{AuditKind, NewMail, PasswordReset, PasswordResetRequest};
+use keycard_core::wire::{Accepted, ForgotPasswordRequest, ResetPasswordRequest};
+use keycard_store::{AuditKind, LinkRequest, PasswordReset};
+use minijinja::context;
 
 use crate::error::ApiError;
 use crate::extract::ClientInfo;
@@ -24,6 +25,7 @@ use crate::password::Passwords;
 use crate::ratelimit::Rule;
 use crate::routes::Email;
 use crate::state::{AppState, log_audit};
+use crate::templates::{Template, valid_for};
 
 /// The one answer to a refused reset token, whatever the reason.
 pub fn invalid_reset_token() -> ApiError {
@@ -36,83 +38,13 @@ pub fn invalid_reset_token() -> ApiError {
 /// The path of keycard's own reset form, which mailed links open under `app_url`.
 pub const RESET_PATH: &str = "/auth/password/reset";
 
-/// Text safe inside HTML (element text and quoted attributes).
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The message with the reset link.
-pub fn reset_link_message(recipient: &str, link: &str, ttl_minutes: i64, now: i64) -> NewMail {
-    let text = format!(
-        "Someone (hopefully you) asked to reset the password of your account.\n\n\
-         To choose a new password, open this link within {ttl_minutes} minutes:\n\n{link}\n\n\
-         The link works once. If you did not ask for this, ignore this message: your password \
-         stays as it is.\n"
-    );
-    let link = html_escape(link);
-    let html = format!(
-        "<!doctype html><html><body>\
-         <p>Someone (hopefully you) asked to reset the password of your account.</p>\
-         <p><a href=\"{link}\">Choose a new password</a> (the link works once, for {ttl_minutes} minutes).</p>\
-         <p>If the button does not work, copy this address into your browser:<br>{link}</p>\
-         <p>If you did not ask for this, ignore this message: your password stays as it is.</p>\
-         </body></html>"
-    );
-    NewMail {
-        id: uuid::Uuid::new_v4().to_string(),
-        recipient: recipient.to_owned(),
-        subject: "Reset your password".into(),
-        text_body: text,
-        html_body: Some(html),
-        created_at: now,
-    }
-}
-
-/// The "your password was changed" notice (the store addresses it to the user).
-pub fn password_changed_notice(now: i64) -> NewMail {
-    NewMail {
-        id: uuid::Uuid::new_v4().to_string(),
-        recipient: String::new(),
-        subject: "Your password was changed".into(),
-        text_body: "The password of your account was just reset with a link sent to this address, \
-                    and every session was signed out.\n\nIf this was not you, reset your password \
-                    again at once and check the security of this mailbox.\n"
-            .into(),
-        html_body: Some(
-            "<!doctype html><html><body><p>The password of your account was just reset with a link \
-             sent to this address, and every session was signed out.</p><p>If this was not you, \
-             reset your password again at once and check the security of this mailbox.</p></body></html>"
-                .into(),
-        ),
-        created_at: now,
-    }
-}
-
 /// The forgot answer, the same for every address.
-fn accepted() -> ForgotPasswordAccepted {
-    ForgotPasswordAccepted {
-        status: "accepted".into(),
-        message: "if an account has this address, a link to reset its password is on its way".into(),
-    }
+fn accepted() -> Accepted {
+    Accepted::new("if an account has this address, a link to reset its password is on its way")
 }
 
 /// The answer of `POST /auth/password/forgot`, whether or not the address has an account.
-pub async fn forgot(
-    state: &AppState,
-    client: &ClientInfo,
-    req: ForgotPasswordRequest,
-) -> Result<ForgotPasswordAccepted, ApiError> {
+pub async fn forgot(state: &AppState, client: &ClientInfo, req: ForgotPasswordRequest) -> Result<Accepted, ApiError> {
     let Email(email) = Email::parse(&req.email)?;
     state.limits.check(Rule::ForgotIp, &client.rate_key()).await?;
     state.limits.check(Rule::ForgotAddress, &email).await?;
@@ -120,8 +52,13 @@ pub async fn forgot(
     let token = ResetToken::generate();
     let link = format!("{}{RESET_PATH}#token={}", state.config.app_url, token.expose());
     let ttl = state.config.password_reset_ttl;
-    let request = PasswordResetRequest {
-        mail: reset_link_message(&email, &link, ttl / 60, now),
+    let request = LinkRequest {
+        mail: state.mail(
+            Template::ResetLink,
+            &email,
+            context! { link => link.as_str(), valid_for => valid_for(ttl) },
+            now,
+        ),
         email,
         token: token.hash(),
         expires_at: now + ttl,
@@ -155,7 +92,7 @@ pub async fn reset(state: &AppState, client: &ClientInfo, req: ResetPasswordRequ
         token: token.hash(),
         password_hash,
         now,
-        notice: password_changed_notice(now),
+        notice: state.mail(Template::PasswordChanged, "", context! {}, now),
         audit: client.event(AuditKind::PasswordReset, None, None, None, now),
     };
     let done = state.store.reset_password(&reset).await?.ok_or_else(invalid_reset_token)?;
@@ -163,18 +100,4 @@ pub async fn reset(state: &AppState, client: &ClientInfo, req: ResetPasswordRequ
     let detail = format!("revoked {} sessions", done.revoked.len());
     log_audit(AuditKind::PasswordReset, Some(&done.user_id), None, client.ip.as_deref(), Some(&detail));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_link_is_escaped_in_html_and_whole_in_text() {
-        let mail = reset_link_message("a@example.com", "https://app.test/x?a=1&b=\"2\"#token=kcpr_x", 30, 0);
-        assert!(mail.text_body.contains("https://app.test/x?a=1&b=\"2\"#token=kcpr_x"));
-        let html = mail.html_body.unwrap_or_default();
-        assert!(html.contains("a=1&amp;b=&quot;2&quot;"));
-        assert!(!html.contains("b=\"2\""));
-    }
 }

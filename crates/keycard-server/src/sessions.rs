@@ -15,6 +15,7 @@ use keycard_core::wire::LogoutScope;
 use keycard_store::{AuditKind, NewSession, RevocationReason, RotateOutcome, Rotation, SessionRecord, UserRecord};
 
 use crate::devices;
+use crate::email::EmailVerification;
 use crate::error::ApiError;
 use crate::extract::{Authenticated, ClientInfo};
 use crate::password::MAX_PASSWORD_BYTES;
@@ -119,8 +120,18 @@ impl Sessions<'_> {
             state.audit(client.event(AuditKind::LoginFailed, Some(user.id), None, detail, now)).await;
             return Err(ApiError::new(ErrorCode::Forbidden, "this account is disabled"));
         }
+        if state.config.email_verification == EmailVerification::Required && user.email_verified_at.is_none() {
+            // Only the right password learns this; the answer says nothing else about the account.
+            metrics::counter!("keycard_logins_total", "outcome" => "email_not_verified").increment(1);
+            let detail = Some("email not verified".to_owned());
+            state.audit(client.event(AuditKind::LoginFailed, Some(user.id), None, detail, now)).await;
+            return Err(ApiError::new(
+                ErrorCode::EmailNotVerified,
+                "the account's address is not verified yet: follow the link mailed to it, or ask for a new one",
+            ));
+        }
         metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
-        let issued = self.start(&user.id, client, now).await?;
+        let issued = self.start(&user, client, now).await?;
         let detail = device.is_none().then(|| "new device".to_owned());
         state
             .audit(client.event(AuditKind::Login, Some(user.id.clone()), Some(issued.session.id.clone()), detail, now))
@@ -128,13 +139,13 @@ impl Sessions<'_> {
         Ok((issued, user))
     }
 
-    /// Starts a session for `user_id` at `now`.
-    async fn start(&self, user_id: &str, client: &ClientInfo, now: i64) -> Result<Issued, ApiError> {
+    /// Starts a session for `user` at `now`.
+    async fn start(&self, user: &UserRecord, client: &ClientInfo, now: i64) -> Result<Issued, ApiError> {
         let c = &self.state.config;
         let absolute_expires_at = now + c.absolute_ttl;
         let new = NewSession {
             id: uuid::Uuid::new_v4().to_string(),
-            user_id: user_id.to_owned(),
+            user_id: user.id.clone(),
             created_at: now,
             idle_expires_at: (now + c.idle_ttl).min(absolute_expires_at),
             absolute_expires_at,
@@ -152,6 +163,7 @@ impl Sessions<'_> {
             absolute_expires_at,
             user_agent: new.user_agent,
             ip: new.ip,
+            email_verified: user.email_verified_at.is_some(),
         };
         Ok(Issued { session, refresh, now })
     }

@@ -156,6 +156,26 @@ pub struct Settings {
     pub password_forgot_per_address_per_minute: u32,
     /// Password-reset requests per client IP per minute.
     pub password_forgot_per_ip_per_minute: u32,
+    /// `off` (no verification mail, no `email_verified` claim), `optional` (signup mails a link;
+    /// tokens carry `email_verified`) or `required` (as optional, and login answers 403
+    /// `email_not_verified` until the link is followed).
+    pub email_verification: crate::email::EmailVerification,
+    /// How long a mailed verification link works.
+    pub email_verification_ttl: HumanDuration,
+    /// How long the link confirming a new address works.
+    pub email_change_ttl: HumanDuration,
+    /// How long the cancel link mailed to the old address works (it also undoes a confirmed
+    /// change within this time).
+    pub email_change_cancel_ttl: HumanDuration,
+    /// Verification links asked for again per address per minute.
+    pub email_verify_resend_per_address_per_minute: u32,
+    /// Verification links asked for again per client IP per minute.
+    pub email_verify_resend_per_ip_per_minute: u32,
+    /// Mailed links followed (verify, confirm, cancel) per client IP per minute.
+    pub email_link_per_ip_per_minute: u32,
+    /// A folder of mail templates replacing the built-in ones file by file (`keycard mail
+    /// templates DIR` writes the built-in ones there to start from).
+    pub mail_templates: Option<PathBuf>,
 }
 
 impl Settings {
@@ -233,6 +253,14 @@ impl Default for Settings {
             password_reset_ttl: HumanDuration::secs(30 * 60),
             password_forgot_per_address_per_minute: 3,
             password_forgot_per_ip_per_minute: 10,
+            email_verification: crate::email::EmailVerification::Optional,
+            email_verification_ttl: HumanDuration::secs(24 * 3600),
+            email_change_ttl: HumanDuration::secs(3600),
+            email_change_cancel_ttl: HumanDuration::secs(7 * 86_400),
+            email_verify_resend_per_address_per_minute: 3,
+            email_verify_resend_per_ip_per_minute: 10,
+            email_link_per_ip_per_minute: 30,
+            mail_templates: None,
         }
     }
 }
@@ -379,8 +407,15 @@ impl Settings {
         {
             return Err(SettingsError("smtp_ca_file needs an smtps:// or smtp+starttls:// smtp_url".into()));
         }
-        if self.password_reset_ttl.as_secs_i64() < 60 {
-            return Err(SettingsError("password_reset_ttl must be at least 1m".into()));
+        for (name, ttl) in [
+            ("password_reset_ttl", self.password_reset_ttl),
+            ("email_verification_ttl", self.email_verification_ttl),
+            ("email_change_ttl", self.email_change_ttl),
+            ("email_change_cancel_ttl", self.email_change_cancel_ttl),
+        ] {
+            if ttl.as_secs_i64() < 60 {
+                return Err(SettingsError(format!("{name} must be at least 1m")));
+            }
         }
         if self.mail_max_attempts == 0 {
             return Err(SettingsError("mail_max_attempts must be at least 1".into()));
@@ -445,6 +480,9 @@ impl Settings {
                 (Rule::PasswordCheckIp, self.password_check_per_ip_per_minute),
                 (Rule::ForgotAddress, self.password_forgot_per_address_per_minute),
                 (Rule::ForgotIp, self.password_forgot_per_ip_per_minute),
+                (Rule::VerifyResendAddress, self.email_verify_resend_per_address_per_minute),
+                (Rule::VerifyResendIp, self.email_verify_resend_per_ip_per_minute),
+                (Rule::EmailLinkIp, self.email_link_per_ip_per_minute),
             ]
             .into_iter()
             .collect(),

@@ -97,6 +97,16 @@ pub struct RuntimeConfig {
     pub app_url: String,
     /// How long a password-reset token works, seconds.
     pub password_reset_ttl: i64,
+    /// Whether addresses are verified, and whether login waits for it.
+    pub email_verification: crate::email::EmailVerification,
+    /// How long a verification token works, seconds.
+    pub email_verification_ttl: i64,
+    /// How long an address-change confirmation token works, seconds.
+    pub email_change_ttl: i64,
+    /// How long an address-change cancel token works, seconds.
+    pub email_change_cancel_ttl: i64,
+    /// The mail templates (built in, or overridden from `mail_templates`).
+    pub templates: Arc<crate::templates::MailTemplates>,
 }
 
 impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
@@ -111,6 +121,14 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
         Ok(Self {
             app_url: settings.app_url.clone().unwrap_or_else(|| issuer.clone()).trim_end_matches('/').to_owned(),
             password_reset_ttl: settings.password_reset_ttl.as_secs_i64(),
+            email_verification: settings.email_verification,
+            email_verification_ttl: settings.email_verification_ttl.as_secs_i64(),
+            email_change_ttl: settings.email_change_ttl.as_secs_i64(),
+            email_change_cancel_ttl: settings.email_change_cancel_ttl.as_secs_i64(),
+            templates: Arc::new(
+                crate::templates::MailTemplates::load(settings.mail_templates.as_deref())
+                    .map_err(SettingsError::new)?,
+            ),
             allowed_origins: allowed_origins(settings, &issuer, addr),
             issuer,
             audience: settings.audience.clone(),
@@ -194,6 +212,18 @@ impl AppState {
             clock,
             mail_wake: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// The message `template` to `recipient` (empty: the store addresses it), rendered with
+    /// `values` and `app_url`.
+    pub fn mail(
+        &self,
+        template: crate::templates::Template,
+        recipient: &str,
+        values: minijinja::Value,
+        now: i64,
+    ) -> keycard_store::NewMail {
+        self.config.templates.render(template, recipient, &self.config.app_url, values, now)
     }
 
     /// Puts a message in the mail outbox and wakes the sender. (A flow whose message belongs to

@@ -112,6 +112,7 @@ mod tests {
             scope: None,
             client_id: None,
             role: None,
+            email_verified: None,
         }
     }
 

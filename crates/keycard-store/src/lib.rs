@@ -217,13 +217,37 @@ pub trait Store: Send + Sync + 'static {
     /// supersedes older ones), the new token's hash is stored, the message is queued and the
     /// audit event (with the user's id) appended. For an unknown address nothing is written.
     /// True when the account exists. A disabled user gets no token.
-    async fn request_password_reset(&self, request: &PasswordResetRequest) -> Result<bool>;
+    async fn request_password_reset(&self, request: &LinkRequest) -> Result<bool>;
     /// Spends a reset token and sets the new password, in one transaction: the token is marked
     /// used only if it is unused and not expired (of concurrent spends exactly one wins), the
     /// password hash replaced, every live session of the user revoked (reason `password_reset`,
     /// onto the revocation feed), the notice queued to the user's address and the audit event
     /// appended. `None` (and nothing written) for an unknown, used, superseded or expired token.
     async fn reset_password(&self, reset: &PasswordReset) -> Result<Option<PasswordResetDone>>;
+
+    /// Mails a new verification link to the account with `request.email`, if it exists, is not
+    /// disabled and is not verified yet: in one transaction, the user's earlier verification
+    /// tokens are deleted (superseded), the new hash stored, the message queued and the event
+    /// appended. True when the account exists.
+    async fn request_verification(&self, request: &LinkRequest) -> Result<bool>;
+    /// Spends a verification token: when it is unused, unexpired and for the address the user
+    /// has now, the address is marked verified (on the user and every session) and the event
+    /// appended. The user's id, or `None` with nothing written.
+    async fn verify_email(&self, used: &EmailTokenUse) -> Result<Option<String>>;
+    /// Records an address change: unless `new_email` belongs to an account (then false, and
+    /// only the event is appended, with detail `address taken`), the user's pending change is
+    /// superseded (a confirmed change keeps its cancel token), both token hashes are stored, the
+    /// confirmation is queued to the new address and the notice to the current one.
+    async fn request_email_change(&self, change: &EmailChangeRequest) -> Result<bool>;
+    /// Spends a confirmation token: the address becomes the new one, verified (on the user and
+    /// every session); the user's unspent password-reset and verification tokens (mailed to the
+    /// old address) are deleted.
+    async fn confirm_email_change(&self, used: &EmailTokenUse) -> Result<EmailChangeOutcome>;
+    /// Spends a cancel token: a pending change is cancelled (its confirmation token stops
+    /// working); a confirmed one is undone (the old address is back, verified, and every session
+    /// revoked with reason `email_change_cancelled`, onto the feed) unless the account's address
+    /// changed again or the old address was taken since. `None` with nothing written otherwise.
+    async fn cancel_email_change(&self, used: &EmailTokenUse) -> Result<Option<EmailChangeCancelled>>;
 
     /// Appends an audit event.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;

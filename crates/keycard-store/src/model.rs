@@ -13,6 +13,9 @@ pub struct NewUser {
     pub password_hash: String,
     /// Creation time.
     pub created_at: i64,
+    /// A verification link to mail in the signup's own transaction (`email_verification` on);
+    /// its `email` is the new user's.
+    pub verification: Option<LinkRequest>,
 }
 
 /// A stored user.
@@ -29,6 +32,8 @@ pub struct UserRecord {
     /// When an operator disabled the account (`keycard users disable`); `None` while enabled.
     /// A disabled user's access tokens are refused and their sessions do not rotate.
     pub disabled_at: Option<i64>,
+    /// When the address was verified; `None` while it is not.
+    pub email_verified_at: Option<i64>,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -106,6 +111,9 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// Client IP at login.
     pub ip: Option<String>,
+    /// Whether the user's address is verified (kept up to date on the session, so a refresh
+    /// reads it without looking the user up): the `email_verified` claim.
+    pub email_verified: bool,
 }
 
 /// Refresh-token binding: what must stay the same between login and each refresh. Carried by
@@ -469,11 +477,13 @@ pub struct MailFilter {
     pub limit: i64,
 }
 
-/// A password-reset request ([`Store::request_password_reset`](crate::Store::request_password_reset)):
-/// everything is prepared before the store knows whether the address has an account, so both
-/// cases do the same work up to the store.
+/// A request that mails a link to an address's account: a password reset
+/// ([`Store::request_password_reset`](crate::Store::request_password_reset)) or an email
+/// verification ([`Store::request_verification`](crate::Store::request_verification), and at
+/// signup in [`NewUser::verification`]). Everything is prepared before the store knows whether
+/// the address has an account, so both cases do the same work up to the store.
 #[derive(Clone)]
-pub struct PasswordResetRequest {
+pub struct LinkRequest {
     /// The (normalised) address the request names.
     pub email: String,
     /// SHA-256 of the reset token (the token itself is never stored).
@@ -482,13 +492,14 @@ pub struct PasswordResetRequest {
     pub expires_at: i64,
     /// The message holding the link, addressed to `email`.
     pub mail: NewMail,
-    /// The `password_reset_requested` event; the store fills in `user_id`.
+    /// The event (`password_reset_requested`, `email_verification_sent`); the store fills in
+    /// `user_id`.
     pub audit: AuditEvent,
 }
 
-impl std::fmt::Debug for PasswordResetRequest {
+impl std::fmt::Debug for LinkRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordResetRequest").field("expires_at", &self.expires_at).finish_non_exhaustive()
+        f.debug_struct("LinkRequest").field("expires_at", &self.expires_at).finish_non_exhaustive()
     }
 }
 
@@ -520,5 +531,83 @@ pub struct PasswordResetDone {
     /// The user whose password was reset.
     pub user_id: String,
     /// The sessions revoked (reason `password_reset`, on the revocation feed).
+    pub revoked: Vec<String>,
+}
+
+/// An address change asked for by a signed-in user
+/// ([`Store::request_email_change`](crate::Store::request_email_change)).
+#[derive(Clone)]
+pub struct EmailChangeRequest {
+    /// The user.
+    pub user_id: String,
+    /// The (normalised) address they want.
+    pub new_email: String,
+    /// Pairs the confirm and cancel tokens of this change.
+    pub change_id: String,
+    /// SHA-256 of the confirmation token, mailed to the new address.
+    pub confirm: keycard_core::refresh::TokenHash,
+    /// SHA-256 of the cancel token, mailed to the old address.
+    pub cancel: keycard_core::refresh::TokenHash,
+    /// When the confirmation token stops working.
+    pub expires_at: i64,
+    /// When the cancel token stops working (it also undoes a change already confirmed).
+    pub cancel_expires_at: i64,
+    /// The message with the confirmation link, addressed to `new_email`.
+    pub confirm_mail: NewMail,
+    /// The notice with the cancel link; the store addresses it to the current address.
+    pub notice_mail: NewMail,
+    /// The `email_change_requested` event.
+    pub audit: AuditEvent,
+}
+
+impl std::fmt::Debug for EmailChangeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailChangeRequest").field("user_id", &self.user_id).finish_non_exhaustive()
+    }
+}
+
+/// What spending a mailed email token ([`Store::verify_email`](crate::Store::verify_email),
+/// [`Store::confirm_email_change`](crate::Store::confirm_email_change),
+/// [`Store::cancel_email_change`](crate::Store::cancel_email_change)) needs.
+#[derive(Clone)]
+pub struct EmailTokenUse {
+    /// SHA-256 of the presented token.
+    pub token: keycard_core::refresh::TokenHash,
+    /// Now: an expired token is refused.
+    pub now: i64,
+    /// The event to record (`email_verified`, `email_changed`, `email_change_cancelled`); the
+    /// store fills in `user_id`.
+    pub audit: AuditEvent,
+}
+
+impl std::fmt::Debug for EmailTokenUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailTokenUse").field("now", &self.now).finish_non_exhaustive()
+    }
+}
+
+/// The outcome of confirming an address change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailChangeOutcome {
+    /// The account's address is now the new one (and verified).
+    Changed {
+        /// The user.
+        user_id: String,
+    },
+    /// Another account took the new address meanwhile: nothing changed, the token is unspent.
+    Taken,
+    /// Unknown, used, superseded, expired or cancelled token: nothing changed.
+    Invalid,
+}
+
+/// A cancelled address change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChangeCancelled {
+    /// The user.
+    pub user_id: String,
+    /// The change had been confirmed and was undone: the old address is back and every session
+    /// of the user was revoked (reason `email_change_cancelled`).
+    pub undone: bool,
+    /// The sessions revoked.
     pub revoked: Vec<String>,
 }

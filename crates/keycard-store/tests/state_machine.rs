@@ -133,6 +133,7 @@ impl Model {
             absolute_expires_at: s.absolute_expires_at,
             user_agent: None,
             ip: None,
+            email_verified: false,
         }
     }
 
@@ -175,8 +176,13 @@ async fn run(ops: Vec<Op>, reuse_interval: i64) {
         revocations: 0,
     };
     for (i, id) in m.user_ids.iter().enumerate() {
-        let user =
-            NewUser { id: id.clone(), email: format!("u{i}@example.com"), password_hash: "h".into(), created_at: T0 };
+        let user = NewUser {
+            id: id.clone(),
+            email: format!("u{i}@example.com"),
+            password_hash: "h".into(),
+            created_at: T0,
+            verification: None,
+        };
         store.create_user(&user).await.expect("create user");
     }
     for (step, op) in ops.into_iter().enumerate() {
@@ -413,7 +419,13 @@ proptest! {
 fn a_used_token_yields_again_only_inside_the_reuse_interval() {
     block_on(async {
         let (store, _dir) = fresh_store().await;
-        let user = NewUser { id: "u".into(), email: "u@example.com".into(), password_hash: "h".into(), created_at: T0 };
+        let user = NewUser {
+            id: "u".into(),
+            email: "u@example.com".into(),
+            password_hash: "h".into(),
+            created_at: T0,
+            verification: None,
+        };
         store.create_user(&user).await.unwrap();
         let session = NewSession {
             id: "s".into(),

@@ -443,6 +443,7 @@ impl Introspector {
             client_id: answer.client_id,
             scope: answer.scope,
             role: answer.role,
+            email_verified: None,
         })
     }
 }

@@ -151,6 +151,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     oauth_password_grant: bool,
+    /// Email verification: off, optional (default: signup mails a link) or required (login waits
+    /// for it).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verification: Option<keycard_server::email::EmailVerification>,
 }
 
 #[tokio::main]

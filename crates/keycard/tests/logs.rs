@@ -98,28 +98,30 @@ async fn a_full_lifecycle_leaves_no_secret_in_the_logs() {
     // the database; the token is read from there, and spent.
     post("/auth/password/forgot", json!({"email": "logs@example.com"})).await.unwrap();
     let mail_dir = dir.path().join("mail");
-    let mut message = String::new();
-    for _ in 0..100 {
-        let files = std::fs::read_dir(&mail_dir).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>());
-        if let Some(file) = files.unwrap_or_default().into_iter().find(|p| p.extension().is_some_and(|e| e == "eml")) {
-            message = std::fs::read_to_string(file).unwrap();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let text = message.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
-    let token: String = text
-        .split("#token=")
-        .nth(1)
-        .expect("the reset link in the .eml file")
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect();
-    assert!(token.starts_with("kcpr_"), "{token}");
+    let token = mailed_token(&mail_dir, "kcpr_").await;
     const NEW_PASSWORD: &str = "another memorable passphrase";
     let reset = post("/auth/password/reset", json!({"token": token, "new_password": NEW_PASSWORD})).await.unwrap();
     assert_eq!(reset.status(), 204);
     secrets.extend([token.clone(), NEW_PASSWORD.to_owned()]);
+
+    // Email verification (the signup's link) and an address change, confirmed: the tokens are
+    // read from the .eml files and spent.
+    let verify = mailed_token(&mail_dir, "kcev_").await;
+    assert_eq!(post("/auth/email/verify", json!({"token": verify})).await.unwrap().status(), 200);
+    let body = json!({"email": "logs@example.com", "password": NEW_PASSWORD, "delivery": "body"});
+    let signed_in: Value = post("/auth/login", body).await.unwrap().json().await.unwrap();
+    let access = signed_in["access_token"].as_str().unwrap().to_owned();
+    let changed = http
+        .post(format!("{base}/auth/email"))
+        .bearer_auth(&access)
+        .json(&json!({"new_email": "logs2@example.com", "password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 202);
+    let (confirm, cancel) = (mailed_token(&mail_dir, "kcec_").await, mailed_token(&mail_dir, "kcex_").await);
+    assert_eq!(post("/auth/email/confirm", json!({"token": confirm})).await.unwrap().status(), 200);
+    secrets.extend([verify, confirm, cancel, access]);
 
     // A graceful stop (SIGTERM) flushes every log line written so far; reading stderr to its end
     // then waits for exactly that, with no guess at how long the writes take.
@@ -138,6 +140,26 @@ async fn a_full_lifecycle_leaves_no_secret_in_the_logs() {
         assert!(!logs.contains(probe), "a secret ({}…) reached the logs", &probe[..8]);
     }
     assert!(!logs.contains("kcrt_"), "a refresh token reached the logs");
-    assert!(!logs.contains("kcpr_") && !logs.contains("#token="), "a reset token or link reached the logs");
+    for prefix in ["kcpr_", "kcev_", "kcec_", "kcex_", "#token="] {
+        assert!(!logs.contains(prefix), "a mailed token or link ({prefix}) reached the logs");
+    }
     assert!(!logs.contains("eyJ"), "a JWT reached the logs");
+}
+
+/// The token with `prefix` in an `.eml` file of `mail_dir`, waiting (polling) for the file.
+async fn mailed_token(mail_dir: &std::path::Path, prefix: &str) -> String {
+    for _ in 0..100 {
+        let files = std::fs::read_dir(mail_dir).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>());
+        for file in files.unwrap_or_default().into_iter().filter(|p| p.extension().is_some_and(|e| e == "eml")) {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let text = text.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+            if let Some(after) = text.split(&format!("#token={prefix}")).nth(1) {
+                let rest: String =
+                    after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+                return format!("{prefix}{rest}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no mailed {prefix} token in {}", mail_dir.display());
 }

@@ -2,6 +2,11 @@
 //! the small shared helpers of handlers.
 
 mod account;
+mod email;
+mod email_cancel;
+mod email_confirm;
+mod email_verify;
+mod email_verify_resend;
 mod health;
 mod login;
 mod logout;
@@ -46,9 +51,14 @@ pub fn router() -> Router<AppState> {
         .route("/auth/password/forgot", post(password_forgot::forgot))
         .route(crate::reset::RESET_PATH, get(web::reset_page).post(password_reset::reset))
         .route("/reset.js", get(web::reset_js))
-        .route("/auth/email/verify", get(web::verify_page))
-        .route("/auth/email/confirm", get(web::email_confirm_page))
-        .route("/auth/email/cancel", get(web::email_cancel_page))
+        .route("/auth/email", post(email::change_email))
+        .route(crate::email::VERIFY_PATH, post(email_verify::verify))
+        .route("/auth/email/verify/resend", post(email_verify_resend::resend))
+        .route(crate::email::CONFIRM_PATH, post(email_confirm::confirm))
+        .route(crate::email::CANCEL_PATH, post(email_cancel::cancel))
+        .route(crate::email::VERIFY_PATH, get(web::verify_page))
+        .route(crate::email::CONFIRM_PATH, get(web::email_confirm_page))
+        .route(crate::email::CANCEL_PATH, get(web::email_cancel_page))
         .route("/link.js", get(web::link_js))
         .route("/auth/account", delete(account::delete_account))
         .route("/auth/revocations", get(revocations::feed))
@@ -98,8 +108,8 @@ pub fn timestamp(unix: i64) -> OffsetDateTime {
 }
 
 /// The public view of a user.
-pub fn user_info(id: &str, email: &str, created_at: i64) -> UserInfo {
-    UserInfo { id: id.to_owned(), email: email.to_owned(), created_at: timestamp(created_at) }
+pub fn user_info(id: &str, email: &str, email_verified: bool, created_at: i64) -> UserInfo {
+    UserInfo { id: id.to_owned(), email: email.to_owned(), email_verified, created_at: timestamp(created_at) }
 }
 
 /// Where a presented refresh token came from: the body (no CSRF needed: no ambient credential)

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use keycard_core::wire::{ForgotPasswordAccepted, ForgotPasswordRequest};
+use keycard_core::wire::{Accepted, ForgotPasswordRequest};
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClientInfo};
@@ -14,7 +14,7 @@ pub async fn forgot(
     State(state): State<AppState>,
     client: ClientInfo,
     ApiJson(req): ApiJson<ForgotPasswordRequest>,
-) -> Result<(StatusCode, Json<ForgotPasswordAccepted>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let accepted = crate::reset::forgot(&state, &client, req).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }

@@ -167,7 +167,9 @@ async fn the_audit_trail_of_a_reuse_attack_tells_the_story() {
         .await
         .unwrap();
     let story: Vec<&str> = events.iter().rev().map(|e| e.event.kind.as_str()).collect();
-    assert_eq!(story, ["signup", "login", "login_failed", "refresh", "refresh_token_reused"]);
+    // The verification mail is queued in the signup's own transaction, before its event.
+    let expected = ["email_verification_sent", "signup", "login", "login_failed", "refresh", "refresh_token_reused"];
+    assert_eq!(story, expected);
     let reuse = &events[0].event;
     assert_eq!(reuse.session_id.as_deref(), Some(tokens.session_id.as_str()));
     assert_eq!(reuse.ip.as_deref(), Some("127.0.0.1"));

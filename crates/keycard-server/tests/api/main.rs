@@ -6,6 +6,7 @@ mod attacks;
 mod bad_input;
 mod defence;
 mod discovery;
+mod email;
 mod hardening;
 mod helpers;
 mod keys;

@@ -12,10 +12,145 @@ use super::rotate::{self, SESSION_COLUMNS, SessionRow, session};
 use crate::model::*;
 use crate::{Result, Store, StoreError};
 
-type UserRow = (String, String, String, i64, Option<i64>);
+type UserRow = (String, String, String, i64, Option<i64>, Option<i64>);
 
-fn user((id, email, password_hash, created_at, disabled_at): UserRow) -> UserRecord {
-    UserRecord { id, email, password_hash, created_at, disabled_at }
+fn user((id, email, password_hash, created_at, disabled_at, email_verified_at): UserRow) -> UserRecord {
+    UserRecord { id, email, password_hash, created_at, disabled_at, email_verified_at }
+}
+
+/// A spent email token: its user, address, old address and change id.
+type SpentLink = (String, String, Option<String>, Option<String>);
+
+/// Stores the hash of a mailed email token (`kind`: `verify`, `change` or `cancel`).
+#[allow(clippy::too_many_arguments)]
+async fn insert_link(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    kind: &str,
+    user_id: &str,
+    email: &str,
+    old_email: Option<&str>,
+    change_id: Option<&str>,
+    token: &TokenHash,
+    created_at: i64,
+    expires_at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO email_tokens (token_hash, kind, user_id, email, old_email, change_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(token.as_bytes())
+    .bind(kind)
+    .bind(user_id)
+    .bind(email)
+    .bind(old_email)
+    .bind(change_id)
+    .bind(created_at)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Spends an email token of `kind`, locking its user's row first (the lock order of every
+/// write to a user): only an unused, unexpired token gets its row back. With the user's current
+/// address, if the user is not disabled.
+async fn spend_link(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    kind: &str,
+    used: &EmailTokenUse,
+) -> Result<Option<(SpentLink, Option<String>)>> {
+    let owner: Option<(String,)> =
+        sqlx::query_as("SELECT user_id FROM email_tokens WHERE token_hash = $1 AND kind = $2")
+            .bind(used.token.as_bytes())
+            .bind(kind)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((user_id,)) = owner else { return Ok(None) };
+    let current: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT email, disabled_at FROM users WHERE id = $1 FOR UPDATE")
+            .bind(&user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    // Of concurrent spends, the ones that waited for the lock re-check `used_at IS NULL`.
+    let spent: Option<SpentLink> = sqlx::query_as(
+        "UPDATE email_tokens SET used_at = $2
+         WHERE token_hash = $1 AND kind = $3 AND used_at IS NULL AND expires_at > $2
+         RETURNING user_id, email, old_email, change_id",
+    )
+    .bind(used.token.as_bytes())
+    .bind(used.now)
+    .bind(kind)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let current = current.and_then(|(email, disabled_at)| disabled_at.is_none().then_some(email));
+    Ok(spent.map(|spent| (spent, current)))
+}
+
+/// Whether an account other than `user_id` has `email`.
+async fn email_taken(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, email: &str, user_id: &str) -> Result<bool> {
+    let found: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM users WHERE email = $1 AND id <> $2")
+        .bind(email)
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Sets the user's address (verified at `now`) and marks their sessions verified; a unique
+/// violation (another account took the address in a race) is `EmailTaken`.
+async fn set_email(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    user_id: &str,
+    email: &str,
+    now: i64,
+) -> Result<()> {
+    let set = sqlx::query("UPDATE users SET email = $2, email_verified_at = $3, updated_at = $3 WHERE id = $1")
+        .bind(user_id)
+        .bind(email)
+        .bind(now)
+        .execute(&mut **tx)
+        .await;
+    match set {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::EmailTaken),
+        Err(e) => return Err(e.into()),
+    }
+    sessions_verified(tx, user_id).await
+}
+
+/// Marks the user's live sessions verified (their next access tokens say so).
+async fn sessions_verified(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, user_id: &str) -> Result<()> {
+    sqlx::query("UPDATE sessions SET email_verified = TRUE WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Links mailed to an address the account no longer has stop working (verification links and
+/// unspent password-reset links).
+async fn drop_old_address_links(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, user_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND kind = 'verify'")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM password_resets WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the user's change still waiting for confirmation, with its cancel token (superseded).
+async fn drop_pending_change(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, user_id: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM email_tokens WHERE user_id = $1 AND change_id IN
+         (SELECT change_id FROM email_tokens WHERE user_id = $1 AND kind = 'change' AND used_at IS NULL)",
+    )
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The limit of an operator's listing: 0 or less means 100.
@@ -31,6 +166,7 @@ impl Store for PgStore {
     }
 
     async fn create_user(&self, u: &NewUser) -> Result<()> {
+        let mut tx = self.write_tx().await?;
         let result = sqlx::query(
             "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
         )
@@ -38,30 +174,39 @@ impl Store for PgStore {
         .bind(&u.email)
         .bind(&u.password_hash)
         .bind(u.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::EmailTaken),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::EmailTaken),
+            Err(e) => return Err(e.into()),
         }
+        if let Some(v) = &u.verification {
+            insert_link(&mut tx, "verify", &u.id, &v.email, None, None, &v.token, u.created_at, v.expires_at).await?;
+            insert_mail(&mut tx, &v.mail).await?;
+            rotate::append_audit(&mut *tx, &AuditEvent { user_id: Some(u.id.clone()), ..v.audit.clone() }).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, email, password_hash, created_at, disabled_at FROM users WHERE email = $1")
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, email, password_hash, created_at, disabled_at, email_verified_at FROM users WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(user))
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, email, password_hash, created_at, disabled_at FROM users WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, email, password_hash, created_at, disabled_at, email_verified_at FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(user))
     }
 
@@ -70,16 +215,19 @@ impl Store for PgStore {
         // A disabled user gets no new session. FOR SHARE waits for a disabling in progress (it
         // locks the user row FOR UPDATE), so a login racing it either sees `disabled_at` or
         // commits first and has its session revoked by it.
-        let disabled: Option<(Option<i64>,)> = sqlx::query_as("SELECT disabled_at FROM users WHERE id = $1 FOR SHARE")
-            .bind(&s.user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if matches!(disabled, Some((Some(_),))) {
+        let state: Option<(Option<i64>, bool)> =
+            sqlx::query_as("SELECT disabled_at, email_verified_at IS NOT NULL FROM users WHERE id = $1 FOR SHARE")
+                .bind(&s.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if matches!(state, Some((Some(_), _))) {
             return Err(StoreError::UserDisabled);
         }
+        let verified = state.is_some_and(|(_, verified)| verified);
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip,
+                                   email_verified)
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -88,6 +236,7 @@ impl Store for PgStore {
         .bind(s.absolute_expires_at)
         .bind(&s.user_agent)
         .bind(&s.ip)
+        .bind(verified)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
@@ -121,7 +270,8 @@ impl Store for PgStore {
         // Idle expiry does not end an access token early: only revocation, the absolute limit and
         // disabling the user do.
         let row: Option<UserRow> = sqlx::query_as(
-            "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled_at FROM sessions s JOIN users u ON u.id = s.user_id
+            "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled_at, u.email_verified_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.absolute_expires_at > $3
                AND u.disabled_at IS NULL",
         )
@@ -530,7 +680,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn request_password_reset(&self, r: &PasswordResetRequest) -> Result<bool> {
+    async fn request_password_reset(&self, r: &LinkRequest) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         // The user row first (the lock order of `set_password`): concurrent requests for one
         // user take turns, so the user is left with exactly one token.
@@ -598,6 +748,143 @@ impl Store for PgStore {
         revoke::publish(&mut tx, &ids, &user_id, reason, r.now).await?;
         tx.commit().await?;
         Ok(Some(PasswordResetDone { user_id, revoked: ids }))
+    }
+
+    async fn request_verification(&self, r: &LinkRequest) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let found: Option<(String, Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT id, disabled_at, email_verified_at FROM users WHERE email = $1 FOR UPDATE")
+                .bind(&r.email)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((user_id, disabled_at, verified_at)) = found else { return Ok(false) };
+        if disabled_at.is_some() || verified_at.is_some() {
+            return Ok(true);
+        }
+        sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND kind = 'verify'")
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_link(&mut tx, "verify", &user_id, &r.email, None, None, &r.token, r.mail.created_at, r.expires_at)
+            .await?;
+        insert_mail(&mut tx, &r.mail).await?;
+        rotate::append_audit(&mut *tx, &AuditEvent { user_id: Some(user_id), ..r.audit.clone() }).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn verify_email(&self, used: &EmailTokenUse) -> Result<Option<String>> {
+        let mut tx = self.write_tx().await?;
+        let Some(((user_id, email, ..), current)) = spend_link(&mut tx, "verify", used).await? else { return Ok(None) };
+        if current.as_deref() != Some(email.as_str()) {
+            // The account's address changed since the link was sent (or it was disabled).
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $2), updated_at = $2 WHERE id = $1",
+        )
+        .bind(&user_id)
+        .bind(used.now)
+        .execute(&mut *tx)
+        .await?;
+        sessions_verified(&mut tx, &user_id).await?;
+        rotate::append_audit(&mut *tx, &AuditEvent { user_id: Some(user_id.clone()), ..used.audit.clone() }).await?;
+        tx.commit().await?;
+        Ok(Some(user_id))
+    }
+
+    async fn request_email_change(&self, r: &EmailChangeRequest) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let current: Option<(String,)> =
+            sqlx::query_as("SELECT email FROM users WHERE id = $1 AND disabled_at IS NULL FOR UPDATE")
+                .bind(&r.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((current,)) = current else { return Ok(false) };
+        if current == r.new_email || email_taken(&mut tx, &r.new_email, &r.user_id).await? {
+            let event = AuditEvent { detail: Some("address taken".into()), ..r.audit.clone() };
+            rotate::append_audit(&mut *tx, &event).await?;
+            tx.commit().await?;
+            return Ok(false);
+        }
+        drop_pending_change(&mut tx, &r.user_id).await?;
+        let (old, id, at) = (Some(current.as_str()), Some(r.change_id.as_str()), r.confirm_mail.created_at);
+        insert_link(&mut tx, "change", &r.user_id, &r.new_email, old, id, &r.confirm, at, r.expires_at).await?;
+        insert_link(&mut tx, "cancel", &r.user_id, &r.new_email, old, id, &r.cancel, at, r.cancel_expires_at).await?;
+        insert_mail(&mut tx, &r.confirm_mail).await?;
+        insert_mail(&mut tx, &NewMail { recipient: current, ..r.notice_mail.clone() }).await?;
+        rotate::append_audit(&mut *tx, &r.audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn confirm_email_change(&self, used: &EmailTokenUse) -> Result<EmailChangeOutcome> {
+        let mut tx = self.write_tx().await?;
+        let Some(((user_id, new_email, Some(old_email), _), current)) = spend_link(&mut tx, "change", used).await?
+        else {
+            return Ok(EmailChangeOutcome::Invalid);
+        };
+        if current.as_deref() != Some(old_email.as_str()) {
+            return Ok(EmailChangeOutcome::Invalid);
+        }
+        if email_taken(&mut tx, &new_email, &user_id).await? {
+            return Ok(EmailChangeOutcome::Taken);
+        }
+        match set_email(&mut tx, &user_id, &new_email, used.now).await {
+            Ok(()) => {}
+            Err(StoreError::EmailTaken) => return Ok(EmailChangeOutcome::Taken),
+            Err(e) => return Err(e),
+        }
+        drop_old_address_links(&mut tx, &user_id).await?;
+        rotate::append_audit(&mut *tx, &AuditEvent { user_id: Some(user_id.clone()), ..used.audit.clone() }).await?;
+        tx.commit().await?;
+        Ok(EmailChangeOutcome::Changed { user_id })
+    }
+
+    async fn cancel_email_change(&self, used: &EmailTokenUse) -> Result<Option<EmailChangeCancelled>> {
+        let mut tx = self.write_tx().await?;
+        let Some(((user_id, new_email, Some(old_email), Some(change_id)), current)) =
+            spend_link(&mut tx, "cancel", used).await?
+        else {
+            return Ok(None);
+        };
+        let pending = sqlx::query(
+            "UPDATE email_tokens SET used_at = $2 WHERE change_id = $1 AND kind = 'change' AND used_at IS NULL",
+        )
+        .bind(&change_id)
+        .bind(used.now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let audit = |detail: &str| AuditEvent {
+            user_id: Some(user_id.clone()),
+            detail: Some(detail.to_owned()),
+            ..used.audit.clone()
+        };
+        if pending {
+            rotate::append_audit(&mut *tx, &audit("pending change cancelled")).await?;
+            tx.commit().await?;
+            return Ok(Some(EmailChangeCancelled { user_id, undone: false, revoked: Vec::new() }));
+        }
+        // Confirmed already: undo it, if the account still has the new address and nobody took
+        // the old one since.
+        if current.as_deref() != Some(new_email.as_str()) || email_taken(&mut tx, &old_email, &user_id).await? {
+            return Ok(None);
+        }
+        match set_email(&mut tx, &user_id, &old_email, used.now).await {
+            Ok(()) => {}
+            Err(StoreError::EmailTaken) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        drop_pending_change(&mut tx, &user_id).await?;
+        drop_old_address_links(&mut tx, &user_id).await?;
+        let reason = RevocationReason::EmailChangeCancelled;
+        let ids = revoke::mark(&mut tx, &user_id, Which::AllBut(None), reason, used.now).await?;
+        rotate::append_audit(&mut *tx, &audit("confirmed change undone")).await?;
+        revoke::publish(&mut tx, &ids, &user_id, reason, used.now).await?;
+        tx.commit().await?;
+        Ok(Some(EmailChangeCancelled { user_id, undone: true, revoked: ids }))
     }
 
     async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<MailRecord>> {

@@ -21,16 +21,27 @@ use crate::Result;
 use crate::model::{AuditEvent, RotateOutcome, Rotation, SessionRecord};
 
 /// A session row as selected by [`SESSION_COLUMNS`].
-pub(super) type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>);
+pub(super) type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>, bool);
 
 /// The columns of a [`SessionRow`], on the table alias `s`.
-pub(super) const SESSION_COLUMNS: &str =
-    "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip";
+pub(super) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip, \
+     s.email_verified";
 
 /// A row as a record.
 pub(super) fn session(row: SessionRow) -> SessionRecord {
-    let (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip) = row;
-    SessionRecord { id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip }
+    let (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip, email_verified) =
+        row;
+    SessionRecord {
+        id,
+        user_id,
+        created_at,
+        last_used_at,
+        idle_expires_at,
+        absolute_expires_at,
+        user_agent,
+        ip,
+        email_verified,
+    }
 }
 
 /// Runs one rotation in `tx`, committing when something changed; see the module docs.

@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "password resets",
         sql: include_str!("../../migrations/sqlite/0006_password_resets.sql"),
     },
+    Migration {
+        version: 7,
+        description: "email tokens",
+        sql: include_str!("../../migrations/sqlite/0007_email_tokens.sql"),
+    },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

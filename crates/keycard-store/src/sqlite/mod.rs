@@ -16,7 +16,8 @@
 /// The session columns, in the order [`session`] reads them.
 macro_rules! cols {
     () => {
-        "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip"
+        "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip, \
+         s.email_verified"
     };
 }
 

@@ -14,11 +14,13 @@ use crate::{Result, Store, StoreError};
 
 const INSERT_USER: &str =
     "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)";
-const USER_BY_EMAIL: &str = "SELECT id, email, password_hash, created_at, disabled_at FROM users WHERE email = ?1";
-const USER_BY_ID: &str = "SELECT id, email, password_hash, created_at, disabled_at FROM users WHERE id = ?1";
+const USER_BY_EMAIL: &str =
+    "SELECT id, email, password_hash, created_at, disabled_at, email_verified_at FROM users WHERE email = ?1";
+const USER_BY_ID: &str =
+    "SELECT id, email, password_hash, created_at, disabled_at, email_verified_at FROM users WHERE id = ?1";
 const INSERT_SESSION: &str = "INSERT INTO sessions
-     (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip)
-     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)";
+     (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip, email_verified)
+     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8)";
 pub(super) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)";
 const SESSION_BY_REFRESH: &str = concat!(
     "SELECT ",
@@ -28,8 +30,8 @@ const SESSION_BY_REFRESH: &str = concat!(
 );
 /// Idle expiry does not end an access token early: only revocation, the absolute limit and
 /// disabling the user do.
-const SESSION_USER: &str =
-    "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled_at FROM sessions s JOIN users u ON u.id = s.user_id
+const SESSION_USER: &str = "SELECT u.id, u.email, u.password_hash, u.created_at, u.disabled_at, u.email_verified_at
+     FROM sessions s JOIN users u ON u.id = s.user_id
      WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.absolute_expires_at > ?3
        AND u.disabled_at IS NULL";
 const LIST_SESSIONS: &str = concat!(
@@ -50,6 +52,25 @@ const LIST_USERS: &str = concat!(
     ") FROM users u WHERE u.email > ?3 AND (?2 IS NULL OR instr(u.email, ?2) > 0) ORDER BY u.email LIMIT ?4"
 );
 const USER_DISABLED_AT: &str = "SELECT disabled_at FROM users WHERE id = ?1";
+const USER_STATE: &str = "SELECT disabled_at, email_verified_at IS NOT NULL FROM users WHERE id = ?1";
+/// Spends a mailed email token of kind `?3`: only an unused, unexpired one gets its row back.
+const SPEND_EMAIL_TOKEN: &str = "UPDATE email_tokens SET used_at = ?2
+     WHERE token_hash = ?1 AND kind = ?3 AND used_at IS NULL AND expires_at > ?2
+     RETURNING user_id, email, old_email, change_id";
+const INSERT_EMAIL_TOKEN: &str = "INSERT INTO email_tokens
+     (token_hash, kind, user_id, email, old_email, change_id, created_at, expires_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const MARK_VERIFIED: &str =
+    "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?2), updated_at = ?2 WHERE id = ?1";
+const SESSIONS_VERIFIED: &str = "UPDATE sessions SET email_verified = 1 WHERE user_id = ?1 AND revoked_at IS NULL";
+/// A change still waiting for its confirmation, with its cancel token: superseded by a new one.
+const DROP_PENDING_CHANGE: &str = "DELETE FROM email_tokens WHERE user_id = ?1 AND change_id IN
+     (SELECT change_id FROM email_tokens WHERE user_id = ?1 AND kind = 'change' AND used_at IS NULL)";
+const SET_EMAIL: &str = "UPDATE users SET email = ?2, email_verified_at = ?3, updated_at = ?3 WHERE id = ?1";
+/// Links mailed to an address the account no longer has stop working: verification links…
+const DROP_VERIFY_LINKS: &str = "DELETE FROM email_tokens WHERE user_id = ?1 AND kind = 'verify'";
+/// … and unspent password-reset links.
+const DROP_RESET_LINKS: &str = "DELETE FROM password_resets WHERE user_id = ?1 AND used_at IS NULL";
 /// Disabling keeps the first `disabled_at` when disabled again.
 const DISABLE_USER: &str = "UPDATE users SET disabled_at = COALESCE(disabled_at, ?2), updated_at = ?2 WHERE id = ?1";
 const ENABLE_USER: &str = "UPDATE users SET disabled_at = NULL, updated_at = ?2 WHERE id = ?1";
@@ -107,10 +128,11 @@ pub(super) fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         absolute_expires_at: row.get(5)?,
         user_agent: row.get(6)?,
         ip: row.get(7)?,
+        email_verified: row.get(8)?,
     })
 }
 
-/// A user from `id, email, password_hash, created_at, disabled_at`.
+/// A user from `id, email, password_hash, created_at, disabled_at, email_verified_at`.
 fn user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         id: row.get(0)?,
@@ -118,6 +140,7 @@ fn user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         password_hash: row.get(2)?,
         created_at: row.get(3)?,
         disabled_at: row.get(4)?,
+        email_verified_at: row.get(5)?,
     })
 }
 
@@ -171,6 +194,59 @@ pub(super) fn append_audit(c: &Connection, e: &AuditEvent) -> rusqlite::Result<(
     Ok(())
 }
 
+/// Stores the hash of a mailed email token.
+#[allow(clippy::too_many_arguments)]
+fn insert_link(
+    c: &Connection,
+    kind: &str,
+    user_id: &str,
+    email: &str,
+    old_email: Option<&str>,
+    change_id: Option<&str>,
+    token: &TokenHash,
+    created_at: i64,
+    expires_at: i64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(INSERT_EMAIL_TOKEN)?.execute(params![
+        token.as_bytes(),
+        kind,
+        user_id,
+        email,
+        old_email,
+        change_id,
+        created_at,
+        expires_at
+    ])?;
+    Ok(())
+}
+
+/// A spent email token: its user, address, old address and change id.
+type SpentLink = (String, String, Option<String>, Option<String>);
+
+/// Spends an email token of `kind` (see [`SPEND_EMAIL_TOKEN`]).
+fn spend_link(c: &Connection, kind: &str, used: &EmailTokenUse) -> rusqlite::Result<Option<SpentLink>> {
+    c.prepare_cached(SPEND_EMAIL_TOKEN)?
+        .query_row(params![used.token.as_bytes(), used.now, kind], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()
+}
+
+/// The user's address, if the user exists and is not disabled.
+fn enabled_email(c: &Connection, user_id: &str) -> rusqlite::Result<Option<String>> {
+    c.prepare_cached("SELECT email FROM users WHERE id = ?1 AND disabled_at IS NULL")?
+        .query_row(params![user_id], |row| row.get(0))
+        .optional()
+}
+
+/// Whether an account other than `user_id` has `email`.
+fn email_taken(c: &Connection, email: &str, user_id: &str) -> rusqlite::Result<bool> {
+    Ok(c.prepare_cached("SELECT 1 FROM users WHERE email = ?1 AND id <> ?2")?
+        .query_row(params![email, user_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
@@ -185,10 +261,16 @@ impl Store for SqliteStore {
         let u = u.clone();
         self.write(move |c| {
             match c.prepare_cached(INSERT_USER)?.execute(params![u.id, u.email, u.password_hash, u.created_at]) {
-                Ok(_) => Ok(Done::Keep(())),
-                Err(e) if is_unique_violation(&e) => Err(StoreError::EmailTaken),
-                Err(e) => Err(e.into()),
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::EmailTaken),
+                Err(e) => return Err(e.into()),
             }
+            if let Some(v) = &u.verification {
+                insert_link(c, "verify", &u.id, &v.email, None, None, &v.token, u.created_at, v.expires_at)?;
+                insert_mail(c, &v.mail)?;
+                append_audit(c, &AuditEvent { user_id: Some(u.id.clone()), ..v.audit.clone() })?;
+            }
+            Ok(Done::Keep(()))
         })
         .await
     }
@@ -207,11 +289,14 @@ impl Store for SqliteStore {
             // A disabled user gets no new session: with disabling revoking every live one in its
             // own transaction, no session of a disabled user is ever live (so rotation, the hot
             // path, needs no look at the user).
-            let disabled: Option<Option<i64>> =
-                c.prepare_cached(USER_DISABLED_AT)?.query_row(params![s.user_id], |row| row.get(0)).optional()?;
-            if matches!(disabled, Some(Some(_))) {
+            let state: Option<(Option<i64>, bool)> = c
+                .prepare_cached(USER_STATE)?
+                .query_row(params![s.user_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            if matches!(state, Some((Some(_), _))) {
                 return Err(StoreError::UserDisabled);
             }
+            let verified = state.is_some_and(|(_, verified)| verified);
             c.prepare_cached(INSERT_SESSION)?.execute(params![
                 s.id,
                 s.user_id,
@@ -219,7 +304,8 @@ impl Store for SqliteStore {
                 s.idle_expires_at,
                 s.absolute_expires_at,
                 s.user_agent,
-                s.ip
+                s.ip,
+                verified
             ])?;
             c.prepare_cached(INSERT_TOKEN)?.execute(params![first_token.as_bytes(), s.id, s.created_at])?;
             Ok(Done::Keep(()))
@@ -548,7 +634,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn request_password_reset(&self, r: &PasswordResetRequest) -> Result<bool> {
+    async fn request_password_reset(&self, r: &LinkRequest) -> Result<bool> {
         let r = r.clone();
         self.write(move |c| {
             let found: Option<(String, Option<i64>)> = c
@@ -589,6 +675,124 @@ impl Store for SqliteStore {
             insert_mail(c, &NewMail { recipient: email, ..r.notice.clone() })?;
             append_audit(c, &AuditEvent { user_id: Some(user_id.clone()), ..r.audit.clone() })?;
             Ok(Done::Keep(Some(PasswordResetDone { user_id, revoked: ids })))
+        })
+        .await
+    }
+
+    async fn request_verification(&self, r: &LinkRequest) -> Result<bool> {
+        let r = r.clone();
+        self.write(move |c| {
+            let found: Option<(String, Option<i64>, Option<i64>)> = c
+                .prepare_cached("SELECT id, disabled_at, email_verified_at FROM users WHERE email = ?1")?
+                .query_row(params![r.email], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .optional()?;
+            let Some((user_id, disabled_at, verified_at)) = found else { return Ok(Done::Keep(false)) };
+            if disabled_at.is_some() || verified_at.is_some() {
+                return Ok(Done::Keep(true));
+            }
+            c.prepare_cached(DROP_VERIFY_LINKS)?.execute(params![user_id])?;
+            insert_link(c, "verify", &user_id, &r.email, None, None, &r.token, r.mail.created_at, r.expires_at)?;
+            insert_mail(c, &r.mail)?;
+            append_audit(c, &AuditEvent { user_id: Some(user_id), ..r.audit.clone() })?;
+            Ok(Done::Keep(true))
+        })
+        .await
+    }
+
+    async fn verify_email(&self, used: &EmailTokenUse) -> Result<Option<String>> {
+        let used = used.clone();
+        self.write(move |c| {
+            let Some((user_id, email, ..)) = spend_link(c, "verify", &used)? else { return Ok(Done::Undo(None)) };
+            if enabled_email(c, &user_id)?.as_deref() != Some(email.as_str()) {
+                // The account's address changed since the link was sent (or it was disabled).
+                return Ok(Done::Undo(None));
+            }
+            c.prepare_cached(MARK_VERIFIED)?.execute(params![user_id, used.now])?;
+            c.prepare_cached(SESSIONS_VERIFIED)?.execute(params![user_id])?;
+            append_audit(c, &AuditEvent { user_id: Some(user_id.clone()), ..used.audit.clone() })?;
+            Ok(Done::Keep(Some(user_id)))
+        })
+        .await
+    }
+
+    async fn request_email_change(&self, r: &EmailChangeRequest) -> Result<bool> {
+        let r = r.clone();
+        self.write(move |c| {
+            let Some(current) = enabled_email(c, &r.user_id)? else { return Ok(Done::Keep(false)) };
+            if email_taken(c, &r.new_email, &r.user_id)? || current == r.new_email {
+                append_audit(c, &AuditEvent { detail: Some("address taken".into()), ..r.audit.clone() })?;
+                return Ok(Done::Keep(false));
+            }
+            c.prepare_cached(DROP_PENDING_CHANGE)?.execute(params![r.user_id])?;
+            let (old, id, at) = (Some(current.as_str()), Some(r.change_id.as_str()), r.confirm_mail.created_at);
+            insert_link(c, "change", &r.user_id, &r.new_email, old, id, &r.confirm, at, r.expires_at)?;
+            insert_link(c, "cancel", &r.user_id, &r.new_email, old, id, &r.cancel, at, r.cancel_expires_at)?;
+            insert_mail(c, &r.confirm_mail)?;
+            insert_mail(c, &NewMail { recipient: current, ..r.notice_mail.clone() })?;
+            append_audit(c, &r.audit)?;
+            Ok(Done::Keep(true))
+        })
+        .await
+    }
+
+    async fn confirm_email_change(&self, used: &EmailTokenUse) -> Result<EmailChangeOutcome> {
+        let used = used.clone();
+        self.write(move |c| {
+            let Some((user_id, new_email, Some(old_email), _)) = spend_link(c, "change", &used)? else {
+                return Ok(Done::Undo(EmailChangeOutcome::Invalid));
+            };
+            if enabled_email(c, &user_id)?.as_deref() != Some(old_email.as_str()) {
+                return Ok(Done::Undo(EmailChangeOutcome::Invalid));
+            }
+            if email_taken(c, &new_email, &user_id)? {
+                return Ok(Done::Undo(EmailChangeOutcome::Taken));
+            }
+            c.prepare_cached(SET_EMAIL)?.execute(params![user_id, new_email, used.now])?;
+            c.prepare_cached(SESSIONS_VERIFIED)?.execute(params![user_id])?;
+            c.prepare_cached(DROP_VERIFY_LINKS)?.execute(params![user_id])?;
+            c.prepare_cached(DROP_RESET_LINKS)?.execute(params![user_id])?;
+            append_audit(c, &AuditEvent { user_id: Some(user_id.clone()), ..used.audit.clone() })?;
+            Ok(Done::Keep(EmailChangeOutcome::Changed { user_id }))
+        })
+        .await
+    }
+
+    async fn cancel_email_change(&self, used: &EmailTokenUse) -> Result<Option<EmailChangeCancelled>> {
+        let used = used.clone();
+        self.write(move |c| {
+            let Some((user_id, new_email, Some(old_email), Some(change_id))) = spend_link(c, "cancel", &used)? else {
+                return Ok(Done::Undo(None));
+            };
+            let pending = c
+                .prepare_cached(
+                    "UPDATE email_tokens SET used_at = ?2 WHERE change_id = ?1 AND kind = 'change' AND used_at IS NULL",
+                )?
+                .execute(params![change_id, used.now])?
+                == 1;
+            let audit = |detail: &str| AuditEvent {
+                user_id: Some(user_id.clone()),
+                detail: Some(detail.to_owned()),
+                ..used.audit.clone()
+            };
+            if pending {
+                append_audit(c, &audit("pending change cancelled"))?;
+                return Ok(Done::Keep(Some(EmailChangeCancelled { user_id, undone: false, revoked: Vec::new() })));
+            }
+            // Confirmed already: undo it, if the account still has the new address and nobody
+            // took the old one since.
+            if enabled_email(c, &user_id)?.as_deref() != Some(new_email.as_str())
+                || email_taken(c, &old_email, &user_id)?
+            {
+                return Ok(Done::Undo(None));
+            }
+            c.prepare_cached(SET_EMAIL)?.execute(params![user_id, old_email, used.now])?;
+            c.prepare_cached(DROP_PENDING_CHANGE)?.execute(params![user_id])?;
+            c.prepare_cached(DROP_VERIFY_LINKS)?.execute(params![user_id])?;
+            c.prepare_cached(DROP_RESET_LINKS)?.execute(params![user_id])?;
+            let ids = live_session_ids(c, &user_id, None, used.now)?;
+            revoke_in(c, &ids, &user_id, RevocationReason::EmailChangeCancelled, used.now)?;
+            append_audit(c, &audit("confirmed change undone"))?;
+            Ok(Done::Keep(Some(EmailChangeCancelled { user_id, undone: true, revoked: ids })))
         })
         .await
     }

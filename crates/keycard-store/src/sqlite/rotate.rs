@@ -22,7 +22,8 @@ const RETIRE_UNUSED: &str = "UPDATE refresh_tokens SET used_at = ?1 WHERE sessio
 /// Pushes a live session's idle expiry forward; a disabled user's session does not move (no row).
 const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = ?3, idle_expires_at = MIN(?2 + ?3, absolute_expires_at)
      WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
-     RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip";
+     RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip,
+               email_verified";
 
 /// [`Store::rotate_refresh`], as one job.
 pub(super) fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>> {

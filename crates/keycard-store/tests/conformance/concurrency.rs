@@ -31,8 +31,13 @@ pub async fn concurrent_writes_with_failing_ones_each_get_their_own_answer(store
         let email = if i % 6 == 0 { "taken@example.com".to_owned() } else { format!("fresh{}@example.com", i / 2) };
         tasks.spawn(async move {
             let id = uuid::Uuid::new_v4().to_string();
-            let new =
-                NewUser { id: id.clone(), email: email.clone(), password_hash: "$argon2id$x".into(), created_at: NOW };
+            let new = NewUser {
+                id: id.clone(),
+                email: email.clone(),
+                password_hash: "$argon2id$x".into(),
+                created_at: NOW,
+                verification: None,
+            };
             Answer::SignUp { email, id, result: store.create_user(&new).await }
         });
     }

@@ -68,7 +68,13 @@ pub fn token() -> TokenHash {
 /// Creates a user with this email; returns its id.
 pub async fn user(store: &dyn Store, email: &str) -> String {
     let id = uuid::Uuid::new_v4().to_string();
-    let new = NewUser { id: id.clone(), email: email.into(), password_hash: "$argon2id$stub".into(), created_at: NOW };
+    let new = NewUser {
+        id: id.clone(),
+        email: email.into(),
+        password_hash: "$argon2id$stub".into(),
+        created_at: NOW,
+        verification: None,
+    };
     store.create_user(&new).await.expect("user created");
     id
 }

@@ -13,6 +13,7 @@ mod harness;
 
 mod clients;
 mod concurrency;
+mod email;
 mod keys_audit;
 mod mail;
 mod operators;
@@ -50,6 +51,12 @@ macro_rules! conformance {
 }
 
 conformance! {
+    email::a_signup_link_is_written_with_the_user_and_verifies_it_and_its_sessions_once,
+    email::a_new_link_supersedes_the_old_one_and_links_expire,
+    email::an_address_changes_only_on_confirmation_and_never_to_a_taken_one,
+    email::a_cancel_token_cancels_a_pending_change_or_undoes_a_confirmed_one,
+    email::concurrent_spends_of_one_verification_token_have_exactly_one_winner,
+
     password_reset::a_reset_request_stores_its_token_mail_and_event_and_an_unknown_address_writes_nothing,
     password_reset::a_new_request_supersedes_the_old_token_and_tokens_expire,
     password_reset::concurrent_spends_of_one_reset_token_have_exactly_one_winner,

@@ -4,16 +4,14 @@
 
 use std::sync::Arc;
 
-use keycard_store::{
-    AuditEvent, AuditFilter, AuditKind, MailFilter, NewMail, PasswordReset, PasswordResetRequest, Store,
-};
+use keycard_store::{AuditEvent, AuditFilter, AuditKind, LinkRequest, MailFilter, NewMail, PasswordReset, Store};
 
 use crate::harness::{NOW, session, token, user};
 
 const TTL: i64 = 30 * 60;
 
-fn request(email: &str, hash: keycard_core::refresh::TokenHash, id: &str, at: i64) -> PasswordResetRequest {
-    PasswordResetRequest {
+fn request(email: &str, hash: keycard_core::refresh::TokenHash, id: &str, at: i64) -> LinkRequest {
+    LinkRequest {
         email: email.into(),
         token: hash,
         expires_at: at + TTL,

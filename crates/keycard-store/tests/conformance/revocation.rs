@@ -123,6 +123,7 @@ pub async fn deleting_a_user_cascades_and_keeps_its_revocations_in_the_feed(stor
         email: "ada@example.com".into(),
         password_hash: "x".into(),
         created_at: NOW + 20,
+        verification: None,
     };
     store.create_user(&again).await.expect("the email is free again");
 }

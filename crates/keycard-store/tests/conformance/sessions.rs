@@ -18,6 +18,7 @@ pub async fn a_new_session_is_listed_and_found_by_its_refresh_token(store: Arc<d
         absolute_expires_at: NOW + ABSOLUTE,
         user_agent: Some("conformance".into()),
         ip: Some("192.0.2.1".into()),
+        email_verified: false,
     };
 
     assert_eq!(store.session_by_refresh(&first, NOW + 1).await.unwrap(), Some(expected.clone()));

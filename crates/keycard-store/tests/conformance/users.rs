@@ -32,6 +32,7 @@ pub async fn a_second_account_with_the_same_email_is_refused_as_email_taken(stor
         email: "grace@example.com".into(),
         password_hash: "$argon2id$other".into(),
         created_at: NOW + 5,
+        verification: None,
     };
     let result = store.create_user(&again).await;
 
