@@ -491,7 +491,11 @@ export function createKeycard(options = {}) {
       return postJson('/auth/email/confirm', { token });
     },
 
-    /** Cancels an address change with the token of the link mailed to the old address. Resolves to `{status: 'cancelled'}`. */
+    /**
+     * Cancels an address change with the token of the link mailed to the old address; a change
+     * already confirmed is undone (the old address comes back, every session ends). Resolves to
+     * `{status: 'cancelled'}`; throws `invalid_email_change_token`.
+     */
     cancelEmailChange(token) {
       return postJson('/auth/email/cancel', { token });
     },

@@ -17,7 +17,7 @@ const FLOWS = {
   },
   cancel: {
     spend: (keycard, token) => keycard.cancelEmailChange(token),
-    done: 'The change is cancelled: your address stays as it was.',
+    done: 'The change is cancelled: the address is yours (again).',
   },
 };
 

@@ -105,7 +105,8 @@ static EMAIL_CANCEL_HTML: LazyLock<String> = LazyLock::new(|| {
     link_html(
         "cancel",
         "Cancel the email change",
-        "Someone asked to change your account's address. If it was not you, cancel the change (and change your password).",
+        "Someone asked to change your account's address. If it was not you, cancel it: the address stays yours \
+         (a change already confirmed is undone, and every session ends). Then change your password.",
         "Cancel the change",
     )
 });
