@@ -1,8 +1,9 @@
 // The mailed-link flows in headless Chromium against a real keycard server delivering through a
 // real SMTP server (aiosmtpd writing a Maildir), both started by .ci/browser-test.sh: forgot
-// password on the demo page → the mail → the link → a new password → logged in with it. Link
-// scanners (a plain GET, and a browser that opens the page and runs its script without clicking)
-// spend nothing.
+// password on the demo page → the mail → the link → a new password → logged in with it; the
+// signup's verification link; an address change cancelled, confirmed, then undone. Link scanners
+// (a plain GET, and a browser that opens the page and runs its script without clicking) spend
+// nothing.
 //
 // Environment: KEYCARD_URL, MAILDIR (the SMTP server's Maildir), ARTIFACTS_DIR, CHROMIUM.
 
@@ -47,6 +48,16 @@ async function signup(email) {
     body: JSON.stringify({ email, password }),
   });
   assert.equal(res.status, 201);
+}
+
+/// A POST of `body` as JSON, as an HTTP client would: `[status, error code]`.
+async function postJson(path, body) {
+  const res = await fetch(BASE + path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return [res.status, (await res.json().catch(() => ({}))).error];
 }
 
 async function loginStatus(email, pw) {
@@ -193,13 +204,8 @@ describe('mailed links in headless Chromium, through a real SMTP server', { conc
       }
 
       // Spent: the link does not work twice.
-      const again = await fetch(`${BASE}/auth/password/reset`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ token, new_password: 'yet another passphrase 7' }),
-      });
-      assert.equal(again.status, 400);
-      assert.equal((await again.json()).error, 'invalid_reset_token');
+      const again = await postJson('/auth/password/reset', { token, new_password: 'yet another passphrase 7' });
+      assert.deepEqual(again, [400, 'invalid_reset_token']);
 
       // Back on the demo page: the old password is refused, the new one logs in.
       await page.goto(`${BASE}/`);
@@ -217,6 +223,150 @@ describe('mailed links in headless Chromium, through a real SMTP server', { conc
       assert.equal(await page.textContent('#who'), email);
       await shot(page, 'mail-03-logged-in.png');
       assert.deepEqual(await loginStatus(email, password), [401, 'invalid_credentials']);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('verify email: the signup mail → the link → "Confirm my address" → the token says email_verified', async () => {
+    const email = `hedy+${Date.now()}@example.com`;
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = watch(await ctx.newPage(), 'verify', new Set([400]));
+      await page.goto(`${BASE}/`);
+      await signedOut(page);
+      await page.fill('#email', email);
+      await page.fill('#password', password);
+      await page.click('#signup');
+      await signedIn(page);
+      await page.waitForSelector('#verified:not([hidden])');
+      assert.equal(await page.textContent('#verified'), 'not verified');
+      assert.equal(await page.evaluate(() => keycard.claims().email_verified), false);
+
+      const first = await waitForLink(MAILDIR, { to: email, base: BASE, linkPath: '/auth/email/verify' });
+      assert.match(first.token, /^kcev_/);
+      // "Resend" on the demo page mails another link.
+      const resent = page.waitForResponse((r) => r.url() === `${BASE}/auth/email/verify/resend`);
+      await page.click('#resend-mine');
+      assert.equal((await resent).status(), 202);
+      await page.waitForSelector('#email-status:not([hidden])');
+      const { url, token } = await waitForLink(MAILDIR, { to: email, base: BASE, linkPath: '/auth/email/verify', seen: [first.token] });
+
+      await scan(url, token, 'verify');
+
+      const tab = watch(await ctx.newPage(), 'verify link', new Set([400]));
+      await tab.goto(url);
+      await tab.waitForFunction(() => location.hash === '');
+      assert.equal(await tab.textContent('#link-action'), 'Confirm my address');
+      const posted = tab.waitForResponse((r) => r.url() === `${BASE}/auth/email/verify` && r.request().method() === 'POST');
+      await tab.click('#link-action');
+      const answer = await posted;
+      assert.equal(answer.status(), 200, 'the token the scanners saw was still good');
+      assert.deepEqual(await answer.json(), { status: 'verified' });
+      await tab.waitForSelector('#link-status[data-state="done"]');
+      await shot(tab, 'mail-04-verified.png');
+
+      // The demo page's next token says so.
+      await page.evaluate(() => keycard.refresh());
+      assert.equal(await page.evaluate(() => keycard.claims().email_verified), true);
+      await page.waitForSelector('#verified:not(.unverified)');
+      assert.equal(await page.textContent('#verified'), 'verified');
+      assert.equal(await page.isVisible('#resend-mine'), false);
+
+      // Spent: the link does not work twice, and the first link was replaced by the resent one.
+      for (const spent of [token, first.token]) {
+        assert.deepEqual(await postJson('/auth/email/verify', { token: spent }), [400, 'invalid_verification_token']);
+      }
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('change email: cancelled from the old address; confirmed from the new one (only it logs in); then undone from the old', async () => {
+    const email = `ida+${Date.now()}@example.com`;
+    const newEmail = `ida.new+${Date.now()}@example.org`;
+    await signup(email);
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = watch(await ctx.newPage(), 'change', new Set([400, 401]));
+      await page.goto(`${BASE}/`);
+      await signedOut(page);
+      await page.fill('#email', email);
+      await page.fill('#password', password);
+      await page.click('#login');
+      await signedIn(page);
+      await page.waitForSelector('#email-signed-in:not([hidden])');
+      assert.equal(await page.textContent('#current-email'), email);
+
+      // A wrong password is refused in the card, and the session stays.
+      await page.fill('#new-email', newEmail);
+      await page.fill('#change-password', 'not my password 9');
+      await page.click('#change-email');
+      await page.waitForSelector('#email-error:not([hidden])');
+      assert.equal(await page.getAttribute('#status', 'data-state'), 'in');
+
+      const request = async (seen) => {
+        await page.fill('#new-email', newEmail);
+        await page.fill('#change-password', password);
+        const answered = page.waitForResponse((r) => r.url() === `${BASE}/auth/email` && r.request().method() === 'POST');
+        await page.click('#change-email');
+        assert.equal((await answered).status(), 202);
+        await page.waitForSelector('#email-status:not([hidden])');
+        const confirm = await waitForLink(MAILDIR, { to: newEmail, base: BASE, linkPath: '/auth/email/confirm', seen });
+        const cancel = await waitForLink(MAILDIR, { to: email, base: BASE, linkPath: '/auth/email/cancel', seen });
+        assert.match(confirm.token, /^kcec_/);
+        assert.match(cancel.token, /^kcex_/);
+        return { confirm, cancel };
+      };
+
+      // First request: the old address cancels it.
+      const first = await request([]);
+      await scan(first.cancel.url, first.cancel.token, 'cancel');
+      await scan(first.confirm.url, first.confirm.token, 'confirm');
+      const tab = watch(await ctx.newPage(), 'change links', new Set([400]));
+      // As from the mail: a fresh load of the page (the same page with another fragment would not reload).
+      const open = async (url) => {
+        await tab.goto('about:blank');
+        await tab.goto(url);
+        await tab.waitForFunction(() => location.hash === '');
+      };
+      await open(first.cancel.url);
+      assert.equal(await tab.textContent('#link-action'), 'Cancel the change');
+      await tab.click('#link-action');
+      await tab.waitForSelector('#link-status[data-state="done"]');
+      await shot(tab, 'mail-05-cancelled.png');
+      // The cancelled change's confirmation link is dead.
+      await open(first.confirm.url);
+      await tab.click('#link-action');
+      await tab.waitForSelector('#link-status[data-state="failed"]');
+      assert.equal(await tab.isDisabled('#link-action'), true);
+      assert.deepEqual(await loginStatus(newEmail, password), [401, 'invalid_credentials']);
+
+      // Second request: the new address confirms it.
+      const second = await request([first.confirm.token, first.cancel.token]);
+      await scan(second.confirm.url, second.confirm.token, 'confirm 2');
+      await open(second.confirm.url);
+      assert.equal(await tab.textContent('#link-action'), 'Confirm my new address');
+      const posted = tab.waitForResponse((r) => r.url() === `${BASE}/auth/email/confirm` && r.request().method() === 'POST');
+      await tab.click('#link-action');
+      assert.deepEqual(await (await posted).json(), { status: 'changed' });
+      await tab.waitForSelector('#link-status[data-state="done"]');
+      await shot(tab, 'mail-06-changed.png');
+
+      assert.equal((await loginStatus(newEmail, password))[0], 200);
+      assert.deepEqual(await loginStatus(email, password), [401, 'invalid_credentials']);
+      await page.click('#me');
+      await page.waitForFunction((e) => document.getElementById('current-email').textContent === e, newEmail);
+
+      // The old address's cancel link still undoes it (a thief's change): the old address is back
+      // and every session ends, the demo page's too.
+      await open(second.cancel.url);
+      await tab.click('#link-action');
+      await tab.waitForSelector('#link-status[data-state="done"]');
+      assert.equal((await loginStatus(email, password))[0], 200);
+      assert.deepEqual(await loginStatus(newEmail, password), [401, 'invalid_credentials']);
+      await page.evaluate(() => keycard.refresh());
+      await signedOut(page);
     } finally {
       await ctx.close();
     }
