@@ -136,8 +136,9 @@ pub enum MailTransport {
         url: SmtpUrl,
         /// Connection and command timeout.
         timeout: Duration,
-        /// PEM CA certificates trusted for TLS besides the system's roots (`smtp_ca_file`).
-        ca_pem: Option<Vec<u8>>,
+        /// PEM certificates trusted for the server's TLS certificate besides the system's
+        /// (`smtp_ca_file`: a private CA).
+        ca: Option<Vec<u8>>,
     },
     /// No SMTP server configured: `.eml` files in this folder.
     Dir(PathBuf),
@@ -168,19 +169,6 @@ impl MailConfig {
             MailTransport::Dir(_) => Duration::from_secs(10),
         }
     }
-}
-
-/// Reads `smtp_ca_file`: a PEM file holding at least one certificate, checked at start-up.
-pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, crate::settings::SettingsError> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let bad = |why: String| crate::settings::SettingsError::new(format!("smtp_ca_file {}: {why}", path.display()));
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let certificates =
-        CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| bad(e.to_string()))?;
-    if certificates.is_empty() {
-        return Err(bad("no PEM certificate in the file".into()));
-    }
-    Ok(pem)
 }
 
 /// The delay before the attempt after failed attempt number `attempts` (1, 2, …): 30 s, 60 s,
@@ -214,23 +202,23 @@ struct Failure {
 impl Sender {
     fn new(config: &MailConfig) -> anyhow::Result<Self> {
         match &config.transport {
-            MailTransport::Smtp { url, timeout, ca_pem } => {
-                let builder = match url.security {
+            MailTransport::Smtp { url, timeout, ca } => {
+                let mut builder = match url.security {
                     SmtpSecurity::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&url.host),
                     SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&url.host)?,
                     SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&url.host)?,
                 };
-                let mut builder = builder.port(url.port).timeout(Some(*timeout));
-                if let Some(pem) = ca_pem {
-                    // The system's roots and these; the host name is still checked.
-                    let params = TlsParameters::builder(url.host.clone())
+                if let Some(pem) = ca.as_deref().filter(|_| url.security != SmtpSecurity::Plain) {
+                    // The system's roots and the configured CA; the server's name is checked.
+                    let tls = TlsParameters::builder(url.host.clone())
                         .add_root_certificate(Certificate::from_pem(pem)?)
-                        .build()?;
+                        .build_rustls()?;
                     builder = builder.tls(match url.security {
-                        SmtpSecurity::StartTls => Tls::Required(params),
-                        SmtpSecurity::Tls | SmtpSecurity::Plain => Tls::Wrapper(params),
+                        SmtpSecurity::Tls => Tls::Wrapper(tls),
+                        _ => Tls::Required(tls),
                     });
                 }
+                let mut builder = builder.port(url.port).timeout(Some(*timeout));
                 if let Some((user, password)) = &url.credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
                 }

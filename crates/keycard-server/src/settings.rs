@@ -137,8 +137,8 @@ pub struct Settings {
     pub smtp_url: Option<crate::mail::SmtpUrl>,
     /// Timeout of the SMTP connection and of each command.
     pub smtp_timeout: HumanDuration,
-    /// A PEM file of CA certificates trusted for `smtps://` and `smtp+starttls://` besides the
-    /// system's roots: a private CA, or the one that signed a test server's certificate.
+    /// A PEM file of CA certificates trusted for the SMTP server's certificate besides the
+    /// system's (a private CA); `smtps://` and `smtp+starttls://` only.
     pub smtp_ca_file: Option<PathBuf>,
     /// The `From:` of every message (`Name <address>` or an address).
     pub mail_from: String,
@@ -401,11 +401,6 @@ impl Settings {
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
             return Err(SettingsError(format!("app_url {url:?} must start with https:// or http://")));
-        }
-        if self.smtp_ca_file.is_some()
-            && !self.smtp_url.as_ref().is_some_and(|url| url.security != crate::mail::SmtpSecurity::Plain)
-        {
-            return Err(SettingsError("smtp_ca_file needs an smtps:// or smtp+starttls:// smtp_url".into()));
         }
         for (name, ttl) in [
             ("password_reset_ttl", self.password_reset_ttl),
@@ -797,11 +792,6 @@ mod tests {
         assert!(parse("mail_from = \"not an address\"").unwrap_err().contains("mail_from"));
         assert!(parse("mail_max_attempts = 0").unwrap_err().contains("mail_max_attempts"));
         assert!(parse("smtp_timeout = \"0s\"").unwrap_err().contains("smtp_timeout"));
-        assert!(parse("smtp_ca_file = \"ca.pem\"").unwrap_err().contains("smtp_ca_file"));
-        let plain = "smtp_url = \"smtp://127.0.0.1:2525\"\nsmtp_ca_file = \"ca.pem\"";
-        assert!(parse(plain).unwrap_err().contains("smtp_ca_file"));
-        let tls = parse("smtp_url = \"smtps://mail.example.com\"\nsmtp_ca_file = \"ca.pem\"").unwrap();
-        assert_eq!(tls.smtp_ca_file, Some(PathBuf::from("ca.pem")));
         assert_eq!(parse("mail_from = \"Acme <auth@acme.test>\"").unwrap().mail_from, "Acme <auth@acme.test>");
 
         let beside = Settings::loopback("/var/lib/keycard/keycard.db");

@@ -154,7 +154,10 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
                     Some(url) => crate::mail::MailTransport::Smtp {
                         url: url.clone(),
                         timeout: settings.smtp_timeout.0,
-                        ca_pem: settings.smtp_ca_file.as_deref().map(crate::mail::read_ca_file).transpose()?,
+                        ca: match &settings.smtp_ca_file {
+                            Some(path) => Some(read_ca_file(path)?),
+                            None => None,
+                        },
                     },
                     None => crate::mail::MailTransport::Dir(settings.mail_dir()),
                 },
@@ -166,6 +169,17 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
             },
         })
     }
+}
+
+/// The PEM certificates of `smtp_ca_file`, checked to hold at least one certificate.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, SettingsError> {
+    let bad = |why: String| SettingsError::new(format!("smtp_ca_file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    lettre::transport::smtp::client::Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    Ok(pem)
 }
 
 /// The configured origins, plus the issuer's own origin and, on loopback, its `localhost` twin.

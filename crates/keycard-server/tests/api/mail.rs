@@ -1,9 +1,8 @@
 //! Mail delivery against a real SMTP server (aiosmtpd writing a Maildir): a queued message is
 //! delivered once with both parts; with SMTP down it stays queued with the error and goes out once
 //! SMTP is back; with no `smtp_url` it becomes an `.eml` file; a restart delivers what was queued,
-//! once; two instances on PostgreSQL deliver each message exactly once; STARTTLS and implicit TLS
-//! deliver to a server signed by a test CA that `smtp_ca_file` trusts, and refuse it without.
-//! Time is moved with the manual clock and the sender woken: no test waits for a retry delay.
+//! once; two instances on PostgreSQL deliver each message exactly once. Time is moved with the
+//! manual clock and the sender woken: no test waits for a retry delay.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,74 +16,46 @@ use keycard_store::{MailFilter, MailRecord, MailState, NewMail};
 
 use crate::helpers::*;
 
-/// How the test SMTP server secures its connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain text.
-    Off,
-    /// STARTTLS offered and required before a message is accepted (`--tlscert`).
-    StartTls,
-    /// TLS from the first byte (`--smtpscert`).
-    Implicit,
-}
-
 /// An aiosmtpd server writing every message it accepts into a Maildir; killed on drop.
 pub struct SmtpServer {
     child: Option<Child>,
     port: u16,
     maildir: PathBuf,
-    tls: SmtpTls,
-    dir: tempfile::TempDir,
+    /// More aiosmtpd options (TLS: `--smtpscert`/`--smtpskey`, `--tlscert`/`--tlskey`).
+    options: Vec<String>,
+    _dir: tempfile::TempDir,
 }
 
 impl SmtpServer {
     /// A port nothing listens on yet (the server starts later, with [`SmtpServer::start`]).
     pub fn stopped() -> Self {
-        Self::stopped_with(SmtpTls::Off)
-    }
-
-    fn stopped_with(tls: SmtpTls) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("Maildir");
         for sub in ["tmp", "new", "cur"] {
             std::fs::create_dir_all(maildir.join(sub)).unwrap();
         }
-        if tls != SmtpTls::Off {
-            test_ca(dir.path());
-        }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self { child: None, port, maildir, tls, dir }
+        Self { child: None, port, maildir, options: Vec::new(), _dir: dir }
     }
 
     /// Started and accepting connections; `None` when aiosmtpd is not installed (outside CI).
     pub fn started() -> Option<Self> {
-        Self::started_with(SmtpTls::Off)
-    }
-
-    /// Started with TLS: a certificate for 127.0.0.1 signed by a test CA ([`SmtpServer::ca_file`]).
-    pub fn started_with(tls: SmtpTls) -> Option<Self> {
-        let mut server = Self::stopped_with(tls);
+        let mut server = Self::stopped();
         server.start().then_some(server)
     }
 
-    /// The PEM file of the CA that signed the server's certificate.
-    pub fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
+    /// Started with these aiosmtpd options; `None` when aiosmtpd is not installed (outside CI).
+    pub fn started_with(options: &[&str]) -> Option<Self> {
+        let mut server = Self::stopped();
+        server.options = options.iter().map(|o| (*o).to_owned()).collect();
+        server.start().then_some(server)
     }
 
     /// Starts aiosmtpd on the port; false (outside CI) when it cannot run, a loud failure in CI.
-    fn start(&mut self) -> bool {
-        let (cert, key) = (self.dir.path().join("cert.pem"), self.dir.path().join("key.pem"));
-        let tls_args: Vec<&std::ffi::OsStr> = match self.tls {
-            SmtpTls::Off => vec![],
-            SmtpTls::StartTls => vec!["--tlscert".as_ref(), cert.as_os_str(), "--tlskey".as_ref(), key.as_os_str()],
-            SmtpTls::Implicit => {
-                vec!["--smtpscert".as_ref(), cert.as_os_str(), "--smtpskey".as_ref(), key.as_os_str()]
-            }
-        };
+    pub fn start(&mut self) -> bool {
         let spawned = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port)])
-            .args(tls_args)
+            .args(&self.options)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&self.maildir)
             .stdin(Stdio::null())
@@ -115,12 +86,7 @@ impl SmtpServer {
     }
 
     pub fn url(&self) -> SmtpUrl {
-        let scheme = match self.tls {
-            SmtpTls::Off => "smtp",
-            SmtpTls::StartTls => "smtp+starttls",
-            SmtpTls::Implicit => "smtps",
-        };
-        SmtpUrl::parse(&format!("{scheme}://127.0.0.1:{}", self.port)).unwrap()
+        SmtpUrl::parse(&format!("smtp://127.0.0.1:{}", self.port)).unwrap()
     }
 
     /// The messages delivered so far.
@@ -133,22 +99,6 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Writes `ca.pem` (a test CA), and `cert.pem` + `key.pem` (a certificate it signed for
-/// 127.0.0.1 and localhost) into `dir`.
-fn test_ca(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "keycard test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
 }
 
 /// Without aiosmtpd the tests cannot run: skipped on a laptop, a failure in CI.
@@ -217,52 +167,6 @@ async fn a_queued_message_is_delivered_once_with_both_parts() {
     app.state.wake_mail_sender();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(smtp.messages().len(), 1, "delivered once");
-}
-
-#[tokio::test]
-async fn starttls_and_implicit_tls_deliver_to_a_server_whose_ca_is_trusted_by_smtp_ca_file() {
-    for tls in [SmtpTls::StartTls, SmtpTls::Implicit] {
-        let Some(smtp) = SmtpServer::started_with(tls) else { return };
-        let app = spawn_app_with(|s| {
-            s.smtp_url = Some(smtp.url());
-            s.smtp_ca_file = Some(smtp.ca_file());
-        })
-        .await;
-        app.state.enqueue_mail(&new_mail(1, app.now())).await.unwrap();
-        eventually("the message in the Maildir", async || smtp.messages().len() == 1).await;
-        assert!(smtp.messages()[0].contains("Plain text number 1"), "{tls:?}");
-        eventually("the message marked sent", async || outbox(&app).await[0].state == MailState::Sent).await;
-        assert_eq!(outbox(&app).await[0].attempts, 1, "{tls:?}");
-    }
-}
-
-#[tokio::test]
-async fn a_certificate_no_trusted_ca_signed_is_refused_and_the_message_waits() {
-    for tls in [SmtpTls::StartTls, SmtpTls::Implicit] {
-        let Some(smtp) = SmtpServer::started_with(tls) else { return };
-        // The system's roots only: the test CA is not among them.
-        let app = spawn_app_with(|s| s.smtp_url = Some(smtp.url())).await;
-        app.state.enqueue_mail(&new_mail(1, app.now())).await.unwrap();
-        eventually("the failed attempt recorded", async || outbox(&app).await[0].last_error.is_some()).await;
-        let record = &outbox(&app).await[0];
-        assert_eq!(record.state, MailState::Queued, "{tls:?}: retried later, not sent in clear");
-        let error = record.last_error.as_deref().unwrap_or_default().to_lowercase();
-        assert!(error.contains("certificate") || error.contains("issuer"), "{tls:?}: {error}");
-        assert!(smtp.messages().is_empty(), "{tls:?}: nothing delivered");
-    }
-}
-
-#[test]
-fn smtp_ca_file_must_hold_a_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ca.pem");
-    std::fs::write(&file, "not a certificate").unwrap();
-    let missing = keycard_server::mail::read_ca_file(&dir.path().join("nowhere.pem")).unwrap_err().to_string();
-    assert!(missing.contains("smtp_ca_file") && missing.contains("nowhere.pem"), "{missing}");
-    let empty = keycard_server::mail::read_ca_file(&file).unwrap_err().to_string();
-    assert!(empty.contains("no PEM certificate"), "{empty}");
-    test_ca(dir.path());
-    assert!(keycard_server::mail::read_ca_file(&dir.path().join("ca.pem")).is_ok());
 }
 
 #[tokio::test]
@@ -404,4 +308,61 @@ async fn two_instances_on_postgres_deliver_each_message_exactly_once() {
         assert_eq!(copies, 1, "person{n}");
     }
     assert!(a.store().list_mail(&MailFilter::default()).await.unwrap().iter().all(|m| m.attempts == 1));
+}
+
+/// A certificate for `localhost` (its own CA) written into `dir`: (certificate path, key path).
+fn localhost_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.join("smtp-cert.pem"), dir.join("smtp-key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// Delivery over TLS from the first byte (`smtps://`) and over STARTTLS (`smtp+starttls://`,
+/// which aiosmtpd requires before any mail), to a server whose certificate a private CA signed:
+/// trusted through `smtp_ca_file`, refused without it (the message stays queued with the error).
+#[tokio::test]
+async fn tls_and_starttls_deliver_to_a_server_trusted_through_smtp_ca_file_and_refuse_an_unknown_one() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = localhost_certificate(certs.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    for (scheme, options) in
+        [("smtps", ["--smtpscert", cert, "--smtpskey", key]), ("smtp+starttls", ["--tlscert", cert, "--tlskey", key])]
+    {
+        let Some(smtp) = SmtpServer::started_with(&options) else { return };
+        let url = SmtpUrl::parse(&format!("{scheme}://localhost:{}", smtp.port)).unwrap();
+
+        let untrusting = spawn_app_with(|s| s.smtp_url = Some(url.clone())).await;
+        untrusting.state.enqueue_mail(&new_mail(1, untrusting.now())).await.unwrap();
+        eventually("the refused attempt", async || outbox(&untrusting).await[0].last_error.is_some()).await;
+        let refused = outbox(&untrusting).await.remove(0);
+        assert_eq!(refused.state, MailState::Queued, "{scheme}: retried later");
+        assert!(smtp.messages().is_empty(), "{scheme}: nothing delivered to an untrusted server");
+        untrusting.stop().await;
+
+        let app = spawn_app_with(|s| {
+            s.smtp_url = Some(url);
+            s.smtp_ca_file = Some(PathBuf::from(cert));
+        })
+        .await;
+        app.state.enqueue_mail(&new_mail(2, app.now())).await.unwrap();
+        eventually("the message in the Maildir", async || smtp.messages().len() == 1).await;
+        eventually("the message marked sent", async || outbox(&app).await[0].state == MailState::Sent).await;
+        assert!(smtp.messages()[0].contains("Plain text number 2"), "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_smtp_ca_file_stops_start_up_naming_it() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(&dir).await;
+    settings.smtp_url = Some(SmtpUrl::parse("smtps://localhost:465").unwrap());
+    settings.smtp_ca_file = Some(dir.path().join("missing-ca.pem"));
+    let err = keycard_server::Application::build(settings.clone()).await.err().expect("start-up refused");
+    assert!(format!("{err:#}").contains("missing-ca.pem"), "{err:#}");
+    std::fs::write(dir.path().join("not-pem.pem"), "not a certificate").unwrap();
+    settings.smtp_ca_file = Some(dir.path().join("not-pem.pem"));
+    let err = keycard_server::Application::build(settings).await.err().expect("start-up refused");
+    assert!(format!("{err:#}").contains("not-pem.pem"), "{err:#}");
 }

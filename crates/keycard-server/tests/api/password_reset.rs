@@ -279,3 +279,74 @@ async fn forgot_is_rate_limited_per_address_and_checks_its_input() {
     )
     .await;
 }
+
+/// The reset mails (with their tokens) to `email` in the Maildir.
+fn reset_mails(smtp: &SmtpServer, email: &str) -> usize {
+    reset_tokens(smtp, email).len()
+}
+
+#[tokio::test]
+async fn with_smtp_down_a_reset_still_answers_202_and_its_link_goes_out_once_smtp_is_back() {
+    let mut smtp = SmtpServer::stopped();
+    let app = spawn_app_with(|s| {
+        s.smtp_url = Some(smtp.url());
+        s.email_verification = keycard_server::email::EmailVerification::Off;
+    })
+    .await;
+    let (email, _) = app.user().await;
+    let resp = app.post_json("/auth/password/forgot", json!({ "email": email })).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let outbox = || async { app.store().list_mail(&keycard_store::MailFilter::default()).await.unwrap() };
+    eventually("the failed attempt recorded", async || outbox().await.first().is_some_and(|m| m.last_error.is_some()))
+        .await;
+
+    if !smtp.start() {
+        return;
+    }
+    app.advance(30.0);
+    app.state.wake_mail_sender();
+    eventually("the reset mail", async || reset_mails(&smtp, &email) == 1).await;
+    let token = reset_tokens(&smtp, &email).remove(0);
+    assert_eq!(reset(&app, &token, NEW_PASSWORD).await.status(), StatusCode::NO_CONTENT);
+    // Later wakes deliver the notice, never the link again.
+    app.advance(3600.0);
+    app.state.wake_mail_sender();
+    eventually("the notice", async || smtp.messages().iter().any(|m| m.contains("Your password was changed"))).await;
+    assert_eq!(reset_mails(&smtp, &email), 1, "the link went out once");
+}
+
+#[tokio::test]
+async fn a_reset_link_queued_when_the_server_stops_goes_out_after_the_restart_once() {
+    let mut smtp = SmtpServer::stopped();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(&dir).await;
+    settings.smtp_url = Some(smtp.url());
+    settings.email_verification = keycard_server::email::EmailVerification::Off;
+    let clock = std::sync::Arc::new(keycard_core::clock::ManualClock::starting_now());
+    let first = start_with_clock(settings.clone(), dir.clone(), clock.clone()).await;
+    let (email, _) = first.user().await;
+    assert_eq!(
+        first.post_json("/auth/password/forgot", json!({ "email": email })).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let queued = async |app: &TestApp| app.store().list_mail(&keycard_store::MailFilter::default()).await.unwrap();
+    eventually("the reset mail queued and tried", async || {
+        queued(&first).await.first().is_some_and(|m| m.last_error.is_some())
+    })
+    .await;
+    first.stop().await;
+
+    if !smtp.start() {
+        return;
+    }
+    let second = start_with_clock(settings, dir, clock).await;
+    second.advance(30.0);
+    second.state.wake_mail_sender();
+    eventually("the reset mail after the restart", async || reset_mails(&smtp, &email) == 1).await;
+    let token = reset_tokens(&smtp, &email).remove(0);
+    assert_eq!(reset(&second, &token, NEW_PASSWORD).await.status(), StatusCode::NO_CONTENT);
+    second.advance(3600.0);
+    second.state.wake_mail_sender();
+    eventually("the notice", async || smtp.messages().iter().any(|m| m.contains("Your password was changed"))).await;
+    assert_eq!(reset_mails(&smtp, &email), 1, "the link went out once");
+}
