@@ -25,6 +25,9 @@ const keycard = createKeycard();
 const flow = FLOWS[document.body.dataset.flow];
 // Out of the address bar and the history at once; kept in this variable only.
 const token = takeLinkToken();
+// Another link opened in this tab changes only the fragment, which loads no new page: load it
+// afresh, so its token is the one taken.
+window.addEventListener('hashchange', () => location.reload());
 const button = document.getElementById('link-action');
 const status = document.getElementById('link-status');
 

@@ -6,6 +6,9 @@ import { createKeycard, takeLinkToken } from '/keycard.js';
 const keycard = createKeycard();
 // Out of the address bar and the history at once; kept in this variable only.
 const token = takeLinkToken();
+// Another link opened in this tab changes only the fragment, which loads no new page: load it
+// afresh, so its token is the one taken.
+window.addEventListener('hashchange', () => location.reload());
 
 const form = document.getElementById('reset-form');
 const status = document.getElementById('reset-status');
