@@ -30,6 +30,9 @@ const explain = {
   'POST /auth/refresh': 'cookie rotated: the old refresh token is now spent',
   'POST /auth/logout': 'session revoked, cookies cleared',
   'POST /auth/signup': 'account created',
+  'POST /auth/password/forgot': 'a reset link is mailed if the address has an account',
+  'POST /auth/email/verify/resend': 'a verification link is mailed if the address needs one',
+  'POST /auth/email': 'a confirmation link goes to the new address, a cancel link to the old one',
 };
 
 keycard.subscribe((event) => {
@@ -52,9 +55,9 @@ keycard.subscribe((event) => {
 
 let email = null;
 
-function showError(err) {
-  $('error').hidden = !err;
-  $('error').textContent = err ? (err.description || err.message || String(err)) : '';
+function showError(err, where = 'error') {
+  $(where).hidden = !err;
+  $(where).textContent = err ? (err.description || err.message || String(err)) : '';
 }
 
 function render() {
@@ -70,14 +73,32 @@ function render() {
   $('no-token').hidden = signedIn;
   $('token').hidden = !signedIn;
   $('reload-sessions').disabled = !signedIn;
+  $('forgot-form').hidden = signedIn;
+  $('email-signed-in').hidden = !signedIn;
   if (signedIn) {
     renderClaims(session.claims || {});
+    renderEmail(session.claims || {});
   } else {
     $('me-output').hidden = true;
     $('sessions').hidden = true;
     $('no-sessions').hidden = false;
   }
   tick();
+}
+
+// `email_verified` is in the access token unless keycard runs with email_verification = off.
+function renderEmail(claims) {
+  $('current-email').textContent = email || '…';
+  const known = typeof claims.email_verified === 'boolean';
+  $('verified').hidden = !known;
+  $('verified').textContent = claims.email_verified ? 'verified' : 'not verified';
+  $('verified').className = claims.email_verified ? 'badge' : 'badge unverified';
+  $('resend-mine').hidden = !known || claims.email_verified;
+}
+
+function showNotice(text) {
+  $('email-status').hidden = !text;
+  $('email-status').textContent = text || '';
 }
 
 const claimNotes = {
@@ -91,6 +112,7 @@ const claimNotes = {
   exp: 'expires',
   scope: 'scope',
   role: 'role',
+  email_verified: 'address verified',
 };
 
 function renderClaims(claims) {
@@ -170,13 +192,13 @@ async function loadMe() {
 
 // --- actions ---------------------------------------------------------------------------------
 
-async function action(fn) {
-  showError(null);
+async function action(fn, errorsIn = 'error') {
+  showError(null, errorsIn);
   document.body.classList.add('busy');
   try {
     await fn();
   } catch (err) {
-    showError(err);
+    showError(err, errorsIn);
   } finally {
     document.body.classList.remove('busy');
   }
@@ -204,6 +226,44 @@ $('refresh').addEventListener('click', () => action(() => keycard.refresh()));
 $('logout').addEventListener('click', () => action(() => keycard.logout('local')));
 $('logout-global').addEventListener('click', () => action(() => keycard.logout('global')));
 $('reload-sessions').addEventListener('click', () => action(loadSessions));
+
+// --- mailed links ----------------------------------------------------------------------------
+
+$('show-forgot').addEventListener('click', () => {
+  $('forgot-email').value = $('email').value.trim();
+  $('forgot-email').focus();
+});
+$('forgot-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  action(async () => {
+    showNotice(null);
+    const answer = await keycard.forgotPassword($('forgot-email').value.trim());
+    showNotice(answer?.message || 'If the address has an account, a reset link is on its way.');
+  }, 'email-error');
+});
+$('resend').addEventListener('click', () => {
+  if (!$('forgot-form').reportValidity()) return;
+  action(async () => {
+    showNotice(null);
+    const answer = await keycard.resendVerification($('forgot-email').value.trim());
+    showNotice(answer?.message || 'If the address needs verifying, a link is on its way.');
+  }, 'email-error');
+});
+$('resend-mine').addEventListener('click', () => action(async () => {
+  showNotice(null);
+  const answer = await keycard.resendVerification(email);
+  showNotice(answer?.message || 'A verification link is on its way.');
+}, 'email-error'));
+$('change-email-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  action(async () => {
+    showNotice(null);
+    const newEmail = $('new-email').value.trim();
+    const answer = await keycard.changeEmail(newEmail, $('change-password').value);
+    $('change-password').value = '';
+    showNotice(answer?.message || `Open the link mailed to ${newEmail} to confirm the change.`);
+  }, 'email-error');
+});
 
 // After a reload: the access token is gone; the HttpOnly cookie (if any) brings it back.
 action(async () => {

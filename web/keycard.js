@@ -6,6 +6,7 @@
 //   await keycard.login('ada@example.com', 'correct horse battery');
 //   const res = await keycard.fetch('/auth/me');     // Bearer added, refreshed when needed
 //   await keycard.logout();                          // 'local' (default), 'global' or 'others'
+//   await keycard.forgotPassword('ada@example.com');  // mailed links: see "mailed links" below
 //
 // Where the tokens live:
 // - The refresh token is in the `__Secure-keycard_refresh` cookie: HttpOnly, so no script
@@ -344,6 +345,34 @@ export function createKeycard(options = {}) {
     return url;
   }
 
+  async function authorizedFetch(input, init = {}) {
+    const url = resolveUrl(input);
+    const base = new Request(input instanceof Request ? input : url, init);
+    const send = (token) => {
+      const req = base.clone();
+      if (token) req.headers.set('Authorization', `Bearer ${token}`);
+      return fetch(req).then((res) => {
+        emit({ type: 'request', method: req.method, path: url.pathname, status: res.status });
+        return res;
+      });
+    };
+    const token = await accessToken();
+    let res = await send(token);
+    if (res.status === 401 && token && (await isInvalidToken(res))) {
+      const fresh = current && current.accessToken !== token ? current.accessToken : await refresh();
+      if (fresh) res = await send(fresh);
+    }
+    return res;
+  }
+
+  /// A cookie-less JSON POST: the body's answer (`null` for 204), or a thrown `KeycardError`.
+  async function postJson(path, body) {
+    const res = await call(path, { method: 'POST', credentials: 'omit', ...json(body) });
+    if (!res.ok) throw await failure(res);
+    if (res.status === 204) return null;
+    return res.json().catch(() => null);
+  }
+
   return {
     /** Creates an account (it does not log in). Resolves to `{id, email, created_at}`. */
     async signup(email, password) {
@@ -407,24 +436,68 @@ export function createKeycard(options = {}) {
      * answers 401 `invalid_token`, then retries the call once. Bodies must be re-sendable
      * (strings, FormData, Blobs; not streams).
      */
-    async fetch(input, init = {}) {
-      const url = resolveUrl(input);
-      const base = new Request(input instanceof Request ? input : url, init);
-      const send = (token) => {
-        const req = base.clone();
-        if (token) req.headers.set('Authorization', `Bearer ${token}`);
-        return fetch(req).then((res) => {
-          emit({ type: 'request', method: req.method, path: url.pathname, status: res.status });
-          return res;
-        });
-      };
-      const token = await accessToken();
-      let res = await send(token);
-      if (res.status === 401 && token && (await isInvalidToken(res))) {
-        const fresh = current && current.accessToken !== token ? current.accessToken : await refresh();
-        if (fresh) res = await send(fresh);
-      }
-      return res;
+    fetch: authorizedFetch,
+
+    // --- mailed links: password reset, email verification, email change ----------------------
+    // The link-token calls send no cookie (`credentials: 'omit'`): the token alone is the proof.
+
+    /**
+     * Asks for a password-reset link by mail. Resolves to `{status, message}`: the same answer
+     * whether or not the address has an account.
+     */
+    forgotPassword(email) {
+      return postJson('/auth/password/forgot', { email });
+    },
+
+    /**
+     * Sets a new password with the token of a reset link (see `takeLinkToken`). Every session of
+     * the account is revoked: log in again. Throws `invalid_reset_token` (used, expired,
+     * superseded) or `weak_password`.
+     */
+    async resetPassword(token, newPassword) {
+      await postJson('/auth/password/reset', { token, new_password: newPassword });
+    },
+
+    /** Mails a new verification link. Resolves to `{status, message}`, the same for every address. */
+    resendVerification(email) {
+      return postJson('/auth/email/verify/resend', { email });
+    },
+
+    /**
+     * Verifies the address with the token of a verification link. Resolves to
+     * `{status: 'verified'}`; throws `invalid_verification_token`. Access tokens issued from now
+     * on carry `email_verified: true` (`refresh()` gets one at once).
+     */
+    verifyEmail(token) {
+      return postJson('/auth/email/verify', { token });
+    },
+
+    /**
+     * Asks to change the signed-in account's address (Bearer, like `fetch`). keycard mails a
+     * confirmation link to `newEmail` and a cancel link to the current address; nothing changes
+     * until the new address is confirmed. Resolves to `{status, message}` (the same when the new
+     * address is taken); throws `invalid_credentials` for a wrong password, `not_signed_in`
+     * without a session.
+     */
+    async changeEmail(newEmail, password) {
+      if (!current && !readCsrf()) throw new KeycardError(0, 'not_signed_in', 'log in first');
+      const res = await authorizedFetch('/auth/email', { method: 'POST', ...json({ new_email: newEmail, password }) });
+      if (!res.ok) throw await failure(res);
+      return res.json();
+    },
+
+    /** Confirms an address change with the token of the link mailed to the new address. Resolves to `{status: 'changed'}`. */
+    confirmEmailChange(token) {
+      return postJson('/auth/email/confirm', { token });
+    },
+
+    /**
+     * Cancels an address change with the token of the link mailed to the old address; a change
+     * already confirmed is undone (the old address comes back, every session ends). Resolves to
+     * `{status: 'cancelled'}`; throws `invalid_email_change_token`.
+     */
+    cancelEmailChange(token) {
+      return postJson('/auth/email/cancel', { token });
     },
 
     /** The current session: `{sessionId, expiresAt, claims}`, or `null`. */
@@ -454,6 +527,23 @@ async function isInvalidToken(res) {
   } catch {
     return false;
   }
+}
+
+/**
+ * The token of a mailed link (`…#token=kc…`), taken from the page's address: the fragment is
+ * removed from the address bar and from this history entry (so neither a reload, the history nor
+ * a later script finds it), and the token returned; `null` when the address has none. Browsers
+ * never send the fragment to a server, so opening the link spends nothing: only a call such as
+ * `resetPassword(token, …)` does.
+ */
+export function takeLinkToken() {
+  const loc = globalThis.location;
+  if (!loc || !loc.hash) return null;
+  const token = new URLSearchParams(loc.hash.slice(1)).get('token');
+  if (globalThis.history && typeof history.replaceState === 'function') {
+    history.replaceState(history.state, '', loc.pathname + loc.search);
+  }
+  return token || null;
 }
 
 /** Decodes a JWT's payload for display. Trust nothing in it: only the server verifies tokens. */

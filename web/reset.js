@@ -1,33 +1,40 @@
 // The password-reset form (GET /auth/password/reset). The mailed link carries the token in the
 // URL fragment (#token=kcpr_…), which browsers never send to a server: opening the page spends
 // nothing. Submitting posts the token and the new password to POST /auth/password/reset.
-const params = new URLSearchParams(location.hash.slice(1));
-const token = params.get("token");
-// Keep the token out of the history and of anything that reads the address later.
-history.replaceState(null, "", location.pathname);
+import { createKeycard, takeLinkToken } from '/keycard.js';
 
-const form = document.getElementById("reset-form");
-const status = document.getElementById("reset-status");
+const keycard = createKeycard();
+// Out of the address bar and the history at once; kept in this variable only.
+const token = takeLinkToken();
+// Another link opened in this tab changes only the fragment, which loads no new page: load it
+// afresh, so its token is the one taken.
+window.addEventListener('hashchange', () => location.reload());
+
+const form = document.getElementById('reset-form');
+const status = document.getElementById('reset-status');
+
+function show(state, text) {
+  status.dataset.state = state;
+  status.className = state === 'failed' ? 'error' : 'notice';
+  status.textContent = text;
+}
 
 if (!token) {
-  status.textContent = "This link has no reset token. Ask for a new link.";
+  show('failed', 'This link has no reset token. Ask for a new link.');
   form.hidden = true;
 }
 
-form.addEventListener("submit", async (event) => {
+form.addEventListener('submit', async (event) => {
   event.preventDefault();
-  const newPassword = document.getElementById("new-password").value;
-  const response = await fetch("/auth/password/reset", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ token, new_password: newPassword }),
-    credentials: "omit",
-  });
-  if (response.status === 204) {
+  const button = form.querySelector('button');
+  button.disabled = true;
+  try {
+    await keycard.resetPassword(token, document.getElementById('new-password').value);
     form.hidden = true;
-    status.textContent = "Your password is changed. Every session was signed out: sign in again.";
-    return;
+    show('done', 'Your password is changed. Every session was signed out: sign in again.');
+  } catch (err) {
+    // weak_password: choose another; a refused token or a network failure: say so.
+    button.disabled = err.code === 'invalid_reset_token';
+    show('failed', err.description || `The password could not be changed (${err.code}).`);
   }
-  const body = await response.json().catch(() => ({}));
-  status.textContent = body.error_description || `The password could not be changed (${response.status}).`;
 });

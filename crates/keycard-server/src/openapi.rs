@@ -56,6 +56,10 @@ use crate::assets::{ASSET_CSP, asset};
         paths::resend_verification,
         paths::confirm_email_change,
         paths::cancel_email_change,
+        paths::verify_page,
+        paths::email_confirm_page,
+        paths::email_cancel_page,
+        paths::link_js,
         paths::delete_account,
         paths::revocations,
         paths::jwks,
@@ -404,6 +408,44 @@ mod paths {
         responses((status = 200, description = "JavaScript module.", body = String, content_type = "application/javascript")),
     )]
     pub async fn reset_js() {}
+
+    /// The page a mailed verification link opens.
+    ///
+    /// Never reads or spends a token (mail link scanners open links first): its script takes the
+    /// token from the URL fragment and posts it to `POST /auth/email/verify` only when the
+    /// person clicks "Confirm my address".
+    #[utoipa::path(
+        get, path = "/auth/email/verify", tag = "web",
+        responses((status = 200, description = "HTML page.", body = String, content_type = "text/html; charset=utf-8")),
+    )]
+    pub async fn verify_page() {}
+
+    /// The page the link mailed to a new address opens.
+    ///
+    /// Never reads or spends a token: its script posts the token from the URL fragment to
+    /// `POST /auth/email/confirm` only when the person clicks "Confirm my new address".
+    #[utoipa::path(
+        get, path = "/auth/email/confirm", tag = "web",
+        responses((status = 200, description = "HTML page.", body = String, content_type = "text/html; charset=utf-8")),
+    )]
+    pub async fn email_confirm_page() {}
+
+    /// The page the link mailed to the old address opens.
+    ///
+    /// Never reads or spends a token: its script posts the token from the URL fragment to
+    /// `POST /auth/email/cancel` only when the person clicks "Cancel the change".
+    #[utoipa::path(
+        get, path = "/auth/email/cancel", tag = "web",
+        responses((status = 200, description = "HTML page.", body = String, content_type = "text/html; charset=utf-8")),
+    )]
+    pub async fn email_cancel_page() {}
+
+    /// The script of the verification and email-change pages.
+    #[utoipa::path(
+        get, path = "/link.js", tag = "web",
+        responses((status = 200, description = "JavaScript module.", body = String, content_type = "application/javascript")),
+    )]
+    pub async fn link_js() {}
 
     /// Deletes the user, revokes every session and clears the session cookies.
     #[utoipa::path(
