@@ -266,7 +266,22 @@ impl<'a> KeyManager<'a> {
 
     /// Creates a new key that becomes active at once; the previous one enters its overlap window.
     pub async fn rotate(&self, alg: KeyAlg, now: i64) -> anyhow::Result<String> {
-        let key = SigningKey::generate(alg)?;
+        self.activate(&SigningKey::generate(alg)?, now).await
+    }
+
+    /// Puts a key handed over by the operator (a PEM file or HS256 secret, kid = its thumbprint)
+    /// into the store, sealed, and makes it active as [`KeyManager::rotate`] does. A key already
+    /// in the store is refused.
+    pub async fn import(&self, key: &SigningKey, now: i64) -> anyhow::Result<String> {
+        if self.store.signing_keys().await?.iter().any(|k| k.kid == key.kid()) {
+            anyhow::bail!("key {} is already in the store", key.kid());
+        }
+        self.activate(key, now).await
+    }
+
+    /// Seals `key` into the store as the newest key: it signs from the next reload on.
+    async fn activate(&self, key: &SigningKey, now: i64) -> anyhow::Result<String> {
+        let alg = key.alg();
         let sealed = self.master.seal(key.kid(), alg.as_str(), &key.material().private_der)?;
         // Strictly newer than every existing key, so "newest wins" has no ties.
         let newest = self.store.signing_keys().await?.iter().map(|k| k.created_at).max().unwrap_or(i64::MIN);

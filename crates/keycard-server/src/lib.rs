@@ -16,6 +16,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod issue;
+pub mod key_files;
 pub mod keys;
 pub mod mail;
 pub mod middleware;

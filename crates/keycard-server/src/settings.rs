@@ -62,8 +62,13 @@ pub struct Settings {
     /// Algorithm of the first generated signing key (`EdDSA`, `ES256`, `RS256`, `HS256`).
     #[serde(with = "alg_name")]
     pub signing_alg: KeyAlg,
-    /// How often the key ring is re-read from the store (rotation by other processes).
+    /// How often the key ring is re-read from the store (rotation by other processes), or the
+    /// key files re-read (`signing_key_files`).
     pub key_reload_interval: HumanDuration,
+    /// PEM private keys (or `hs256:`-prefixed HS256 secret files) to sign and verify with instead
+    /// of the keys sealed in the store: the last one signs, the others verify. Re-read every
+    /// `key_reload_interval`.
+    pub signing_key_files: StringList,
     /// Master switch of every rate limit and login backoff (off for load tests, trusted networks).
     pub rate_limit_enabled: bool,
     /// Signups per client IP per minute (0: unlimited).
@@ -192,6 +197,7 @@ impl Default for Settings {
             master_key_file: None,
             signing_alg: KeyAlg::EdDsa,
             key_reload_interval: HumanDuration::secs(5),
+            signing_key_files: StringList::default(),
             rate_limit_enabled: true,
             signup_per_ip_per_minute: 10,
             login_per_ip_per_minute: 30,
@@ -378,6 +384,9 @@ impl Settings {
         }
         if self.hash_concurrency == 0 {
             return Err(SettingsError("hash_concurrency must be at least 1".into()));
+        }
+        for entry in &self.signing_key_files.0 {
+            crate::key_files::KeyFileSpec::parse(entry).map_err(SettingsError)?;
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(SettingsError("tls_cert and tls_key go together".into()));

@@ -8,6 +8,7 @@ mod defence;
 mod discovery;
 mod hardening;
 mod helpers;
+mod key_files;
 mod keys;
 mod lifecycle;
 mod logout;
