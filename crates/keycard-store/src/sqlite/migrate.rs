@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "password resets",
         sql: include_str!("../../migrations/sqlite/0006_password_resets.sql"),
     },
+    Migration {
+        version: 7,
+        description: "wrapped master key",
+        sql: include_str!("../../migrations/sqlite/0007_wrapped_master_key.sql"),
+    },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].
