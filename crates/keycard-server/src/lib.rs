@@ -33,6 +33,7 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod vault;
 pub mod verify_cache;
 
 pub use settings::Settings;

@@ -1,5 +1,5 @@
-//! `keycard keys list | rotate | retire | import | master-key`: signing-key operations on the
-//! store, or with `signing_key_files` set, the keys of those files.
+//! `keycard keys list | rotate | retire | import | rewrap | master-key`: signing-key operations
+//! on the store, or with `signing_key_files` set, the keys of those files.
 //!
 //! Running servers re-read the key ring every `key_reload_interval` (default 5 s), so a rotation
 //! made here reaches every instance within that time.
@@ -36,6 +36,9 @@ pub enum KeysCommand {
         /// PEM file: PKCS#8 Ed25519, PKCS#8/SEC1 P-256, PKCS#8/PKCS#1 RSA ≥ 2048; or hs256:FILE.
         file: String,
     },
+    /// Re-wrap the stored master key under the latest version of its Transit key (after a
+    /// Transit key rotation; `master_key_transit_key`).
+    Rewrap,
     /// Print a new random master key (for KEYCARD_MASTER_KEY) and exit.
     MasterKey,
 }
@@ -44,6 +47,15 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()
     if let KeysCommand::MasterKey = command {
         let (_, text) = MasterKey::generate()?;
         println!("{text}");
+        return Ok(());
+    }
+    if let KeysCommand::Rewrap = command {
+        let store = keycard_server::startup::open_store(settings).await?;
+        let now = keycard_core::now_unix();
+        match keycard_server::vault::rewrap_master_key(settings, store.as_ref(), now).await? {
+            Some(version) => println!("rewrapped: the master key is wrapped by Transit key version {version}"),
+            None => println!("the master key is already wrapped by the latest Transit key version"),
+        }
         return Ok(());
     }
     if !settings.signing_key_files.0.is_empty() {
@@ -91,7 +103,7 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()
             let kid = manager.import(&key, now).await?;
             println!("imported: {kid} ({}) is active; the previous key verifies for {overlap} s more", key.alg());
         }
-        KeysCommand::MasterKey => {}
+        KeysCommand::MasterKey | KeysCommand::Rewrap => {}
     }
     Ok(())
 }

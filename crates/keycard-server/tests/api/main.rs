@@ -18,4 +18,5 @@ mod oauth_crate;
 mod password_reset;
 mod refresh;
 mod restart;
+mod transit;
 mod verify_cache;
