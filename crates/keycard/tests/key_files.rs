@@ -106,3 +106,62 @@ fn serve_with_a_bad_key_file_exits_with_an_error_naming_it() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("signing key file") && stderr.contains("bad.pem"), "{stderr}");
 }
+
+#[test]
+fn a_malformed_replacement_is_logged_naming_the_file_without_key_bytes_and_the_server_keeps_running() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_, current) = write_key(dir.path(), "current.pem", KeyAlg::EdDsa);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keycard"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("KEYCARD_DATABASE", dir.path().join("keycard.db"))
+        .env("KEYCARD_SIGNING_KEY_FILES", &current)
+        .env("KEYCARD_KEY_RELOAD_INTERVAL", "100ms")
+        .env("KEYCARD_LOG", "info")
+        .env_remove("KEYCARD_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keycard runs");
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let mut wait_for = |what: &str, found: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left.max(Duration::from_millis(1))) {
+                Ok(line) => {
+                    let hit = found(&line);
+                    log.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no log line {what} within 30 s:\n{}", log.join("\n")),
+            }
+        }
+    };
+    wait_for("saying keycard listens", &|l| l.contains("keycard listening"));
+
+    // The secret manager writes a broken key (half of a new one) over the file.
+    let replacement = pem_of(&SigningKey::generate(KeyAlg::EdDsa).unwrap());
+    let broken = &replacement[..replacement.len() / 2];
+    std::fs::write(&current, broken).unwrap();
+    wait_for("about the broken file", &|l| l.contains("current.pem") && l.contains("WARN"));
+    assert!(child.try_wait().unwrap().is_none(), "the server keeps running");
+    let _ = child.kill();
+    let _ = child.wait();
+    let all = log.join("\n");
+    for key_line in broken.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!all.contains(&key_line[..key_line.len().min(24)]), "key bytes in the log:\n{all}");
+    }
+}
