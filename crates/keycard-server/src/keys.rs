@@ -44,8 +44,16 @@ impl MasterKey {
             .or_else(|| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok().filter(right_size))
             .or_else(|| STANDARD.decode(text).ok().filter(right_size))
             .ok_or_else(|| anyhow::anyhow!("the master key must be 32 bytes, base64url or hex encoded"))?;
-        let seal = RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| anyhow::anyhow!("bad master key"))?;
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"keycard master key v1").extract(&bytes);
+        Self::from_bytes(&bytes)
+    }
+
+    /// The master key of these 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
+        if bytes.len() != MASTER_KEY_BYTES {
+            anyhow::bail!("the master key must be 32 bytes");
+        }
+        let seal = RandomizedNonceKey::new(&AES_256_GCM, bytes).map_err(|_| anyhow::anyhow!("bad master key"))?;
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"keycard master key v1").extract(bytes);
         let device: hmac::Key = prk
             .expand(&[b"keycard device token v1"], hmac::HMAC_SHA256)
             .map_err(|_| anyhow::anyhow!("deriving the device-token key failed"))?
@@ -61,10 +69,15 @@ impl MasterKey {
 
     /// A new random master key and its text form (base64url).
     pub fn generate() -> anyhow::Result<(Self, String)> {
+        let (key, bytes) = Self::generate_bytes()?;
+        Ok((key, URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// A new random master key and its 32 bytes (to be wrapped, never stored as they are).
+    pub fn generate_bytes() -> anyhow::Result<(Self, [u8; MASTER_KEY_BYTES])> {
         let mut bytes = [0u8; MASTER_KEY_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-        let text = URL_SAFE_NO_PAD.encode(bytes);
-        Ok((Self::from_text(&text)?, text))
+        Ok((Self::from_bytes(&bytes)?, bytes))
     }
 
     fn aad(kid: &str, alg: &str) -> String {
@@ -140,9 +153,13 @@ pub enum MasterKeySource {
     File(PathBuf),
 }
 
-/// Opens the master key. A missing key file is created only when the store holds no signing key
-/// yet (first start); otherwise it is an error.
+/// Opens the master key: unwrapped by Transit when `master_key_transit_key` is set
+/// ([`crate::vault::envelope_master_key`]), else from its text or file. A missing key file is
+/// created only when the store holds no signing key yet (first start); otherwise it is an error.
 pub async fn master_key(settings: &Settings, store: &dyn Store) -> anyhow::Result<MasterKey> {
+    if let Some(key) = crate::vault::envelope_master_key(settings, store, keycard_core::now_unix()).await? {
+        return Ok(key);
+    }
     match master_key_source(settings)? {
         MasterKeySource::Text(text) => MasterKey::from_text(&text),
         MasterKeySource::File(path) if path.exists() => {
@@ -266,7 +283,22 @@ impl<'a> KeyManager<'a> {
 
     /// Creates a new key that becomes active at once; the previous one enters its overlap window.
     pub async fn rotate(&self, alg: KeyAlg, now: i64) -> anyhow::Result<String> {
-        let key = SigningKey::generate(alg)?;
+        self.activate(&SigningKey::generate(alg)?, now).await
+    }
+
+    /// Puts a key handed over by the operator (a PEM file or HS256 secret, kid = its thumbprint)
+    /// into the store, sealed, and makes it active as [`KeyManager::rotate`] does. A key already
+    /// in the store is refused.
+    pub async fn import(&self, key: &SigningKey, now: i64) -> anyhow::Result<String> {
+        if self.store.signing_keys().await?.iter().any(|k| k.kid == key.kid()) {
+            anyhow::bail!("key {} is already in the store", key.kid());
+        }
+        self.activate(key, now).await
+    }
+
+    /// Seals `key` into the store as the newest key: it signs from the next reload on.
+    async fn activate(&self, key: &SigningKey, now: i64) -> anyhow::Result<String> {
+        let alg = key.alg();
         let sealed = self.master.seal(key.kid(), alg.as_str(), &key.material().private_der)?;
         // Strictly newer than every existing key, so "newest wins" has no ties.
         let newest = self.store.signing_keys().await?.iter().map(|k| k.created_at).max().unwrap_or(i64::MIN);

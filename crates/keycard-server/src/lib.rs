@@ -17,6 +17,7 @@ pub mod email;
 pub mod error;
 pub mod extract;
 pub mod issue;
+pub mod key_files;
 pub mod keys;
 pub mod mail;
 pub mod middleware;
@@ -34,6 +35,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod templates;
+pub mod vault;
 pub mod verify_cache;
 
 pub use settings::Settings;

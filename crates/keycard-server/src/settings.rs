@@ -59,11 +59,30 @@ pub struct Settings {
     /// File holding the master key. Default for SQLite: `<database>.master-key`, created on
     /// first start.
     pub master_key_file: Option<String>,
+    /// Envelope encryption: the name of the OpenBao/Vault Transit key that wraps the master key.
+    /// Only the wrapped master key is stored (in the database); Transit unwraps it at start-up.
+    /// Needs `vault_addr` and a way to log in; excludes `master_key` and `master_key_file`.
+    pub master_key_transit_key: Option<String>,
+    /// OpenBao/Vault address, e.g. `https://bao.internal:8200`.
+    pub vault_addr: Option<String>,
+    /// File holding the OpenBao/Vault token (e.g. Vault Agent's token sink); read at start-up.
+    pub vault_token_file: Option<String>,
+    /// AppRole login instead of a token file: the role id.
+    pub vault_approle_role_id: Option<String>,
+    /// AppRole login: the file holding the secret id.
+    pub vault_approle_secret_id_file: Option<String>,
+    /// Mount path of the Transit secrets engine.
+    pub vault_transit_mount: String,
     /// Algorithm of the first generated signing key (`EdDSA`, `ES256`, `RS256`, `HS256`).
     #[serde(with = "alg_name")]
     pub signing_alg: KeyAlg,
-    /// How often the key ring is re-read from the store (rotation by other processes).
+    /// How often the key ring is re-read from the store (rotation by other processes), or the
+    /// key files re-read (`signing_key_files`).
     pub key_reload_interval: HumanDuration,
+    /// PEM private keys (or `hs256:`-prefixed HS256 secret files) to sign and verify with instead
+    /// of the keys sealed in the store: the last one signs, the others verify. Re-read every
+    /// `key_reload_interval`.
+    pub signing_key_files: StringList,
     /// Master switch of every rate limit and login backoff (off for load tests, trusted networks).
     pub rate_limit_enabled: bool,
     /// Signups per client IP per minute (0: unlimited).
@@ -213,8 +232,15 @@ impl Default for Settings {
             verify_cache_size: 10_000,
             master_key: None,
             master_key_file: None,
+            master_key_transit_key: None,
+            vault_addr: None,
+            vault_token_file: None,
+            vault_approle_role_id: None,
+            vault_approle_secret_id_file: None,
+            vault_transit_mount: "transit".into(),
             signing_alg: KeyAlg::EdDsa,
             key_reload_interval: HumanDuration::secs(5),
+            signing_key_files: StringList::default(),
             rate_limit_enabled: true,
             signup_per_ip_per_minute: 10,
             login_per_ip_per_minute: 30,
@@ -417,6 +443,25 @@ impl Settings {
         }
         if self.hash_concurrency == 0 {
             return Err(SettingsError("hash_concurrency must be at least 1".into()));
+        }
+        if self.master_key_transit_key.is_some() {
+            if self.master_key.is_some() || self.master_key_file.is_some() {
+                return Err(SettingsError(
+                    "master_key_transit_key (the master key wrapped by Transit) excludes master_key and master_key_file"
+                        .into(),
+                ));
+            }
+            crate::vault::VaultConfig::from_settings(self)
+                .map_err(|e| SettingsError(e.to_string()))?
+                .ok_or_else(|| SettingsError("master_key_transit_key needs vault_addr".into()))?;
+        }
+        if let Some(addr) = &self.vault_addr
+            && !(addr.starts_with("https://") || addr.starts_with("http://"))
+        {
+            return Err(SettingsError(format!("vault_addr {addr:?} must start with https:// or http://")));
+        }
+        for entry in &self.signing_key_files.0 {
+            crate::key_files::KeyFileSpec::parse(entry).map_err(SettingsError)?;
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(SettingsError("tls_cert and tls_key go together".into()));

@@ -71,9 +71,16 @@ impl Application {
         }
         let store = open_store(&settings).await?;
         let master = keys::master_key(&settings, store.as_ref()).await?;
-        let ring = keys::KeyManager::new(store.as_ref(), &master, config.key_overlap)
-            .ring(clock.now(), config.signing_alg)
-            .await?;
+        let (ring, key_files) = if settings.signing_key_files.0.is_empty() {
+            let ring = keys::KeyManager::new(store.as_ref(), &master, config.key_overlap)
+                .ring(clock.now(), config.signing_alg)
+                .await?;
+            (ring, None)
+        } else {
+            let specs = crate::key_files::specs(&settings.signing_key_files.0)?;
+            let (files, ring) = crate::key_files::FileKeys::load(specs, config.key_overlap)?;
+            (ring, Some(files))
+        };
         let passwords =
             Passwords::new(settings.argon2_memory_kib, settings.hash_concurrency, settings.hash_queue_timeout.0)?;
         let limits = match (settings.rate_limit_enabled, settings.redis.as_deref()) {
@@ -81,7 +88,8 @@ impl Application {
             (true, Some(url)) => RateLimits::redis(settings.limit_config(), url, clock.clone()).await?,
             (true, None) => RateLimits::memory(settings.limit_config(), clock.clone()),
         };
-        let state = AppState::new(store, passwords, config, ring, master, limits, settings.verify_cache_size, clock);
+        let state =
+            AppState::new(store, passwords, config, ring, key_files, master, limits, settings.verify_cache_size, clock);
         let mut background: Vec<JoinHandle<()>> =
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));

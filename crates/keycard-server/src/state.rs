@@ -32,6 +32,8 @@ pub struct Inner {
     /// Rate limits and login backoff.
     pub limits: RateLimits,
     keys: RwLock<Arc<KeyRing>>,
+    /// Where the ring comes from when `signing_key_files` is set (else: the store).
+    key_files: Option<crate::key_files::FileKeys>,
     master: MasterKey,
     /// When the key ring was last read from the store (Unix seconds).
     keys_loaded_at: AtomicI64,
@@ -207,6 +209,7 @@ impl AppState {
         passwords: Passwords,
         config: RuntimeConfig,
         keys: KeyRing,
+        key_files: Option<crate::key_files::FileKeys>,
         master: MasterKey,
         limits: RateLimits,
         verify_cache_size: usize,
@@ -219,6 +222,7 @@ impl AppState {
             config,
             limits,
             keys: RwLock::new(Arc::new(keys)),
+            key_files,
             master,
             keys_loaded_at: AtomicI64::new(clock.now()),
             validator,
@@ -268,10 +272,14 @@ impl AppState {
         KeyManager::new(self.store.as_ref(), &self.master, self.config.key_overlap)
     }
 
-    /// Re-reads the key ring from the store (rotation by `keycard keys` or another instance).
+    /// Re-reads the key ring from the store (rotation by `keycard keys` or another instance), or
+    /// from `signing_key_files`. On an error the ring in force stays.
     pub async fn reload_keys(&self) -> anyhow::Result<()> {
         let now = self.now();
-        let ring = self.key_manager().ring(now, self.config.signing_alg).await?;
+        let ring = match &self.key_files {
+            Some(files) => files.reload(now)?,
+            None => self.key_manager().ring(now, self.config.signing_alg).await?,
+        };
         self.keys_loaded_at.store(now, Ordering::Relaxed);
         let changed = {
             let mut slot = match self.keys.write() {

@@ -167,6 +167,11 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key retired at `now` (it leaves JWKS and verification at once); false when there
     /// is no such unretired key.
     async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool>;
+    /// The master key as wrapped by a key-management service (envelope encryption), if stored.
+    async fn wrapped_master_key(&self) -> Result<Option<WrappedMasterKey>>;
+    /// Stores `new` if the stored ciphertext is `expected` (`None`: nothing stored yet). False,
+    /// with nothing changed, when it is not (another instance stored or rewrapped it first).
+    async fn replace_wrapped_master_key(&self, expected: Option<&str>, new: &WrappedMasterKey) -> Result<bool>;
 
     /// Registers an OAuth client (ids are random: a clash is an error).
     async fn create_client(&self, client: &ClientRecord) -> Result<()>;

@@ -384,6 +384,18 @@ pub struct StoredKey {
     pub retired_at: Option<i64>,
 }
 
+/// The master key as a key-management service wrapped it (envelope encryption): only this
+/// ciphertext is stored, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedMasterKey {
+    /// The name of the service's key that wrapped it (an OpenBao/Vault Transit key).
+    pub key_name: String,
+    /// The service's ciphertext (`vault:v1:…`).
+    pub ciphertext: String,
+    /// When it was stored or last rewrapped.
+    pub updated_at: i64,
+}
+
 impl std::fmt::Debug for StoredKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()

@@ -1,4 +1,5 @@
-//! `keycard keys list | rotate | retire | master-key`: signing-key operations on the store.
+//! `keycard keys list | rotate | retire | import | rewrap | master-key`: signing-key operations
+//! on the store, or with `signing_key_files` set, the keys of those files.
 //!
 //! Running servers re-read the key ring every `key_reload_interval` (default 5 s), so a rotation
 //! made here reaches every instance within that time.
@@ -6,6 +7,7 @@
 use clap::Subcommand;
 use keycard_core::keys::KeyAlg;
 use keycard_server::Settings;
+use keycard_server::key_files::{self, KeyFileSpec};
 use keycard_server::keys::{KeyManager, MasterKey, master_key};
 
 /// Key operations.
@@ -28,6 +30,15 @@ pub enum KeysCommand {
         /// Key id.
         kid: String,
     },
+    /// Put a PEM private key (or `hs256:FILE`, an HS256 secret) into the sealed store; it becomes
+    /// the active key, kid = its RFC 7638 thumbprint.
+    Import {
+        /// PEM file: PKCS#8 Ed25519, PKCS#8/SEC1 P-256, PKCS#8/PKCS#1 RSA ≥ 2048; or hs256:FILE.
+        file: String,
+    },
+    /// Re-wrap the stored master key under the latest version of its Transit key (after a
+    /// Transit key rotation; `master_key_transit_key`).
+    Rewrap,
     /// Print a new random master key (for KEYCARD_MASTER_KEY) and exit.
     MasterKey,
 }
@@ -37,6 +48,18 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()
         let (_, text) = MasterKey::generate()?;
         println!("{text}");
         return Ok(());
+    }
+    if let KeysCommand::Rewrap = command {
+        let store = keycard_server::startup::open_store(settings).await?;
+        let now = keycard_core::now_unix();
+        match keycard_server::vault::rewrap_master_key(settings, store.as_ref(), now).await? {
+            Some(version) => println!("rewrapped: the master key is wrapped by Transit key version {version}"),
+            None => println!("the master key is already wrapped by the latest Transit key version"),
+        }
+        return Ok(());
+    }
+    if !settings.signing_key_files.0.is_empty() {
+        return run_on_files(command, settings);
     }
     let store = keycard_server::startup::open_store(settings).await?;
     let master = master_key(settings, store.as_ref()).await?;
@@ -75,7 +98,37 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()
             }
             println!("retired: {kid}");
         }
-        KeysCommand::MasterKey => {}
+        KeysCommand::Import { file } => {
+            let key = KeyFileSpec::parse(&file).map_err(anyhow::Error::msg)?.load()?;
+            let kid = manager.import(&key, now).await?;
+            println!("imported: {kid} ({}) is active; the previous key verifies for {overlap} s more", key.alg());
+        }
+        KeysCommand::MasterKey | KeysCommand::Rewrap => {}
     }
     Ok(())
+}
+
+/// With `signing_key_files` the keys are the files': `list` reads them, the store's commands are
+/// refused (rotation is replacing the files).
+fn run_on_files(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let specs = key_files::specs(&settings.signing_key_files.0)?;
+    match command {
+        KeysCommand::List { json } => {
+            let keys = key_files::statuses(&specs)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                println!("{:<44} {:<6} {:<7} file", "kid", "alg", "state");
+                for k in keys {
+                    println!("{:<44} {:<6} {:<7} {}", k.kid, k.alg, k.state, k.file);
+                }
+            }
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "signing keys come from signing_key_files ({}): rotate by putting a new key file last, retire by \
+             removing a file; unset signing_key_files to manage the keys in the store",
+            specs.iter().map(|s| s.path.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }

@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run the token service (defaults: 127.0.0.1:8080, SQLite file keycard.db).
     Serve(ServeArgs),
-    /// Manage signing keys: list, rotate, retire.
+    /// Manage signing keys: list, rotate, retire, import a PEM key.
     Keys {
         #[command(subcommand)]
         action: keys::KeysCommand,
@@ -147,6 +147,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     allowed_origins: Option<StringList>,
+    /// Comma-separated PEM private key files to sign with (the last signs, the others verify;
+    /// `hs256:FILE` for an HS256 secret) instead of the keys sealed in the store.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_key_files: Option<StringList>,
     /// Accept `grant_type=password` at `POST /oauth/token` (off by default; OAuth 2.1 drops it).
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -41,6 +41,34 @@ pub struct Jwk {
     pub use_: String,
 }
 
+impl Jwk {
+    /// The RFC 7638 JWK thumbprint of a public key: base64url SHA-256 of its required members
+    /// (`crv, kty, x` for OKP; `crv, kty, x, y` for EC; `e, kty, n` for RSA) as JSON in
+    /// lexicographic order without whitespace. Every holder of the same key computes the same
+    /// value, so it serves as a `kid` nobody has to hand out. `None` for a JWK missing a member
+    /// (or of another key type).
+    pub fn thumbprint(&self) -> Option<String> {
+        let s = |v: &Option<String>| v.clone();
+        let canonical = match self.kty.as_str() {
+            "OKP" => serde_json::json!({"crv": s(&self.crv)?, "kty": "OKP", "x": s(&self.x)?}),
+            "EC" => serde_json::json!({"crv": s(&self.crv)?, "kty": "EC", "x": s(&self.x)?, "y": s(&self.y)?}),
+            "RSA" => serde_json::json!({"e": s(&self.e)?, "kty": "RSA", "n": s(&self.n)?}),
+            _ => return None,
+        };
+        Some(thumbprint_of(&canonical))
+    }
+}
+
+/// base64url(SHA-256(JSON)) of a canonical JWK, written without whitespace. Callers list the
+/// members in lexicographic order, so the JSON is canonical whether or not serde_json's
+/// `preserve_order` feature is on somewhere in the build.
+pub(super) fn thumbprint_of(canonical: &serde_json::Value) -> String {
+    use base64::Engine;
+    let json = canonical.to_string();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, json.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
 /// A JWK set, as served at `/.well-known/jwks.json`: the active key and those still inside
 /// their overlap window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,5 +100,19 @@ mod tests {
         // A foreign JWK without kid, alg or use still parses.
         let bare: Jwk = serde_json::from_str(r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA","extra":1}"#).unwrap();
         assert_eq!((bare.kid.as_str(), bare.alg.as_str(), bare.use_.as_str()), ("", "", ""));
+    }
+
+    #[test]
+    fn thumbprints_are_rfc_7638s() {
+        // RFC 8037 appendix A.3: the thumbprint of its Ed25519 example key.
+        let jwk: Jwk =
+            serde_json::from_str(r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)
+                .unwrap();
+        assert_eq!(jwk.thumbprint().as_deref(), Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"));
+        // kid, alg and use are not part of it.
+        let named = Jwk { kid: "k".into(), alg: "EdDSA".into(), use_: "sig".into(), ..jwk.clone() };
+        assert_eq!(named.thumbprint(), jwk.thumbprint());
+        assert_eq!(Jwk { x: None, ..jwk.clone() }.thumbprint(), None);
+        assert_eq!(Jwk { kty: "oct".into(), ..jwk }.thumbprint(), None);
     }
 }

@@ -77,6 +77,13 @@ pub enum KeyError {
     /// The ring names an active key it does not hold.
     #[error("the active key {0} is not in the key ring")]
     NoActiveKey(String),
+    /// A key handed over as a file (PEM or HS256 secret) that keycard cannot use; the reason
+    /// says why and how to fix it, and never quotes the key.
+    #[error("{reason}")]
+    Unusable {
+        /// What is wrong, and how to fix it.
+        reason: String,
+    },
     /// Signing failed inside the crypto library.
     #[error("signing failed: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),

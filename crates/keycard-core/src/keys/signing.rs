@@ -51,6 +51,46 @@ impl SigningKey {
         Self::from_material(KeyMaterial::from_pem(kid.into(), alg, pem_text)?)
     }
 
+    /// Loads a private key handed over as a PEM file (what Vault Agent, Kubernetes secrets and
+    /// `openssl genpkey` produce), whatever its kind: PKCS#8 Ed25519, PKCS#8 or SEC1 P-256,
+    /// PKCS#8 or PKCS#1 RSA of 2048 to 8192 bits. The algorithm is the key's; the kid is its
+    /// RFC 7638 thumbprint ([`SigningKey::thumbprint`]), so every instance reading the same file
+    /// names it the same way. Errors say what is wrong and never quote the key.
+    pub fn from_key_file(pem_text: &[u8]) -> Result<Self, KeyError> {
+        let material = KeyMaterial::from_any_pem(THUMBPRINT_PENDING.into(), pem_text)?;
+        Self::with_thumbprint_kid(material)
+    }
+
+    /// An HS256 key from a shared secret (at least 32 bytes), its kid the RFC 7638 thumbprint
+    /// of the secret's JWK (a SHA-256 of the secret: it does not reveal it).
+    pub fn from_hs256_secret(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < MIN_HS256_SECRET_BYTES {
+            let reason =
+                format!("an HS256 secret of {} bytes: at least {MIN_HS256_SECRET_BYTES} are needed", secret.len());
+            return Err(KeyError::Unusable { reason });
+        }
+        let material = KeyMaterial { kid: THUMBPRINT_PENDING.into(), alg: KeyAlg::Hs256, private_der: secret.to_vec() };
+        Self::with_thumbprint_kid(material)
+    }
+
+    /// Parses `material`, then names it by its thumbprint.
+    fn with_thumbprint_kid(mut material: KeyMaterial) -> Result<Self, KeyError> {
+        let pending = Self::from_material(material.clone())?;
+        material.kid = pending.thumbprint();
+        Self::from_material(material)
+    }
+
+    /// The RFC 7638 JWK thumbprint of the key: of its public JWK, or for HS256 of
+    /// `{"k": secret, "kty": "oct"}`.
+    pub fn thumbprint(&self) -> String {
+        match self.jwk.thumbprint() {
+            Some(thumbprint) => thumbprint,
+            None => super::jwk::thumbprint_of(
+                &serde_json::json!({"k": URL_SAFE_NO_PAD.encode(&self.material.private_der), "kty": "oct"}),
+            ),
+        }
+    }
+
     /// Parses stored material into a usable key.
     pub fn from_material(material: KeyMaterial) -> Result<Self, KeyError> {
         crate::install_crypto_provider();
@@ -193,6 +233,9 @@ impl SigningKey {
         Ok(token)
     }
 }
+
+/// The kid a key file's key carries until its thumbprint is known.
+const THUMBPRINT_PENDING: &str = "thumbprint-pending";
 
 /// The key in the form aws-lc-rs signs with, parsed once (none of these is `Clone`).
 #[allow(clippy::large_enum_variant)] // built once per key and kept behind an Arc

@@ -534,6 +534,43 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn wrapped_master_key(&self) -> Result<Option<WrappedMasterKey>> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT key_name, ciphertext, updated_at FROM wrapped_master_key WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(key_name, ciphertext, updated_at)| WrappedMasterKey { key_name, ciphertext, updated_at }))
+    }
+
+    async fn replace_wrapped_master_key(&self, expected: Option<&str>, new: &WrappedMasterKey) -> Result<bool> {
+        let done = match expected {
+            None => {
+                sqlx::query(
+                    "INSERT INTO wrapped_master_key (id, key_name, ciphertext, updated_at) VALUES (1, $1, $2, $3)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&new.key_name)
+                .bind(&new.ciphertext)
+                .bind(new.updated_at)
+                .execute(&self.pool)
+                .await?
+            }
+            Some(old) => {
+                sqlx::query(
+                    "UPDATE wrapped_master_key SET key_name = $1, ciphertext = $2, updated_at = $3
+                     WHERE id = 1 AND ciphertext = $4",
+                )
+                .bind(&new.key_name)
+                .bind(&new.ciphertext)
+                .bind(new.updated_at)
+                .bind(old)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         rotate::append_audit(&self.pool, e).await
     }

@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "email tokens",
         sql: include_str!("../../migrations/sqlite/0007_email_tokens.sql"),
     },
+    Migration {
+        version: 8,
+        description: "wrapped master key",
+        sql: include_str!("../../migrations/sqlite/0008_wrapped_master_key.sql"),
+    },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

@@ -99,6 +99,11 @@ const INSERT_KEY: &str =
     "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5)
      ON CONFLICT (kid) DO NOTHING";
 const RETIRE_KEY: &str = "UPDATE signing_keys SET retired_at = ?1 WHERE kid = ?2 AND retired_at IS NULL";
+const WRAPPED_MASTER_KEY: &str = "SELECT key_name, ciphertext, updated_at FROM wrapped_master_key WHERE id = 1";
+const INSERT_WRAPPED_MASTER_KEY: &str =
+    "INSERT OR IGNORE INTO wrapped_master_key (id, key_name, ciphertext, updated_at) VALUES (1, ?1, ?2, ?3)";
+const REPLACE_WRAPPED_MASTER_KEY: &str =
+    "UPDATE wrapped_master_key SET key_name = ?1, ciphertext = ?2, updated_at = ?3 WHERE id = 1 AND ciphertext = ?4";
 const CLIENT_COLS: &str = "id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at";
 const INSERT_CLIENT: &str = "INSERT INTO oauth_clients
      (id, name, secret_hash, jwks, scopes, grant_id, created_at, secret_rotated_at)
@@ -516,6 +521,37 @@ impl Store for SqliteStore {
     async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<bool> {
         let kid = kid.to_owned();
         self.write(move |c| Ok(Done::Keep(c.prepare_cached(RETIRE_KEY)?.execute(params![now, kid])? == 1))).await
+    }
+
+    async fn wrapped_master_key(&self) -> Result<Option<WrappedMasterKey>> {
+        self.read(|c| {
+            c.prepare_cached(WRAPPED_MASTER_KEY)?
+                .query_row([], |row| {
+                    Ok(WrappedMasterKey { key_name: row.get(0)?, ciphertext: row.get(1)?, updated_at: row.get(2)? })
+                })
+                .optional()
+        })
+    }
+
+    async fn replace_wrapped_master_key(&self, expected: Option<&str>, new: &WrappedMasterKey) -> Result<bool> {
+        let (expected, new) = (expected.map(str::to_owned), new.clone());
+        self.write(move |c| {
+            let changed = match expected {
+                None => c.prepare_cached(INSERT_WRAPPED_MASTER_KEY)?.execute(params![
+                    new.key_name,
+                    new.ciphertext,
+                    new.updated_at
+                ])?,
+                Some(old) => c.prepare_cached(REPLACE_WRAPPED_MASTER_KEY)?.execute(params![
+                    new.key_name,
+                    new.ciphertext,
+                    new.updated_at,
+                    old
+                ])?,
+            };
+            Ok(Done::Keep(changed == 1))
+        })
+        .await
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {

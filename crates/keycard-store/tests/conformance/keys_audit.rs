@@ -32,6 +32,21 @@ pub async fn signing_keys_are_stored_once_per_kid(store: Arc<dyn Store>) {
     assert_eq!(keys[1].alg, "EdDSA");
 }
 
+pub async fn the_wrapped_master_key_is_stored_once_and_replaced_by_compare_and_set(store: Arc<dyn Store>) {
+    use keycard_store::WrappedMasterKey;
+    assert_eq!(store.wrapped_master_key().await.unwrap(), None, "a fresh store has none");
+    let first = WrappedMasterKey { key_name: "km".into(), ciphertext: "vault:v1:aaa".into(), updated_at: NOW };
+    assert!(store.replace_wrapped_master_key(None, &first).await.unwrap());
+    let rival = WrappedMasterKey { ciphertext: "vault:v1:bbb".into(), ..first.clone() };
+    assert!(!store.replace_wrapped_master_key(None, &rival).await.unwrap(), "a second first-start loses");
+    assert_eq!(store.wrapped_master_key().await.unwrap(), Some(first.clone()));
+
+    let rewrapped = WrappedMasterKey { ciphertext: "vault:v2:ccc".into(), updated_at: NOW + 5, ..first.clone() };
+    assert!(!store.replace_wrapped_master_key(Some("vault:v1:zzz"), &rewrapped).await.unwrap(), "stale expectation");
+    assert!(store.replace_wrapped_master_key(Some("vault:v1:aaa"), &rewrapped).await.unwrap());
+    assert_eq!(store.wrapped_master_key().await.unwrap(), Some(rewrapped));
+}
+
 pub async fn a_key_is_retired_once_and_kept(store: Arc<dyn Store>) {
     assert!(store.insert_signing_key(&key("k1", NOW)).await.unwrap());
     assert!(store.insert_signing_key(&key("k2", NOW + 10)).await.unwrap());

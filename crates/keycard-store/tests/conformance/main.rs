@@ -98,6 +98,7 @@ conformance! {
 
     keys_audit::signing_keys_are_stored_once_per_kid,
     keys_audit::a_key_is_retired_once_and_kept,
+    keys_audit::the_wrapped_master_key_is_stored_once_and_replaced_by_compare_and_set,
     keys_audit::audit_events_are_appended_and_filtered_newest_first,
     keys_audit::pruning_the_audit_log_deletes_only_events_before_the_cutoff,
     keys_audit::a_rotation_records_its_audit_event_with_its_outcome,
