@@ -19,5 +19,6 @@ mod oauth_crate;
 mod password_reset;
 mod refresh;
 mod restart;
+mod reuse;
 mod transit;
 mod verify_cache;
