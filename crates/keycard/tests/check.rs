@@ -187,3 +187,21 @@ async fn a_cors_preflight_with_a_token_in_the_url_is_refused() {
         assert_eq!(resp.status(), 400, "preflight from {origin}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_tested_nothing_fails_and_signup_makes_a_throwaway_account_to_test_with() {
+    let server = spawn(|_| {}).await;
+    let (ok, text) = keycard(&["check", &server.base]).await;
+    assert!(!ok, "everything skipped is not a pass:\n{text}");
+    assert!(text.contains("0 passed, 0 failed") && text.contains("nothing was tested"), "{text}");
+    assert!(text.contains("--signup"), "the way out is named:\n{text}");
+
+    let (ok, text) = keycard(&["check", &server.base, "--signup"]).await;
+    assert!(ok, "a throwaway account gets the probes run:\n{text}");
+    let passed: usize = text
+        .lines()
+        .find_map(|l| l.strip_suffix(" skipped").and_then(|l| l.split(" passed").next()?.trim().parse().ok()))
+        .expect("the counts line");
+    assert!(passed >= 10, "{text}");
+    assert!(!text.contains("FAIL "), "{text}");
+}

@@ -53,8 +53,9 @@ pub struct CheckArgs {
     /// Password of the test account.
     #[arg(long, env = "KEYCARD_CHECK_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// Create the test account first (POST to the signup endpoint); an existing one is fine.
-    #[arg(long, requires = "email")]
+    /// Create the test account first (POST to the signup endpoint; an existing one is fine).
+    /// Without `--email`: a throwaway account with a random address and password.
+    #[arg(long, conflicts_with = "token")]
     pub signup: bool,
     /// An access token to probe with, instead of logging in (token probes only).
     #[arg(long, conflicts_with = "email")]
@@ -127,8 +128,14 @@ impl Finding {
 }
 
 /// Runs every probe, prints the report, and fails when a check failed.
-pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: CheckArgs) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/').to_owned();
+    if args.signup && args.email.is_none() {
+        // A throwaway account: nobody's address, a password nobody knows.
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        args.email = Some(format!("keycard-check-{}@example.com", &id[..12]));
+        args.password = Some(format!("check {} {}", &id[12..], uuid::Uuid::new_v4().simple()));
+    }
     let http = Http::new(&base)?;
     let endpoints = Endpoints::resolve(&http, &args).await?;
     println!("keycard check {base}");
@@ -140,7 +147,19 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     if failed > 0 {
         anyhow::bail!("{failed} check(s) failed against {base}");
     }
+    if tested(&audit.findings) == 0 {
+        // Everything skipped is not a pass.
+        anyhow::bail!(
+            "nothing was tested against {base}: give a test account (--email and --password), an access token \
+             (--token), or --signup to create a throwaway account where signup is open"
+        );
+    }
     Ok(())
+}
+
+/// Findings that tested something (passed, failed or warned), as opposed to skipped ones.
+fn tested(findings: &[Finding]) -> usize {
+    findings.iter().filter(|f| f.status != Status::Skip).count()
 }
 
 fn count(findings: &[Finding], status: Status) -> usize {
