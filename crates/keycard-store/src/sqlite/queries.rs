@@ -244,6 +244,14 @@ fn enabled_email(c: &Connection, user_id: &str) -> rusqlite::Result<Option<Strin
         .optional()
 }
 
+/// Links mailed to an address the account no longer has stop working (verification links and
+/// unspent password-reset links), as PostgreSQL's twin does.
+fn drop_old_address_links(c: &Connection, user_id: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(DROP_VERIFY_LINKS)?.execute(params![user_id])?;
+    c.prepare_cached(DROP_RESET_LINKS)?.execute(params![user_id])?;
+    Ok(())
+}
+
 /// Whether an account other than `user_id` has `email`.
 fn email_taken(c: &Connection, email: &str, user_id: &str) -> rusqlite::Result<bool> {
     Ok(c.prepare_cached("SELECT 1 FROM users WHERE email = ?1 AND id <> ?2")?
@@ -785,8 +793,7 @@ impl Store for SqliteStore {
             }
             c.prepare_cached(SET_EMAIL)?.execute(params![user_id, new_email, used.now])?;
             c.prepare_cached(SESSIONS_VERIFIED)?.execute(params![user_id])?;
-            c.prepare_cached(DROP_VERIFY_LINKS)?.execute(params![user_id])?;
-            c.prepare_cached(DROP_RESET_LINKS)?.execute(params![user_id])?;
+            drop_old_address_links(c, &user_id)?;
             append_audit(c, &AuditEvent { user_id: Some(user_id.clone()), ..used.audit.clone() })?;
             Ok(Done::Keep(EmailChangeOutcome::Changed { user_id }))
         })
@@ -823,8 +830,7 @@ impl Store for SqliteStore {
             }
             c.prepare_cached(SET_EMAIL)?.execute(params![user_id, old_email, used.now])?;
             c.prepare_cached(DROP_PENDING_CHANGE)?.execute(params![user_id])?;
-            c.prepare_cached(DROP_VERIFY_LINKS)?.execute(params![user_id])?;
-            c.prepare_cached(DROP_RESET_LINKS)?.execute(params![user_id])?;
+            drop_old_address_links(c, &user_id)?;
             let ids = live_session_ids(c, &user_id, None, used.now)?;
             revoke_in(c, &ids, &user_id, RevocationReason::EmailChangeCancelled, used.now)?;
             append_audit(c, &audit("confirmed change undone"))?;
