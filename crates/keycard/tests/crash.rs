@@ -11,13 +11,17 @@
 //! - Durability: a refresh token received in a 200 is never unknown to the server afterwards —
 //!   presenting it again yields 200, or (only after a lost attempt, with no reuse interval)
 //!   401 `refresh_token_reused`, meaning the lost attempt had committed: that chain is lost by
-//!   the client, as designed, and the client logs in again. Any other answer (401
-//!   `invalid_grant`, a 5xx) is a failure.
+//!   the client, as designed, and the client logs in again. After two or more lost attempts in a
+//!   row with the same token, 401 `invalid_grant` is also expected: one lost attempt spent the
+//!   token and a later one was refused as reuse, which revoked the session (and so deleted its
+//!   tokens) before its answer was lost too; that chain is lost as well, and the feed count
+//!   below proves the revocation. Any other answer (`invalid_grant` after one lost attempt, a
+//!   5xx) is a failure.
 //! - Single use: no token ever yields two 200s to the client.
 //! - No session lost: after the last restart every chain's current token refreshes (200); in
 //!   the store each user's live sessions are exactly their chain's current session, plus at most
 //!   one per login whose response was lost (a session the client never learned of); every
-//!   revocation in the feed is a `refresh_token_reused` the client saw.
+//!   revocation in the feed is a `refresh_token_reused`, one per chain the client lost.
 //! - The database is consistent after every kill and at the end ([`Backend::check`]):
 //!   - SQLite: `PRAGMA integrity_check` is `ok` and `PRAGMA foreign_key_check` finds nothing;
 //!   - PostgreSQL has no such pragma (and a killed client cannot corrupt its files), so what is
@@ -350,7 +354,8 @@ struct Ledger {
     violations: Vec<String>,
     refreshes_ok: u64,
     lost_requests: u64,
-    /// Chains whose lost refresh had committed (401 refresh_token_reused on retry).
+    /// Chains whose lost refresh had committed (401 refresh_token_reused on retry, or
+    /// `invalid_grant` after two or more lost attempts; see the module docs).
     chains_lost: u64,
 }
 
@@ -394,7 +399,8 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> Result<(u16
 async fn run_chain(mut chain: Chain, mut rx: Server, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) -> Chain {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let mut server = next_server(&mut rx, 0).await;
-    let mut lost_token = false;
+    // Attempts in a row with the current token whose answer was lost.
+    let mut lost_attempts = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let Some((generation, base)) = server.clone() else { break };
         let attempt = if !chain.signed_up {
@@ -439,20 +445,24 @@ async fn run_chain(mut chain: Chain, mut rx: Server, ledger: Arc<Mutex<Ledger>>,
                             l.refreshes_ok += 1;
                             chain.current = Some((next.to_owned(), sid));
                         }
-                        (401, _) if code == "refresh_token_reused" && lost_token => {
-                            // The lost attempt had committed: the client lost this chain.
+                        (401, _)
+                            if (code == "refresh_token_reused" && lost_attempts >= 1)
+                                || (code == "invalid_grant" && lost_attempts >= 2) =>
+                        {
+                            // A lost attempt had committed: the client lost this chain.
                             l.chains_lost += 1;
                             chain.current = None;
                         }
                         _ => l.violations.push(format!(
-                            "a token received in a 200 answered {status} {body} (after a lost attempt: {lost_token})"
+                            "{}: a token received in a 200 answered {status} {body} after {lost_attempts} lost attempts",
+                            chain.email
                         )),
                     }
-                    lost_token = false;
+                    lost_attempts = 0;
                     Ok(())
                 }
                 Err(e) => {
-                    lost_token = true;
+                    lost_attempts += 1;
                     Err(e)
                 }
             }
