@@ -19,7 +19,8 @@ use crate::error::ClientError;
 ///
 /// - 429 and 503 with `Retry-After: N` (delta-seconds): wait N seconds plus up to a quarter more
 ///   (uniform jitter, never earlier than told). A `Retry-After` longer than
-///   [`RetryPolicy::max_retry_after`] is not waited for: the error is returned at once.
+///   [`RetryPolicy::max_retry_after`] is not waited for: the error is returned at once, and no
+///   refresh is sent for that maximum.
 /// - Other 5xx, 408, 429/503 without a usable `Retry-After`, network errors: exponential backoff
 ///   from [`RetryPolicy::base_delay`], doubling, capped at [`RetryPolicy::max_delay`], with equal
 ///   jitter (half the delay fixed, half random).
@@ -86,6 +87,11 @@ impl RetryPolicy {
     pub fn max_total_wait(mut self, wait: Duration) -> Self {
         self.max_total_wait = wait;
         self
+    }
+
+    /// The longest `Retry-After` the client waits for.
+    pub fn longest_retry_after(&self) -> Duration {
+        self.max_retry_after
     }
 
     /// The requests one refresh may send.

@@ -204,8 +204,10 @@ impl Inner {
             };
             failures += 1;
             let Some(delay) = policy.delay(failures, retry_after) else {
-                // Told to wait longer than the policy allows: give up now, come back then.
-                break (error, retry_after);
+                // Told to wait longer than the policy allows: give up now, and hold back for the
+                // longest wait the policy honours (a broken proxy saying "a day" must not stop
+                // refreshes for a day).
+                break (error, Some(policy.longest_retry_after()));
             };
             // A proactive refresh with a token that still works waits for nobody: its callers
             // go on with that token and the next try comes after the delay.

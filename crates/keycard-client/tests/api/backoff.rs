@@ -143,3 +143,23 @@ async fn invalid_grant_ends_the_session_at_once_without_retries() {
     assert_eq!(client.stats().refresh_retries, 0);
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_is_not_waited_for_and_holds_refreshes_back_for_the_cap_only() {
+    let keycard = start_keycard().await;
+    let proxy = start_proxy(&keycard.base).await;
+    let policy = RetryPolicy::default().max_retry_after(Duration::from_secs(5));
+    let client = keycard.logged_in_with("capped@example.com", through(&proxy, &keycard).refresh_retry(policy)).await;
+    proxy.fail_refreshes(&[Failure::Status(429, Some(86_400))]);
+
+    let started = Instant::now();
+    let error = client.refresh().await.unwrap_err();
+
+    assert!(started.elapsed() < Duration::from_secs(1), "not waited for: {:?}", started.elapsed());
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(429));
+    assert!(client.is_logged_in().await, "the session stays");
+    let deferred = client.refresh().await.unwrap_err();
+    let ClientError::RefreshDeferred { retry_in } = deferred else { panic!("{deferred:?}") };
+    assert!(retry_in <= Duration::from_secs(5), "held back for the cap, not a day: {retry_in:?}");
+    assert_eq!(proxy.count("/auth/refresh"), 1);
+}
