@@ -309,7 +309,9 @@ export function createKeycard(options = {}) {
           failures += 1;
           // Decided and shared before the lock is released, so the next tab in line sees it.
           const delay = retryDelayMs(failures, err.retryAfter);
-          shareNotBefore(Date.now() + (delay ?? err.retryAfter * 1000));
+          // A longer Retry-After than we wait for still holds every tab back, up to that cap (a
+          // broken proxy saying "a day" must not stop refreshes for a day).
+          shareNotBefore(Date.now() + (delay ?? retry.maxRetryAfter * 1000));
           const giveUp = delay === null || proactive || failures >= retry.attempts || waited + delay > retry.maxTotalWait * 1000;
           if (giveUp) throw err;
           return { wait: true };
