@@ -5,7 +5,8 @@
 #
 # Installs what it needs on a fresh Debian machine (chromium, web/node_modules), builds the
 # server and an SMTP server (aiosmtpd, .ci/install-smtp.sh) whose Maildir the mail test reads,
-# runs web/tests, stops both servers, and exits non-zero on any failure.
+# runs web/tests (backoff.test.js starts a keycard of its own), stops both servers, and exits
+# non-zero on any failure.
 # Screenshots: target/browser-artifacts/ (ARTIFACTS_DIR). Debug build unless KEYCARD_PROFILE=release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,8 @@ bash "$root/.ci/install-smtp.sh"
 smtp_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 . "$root/.ci/keycard-server.sh"
 keycard_binary
+# backoff.test.js starts a keycard of its own (its own rate limit) from the same binary.
+export KEYCARD_BIN=$bin
 KEYCARD_SMTP_URL=smtp://127.0.0.1:$smtp_port start_keycard keycard-browser --access-ttl 5s --leeway 0s --reuse-interval 0s
 export KEYCARD_SERVER_LOG=$work/server.log
 
@@ -67,7 +70,7 @@ say "SMTP server (aiosmtpd) at 127.0.0.1:$smtp_port"
 # 4. The tests, one file after the other.
 mkdir -p "$ARTIFACTS_DIR"
 status=0
-(cd web && node --test --test-concurrency=1 --test-reporter=spec tests/browser.test.js tests/mail.test.js) || status=$?
+(cd web && node --test --test-concurrency=1 --test-reporter=spec tests/browser.test.js tests/mail.test.js tests/backoff.test.js) || status=$?
 cp "$KEYCARD_SERVER_LOG" "$ARTIFACTS_DIR/server.log" 2>/dev/null || true
 if [ "$status" -ne 0 ]; then
   say "FAILED (server log: $ARTIFACTS_DIR/server.log)"

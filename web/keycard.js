@@ -22,6 +22,15 @@
 // and across the tabs of the origin (Web Locks, or a BroadcastChannel election where Web Locks
 // are missing). A tab that waited for another tab's refresh takes that tab's result, broadcast
 // on the channel, instead of refreshing again.
+//
+// Rate limits and outages are not logouts. Only keycard refusing the refresh cookie (401
+// `invalid_grant` / `refresh_token_reused`, 403 `csrf_failed`) ends the session. A refresh
+// answered 429 or 503 waits the `Retry-After` it was given (plus up to a quarter more, random);
+// network errors and other 5xx back off exponentially with jitter; both within the `retry`
+// option's bounds. The tabs of one browser share the wait: the time before which nobody may
+// refresh is kept in localStorage (`keycard-refresh-not-before`, a timestamp, nothing secret) and
+// broadcast on the channel, and every tab checks it under the refresh lock, so during the wait
+// keycard sees no refresh from any tab, and after it one tab refreshes for all.
 
 const LOCK_NAME = 'keycard-refresh';
 const CHANNEL_NAME = 'keycard';
@@ -35,6 +44,10 @@ const ELECTION_WINDOW_MS = 60;
 const ELECTION_TIMEOUT_MS = 10000;
 /// keycard calls give up after this long, so a stalled refresh cannot hold every tab's lock forever.
 const REQUEST_TIMEOUT_MS = 30000;
+/// Where the tabs share the time before which nobody refreshes (after a 429/503/5xx/network error).
+const BACKOFF_KEY = 'keycard-refresh-not-before';
+/// The `retry` option's defaults (seconds).
+const DEFAULT_RETRY = { attempts: 4, baseDelay: 0.5, maxDelay: 10, maxRetryAfter: 60, maxTotalWait: 60 };
 
 /** An error answered by keycard (or a network failure): `status`, `code`, `description`. */
 export class KeycardError extends Error {
@@ -56,12 +69,17 @@ export class KeycardError extends Error {
  *   A call to any other origin throws, so the token never leaks to a third party.
  * - `refreshMargin`: seconds before expiry to refresh proactively (default 60, at most a fifth of the
  *   token's lifetime).
+ * - `retry`: how a refresh that failed for a passing reason (429, 5xx, network error) is tried
+ *   again: `{attempts: 4, baseDelay: 0.5, maxDelay: 10, maxRetryAfter: 60, maxTotalWait: 60}`
+ *   (seconds; give any subset), or `false` for one attempt per refresh. The session is kept
+ *   whatever happens.
  */
 export function createKeycard(options = {}) {
   const here = globalThis.location ? globalThis.location.href : 'http://localhost/';
   const baseUrl = new URL(options.baseUrl || '/', here).origin;
   const apiOrigins = new Set((options.apiOrigins || [new URL(here).origin, baseUrl]).map((o) => new URL(o).origin));
   const refreshMargin = options.refreshMargin ?? 60;
+  const retry = options.retry === false ? { ...DEFAULT_RETRY, attempts: 1 } : { ...DEFAULT_RETRY, ...(options.retry || {}) };
   const tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
 
   // --- state, in this closure only ---------------------------------------------------------
@@ -70,6 +88,7 @@ export function createKeycard(options = {}) {
   let csrfInMemory = null; // the body's csrf_token: the fallback when the cookie is not readable
   let inflight = null; // this tab's refresh, shared by every caller
   let timer = null;
+  let notBeforeHere = 0; // this tab's copy of the shared backoff (where localStorage is unusable)
   const listeners = new Set();
   const adoptWaiters = new Set();
   const election = { claims: new Map(), busyUntil: 0 }; // fallback without Web Locks
@@ -97,6 +116,7 @@ export function createKeycard(options = {}) {
       sessionId: token.session_id,
     };
     generation += 1;
+    clearNotBefore();
     if (token.csrf_token) csrfInMemory = token.csrf_token;
     schedule();
     if (broadcast && channel) {
@@ -142,6 +162,8 @@ export function createKeycard(options = {}) {
     } else if (msg.type === 'refresh-failed') {
       for (const waiter of adoptWaiters) waiter(msg);
       election.busyUntil = 0;
+    } else if (msg.type === 'backoff') {
+      notBeforeHere = Math.max(notBeforeHere, Number(msg.until) || 0);
     } else if (msg.type === 'claim') {
       election.claims.set(msg.from, msg.at);
       election.busyUntil = Date.now() + ELECTION_TIMEOUT_MS;
@@ -185,16 +207,28 @@ export function createKeycard(options = {}) {
     const seen = generation;
     timer = setTimeout(() => {
       if (generation !== seen) return;
-      refresh().catch((err) => emit({ type: 'error', error: err }));
+      backgroundRefresh();
     }, Math.max(0, due));
+  }
+
+  /// A refresh nobody waits for (the timer, a tab coming back): a passing failure is reported
+  /// and tried again once the shared wait is over; the session stays.
+  function backgroundRefresh() {
+    refresh({ proactive: Boolean(current) && Date.now() < current.expiresAt }).catch((err) => {
+      emit({ type: 'error', error: err });
+      if (!current || !isTransient(err)) return;
+      clearTimeout(timer);
+      const seen = generation;
+      timer = setTimeout(() => {
+        if (generation === seen) backgroundRefresh();
+      }, Math.max(1000, sharedNotBefore() - Date.now()));
+    });
   }
 
   // A tab coming back from the background may have slept through its timer.
   if (typeof document !== 'undefined') {
     document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState === 'visible' && current && needsRefresh()) {
-        refresh().catch((err) => emit({ type: 'error', error: err }));
-      }
+      if (document.visibilityState === 'visible' && current && needsRefresh()) backgroundRefresh();
     });
   }
 
@@ -229,28 +263,103 @@ export function createKeycard(options = {}) {
   // --- refresh: single-flight in the tab and across tabs ---------------------------------
 
   /// Rotates the refresh cookie for a new access token, unless another tab just did it.
-  /// Resolves to the access token, or `null` when there is no session (anymore).
-  function refresh() {
-    if (!inflight) inflight = refreshOnce().finally(() => (inflight = null));
+  /// Resolves to the access token, or `null` when there is no session (anymore). `proactive`:
+  /// the current token still works, so a passing failure is thrown at once (the caller goes on
+  /// with that token) instead of being waited out.
+  function refresh({ proactive = false } = {}) {
+    if (!inflight) inflight = refreshOnce(proactive).finally(() => (inflight = null));
     return inflight;
   }
 
-  async function refreshOnce() {
+  async function refreshOnce(proactive) {
     const seenGeneration = generation;
     const csrfBefore = readCsrf();
-    return withCrossTabLock(async () => {
-      // While this tab waited, did another tab refresh (and broadcast its token)?
-      if (generation !== seenGeneration && current && !needsRefresh()) return current.accessToken;
-      const csrfNow = readCsrf();
-      if (csrfBefore && csrfNow && csrfNow !== csrfBefore) {
-        // The cookie rotated under us: another tab refreshed. Take its result rather than spend
-        // the new cookie too (which is safe, but rotates for nothing).
-        const adopted = await waitForBroadcast(csrfNow, ADOPT_WAIT_MS);
-        if (adopted && adopted.type === 'token' && current) return current.accessToken;
-        if (adopted && adopted.type === 'logout') return null;
+    let failures = 0;
+    let waited = 0;
+    for (;;) {
+      // Some tab was told to wait (429/503 `Retry-After`, or backing off): nobody refreshes
+      // before then. Waited outside the lock, so a logout can still take it meanwhile.
+      const wait = sharedNotBefore() - Date.now();
+      if (wait > 0) {
+        if (proactive || waited + wait > retry.maxTotalWait * 1000) {
+          const err = new KeycardError(0, 'refresh_deferred', `backing off; the next refresh in ${Math.ceil(wait / 1000)} s`);
+          err.retryAfter = wait / 1000;
+          throw err;
+        }
+        await sleep(wait);
+        waited += wait;
       }
-      return exchange();
-    });
+      const outcome = await withCrossTabLock(async () => {
+        // While this tab waited, did another tab refresh (and broadcast its token)?
+        if (generation !== seenGeneration && current && !needsRefresh()) return { token: current.accessToken };
+        // Another tab got a 429 while this one queued for the lock: wait with everyone.
+        if (sharedNotBefore() > Date.now()) return { wait: true };
+        const csrfNow = readCsrf();
+        if (csrfBefore && csrfNow && csrfNow !== csrfBefore) {
+          // The cookie rotated under us: another tab refreshed. Take its result rather than spend
+          // the new cookie too (which is safe, but rotates for nothing).
+          const adopted = await waitForBroadcast(csrfNow, ADOPT_WAIT_MS);
+          if (adopted && adopted.type === 'token' && current) return { token: current.accessToken };
+          if (adopted && adopted.type === 'logout') return { token: null };
+        }
+        try {
+          return { token: await exchange() };
+        } catch (err) {
+          if (!isTransient(err)) throw err;
+          failures += 1;
+          // Decided and shared before the lock is released, so the next tab in line sees it.
+          const delay = retryDelayMs(failures, err.retryAfter);
+          // A longer Retry-After than we wait for still holds every tab back, up to that cap (a
+          // broken proxy saying "a day" must not stop refreshes for a day).
+          shareNotBefore(Date.now() + (delay ?? retry.maxRetryAfter * 1000));
+          const giveUp = delay === null || proactive || failures >= retry.attempts || waited + delay > retry.maxTotalWait * 1000;
+          if (giveUp) throw err;
+          return { wait: true };
+        }
+      });
+      if (!outcome.wait) return outcome.token;
+    }
+  }
+
+  /// How long to wait after failed attempt number `failures`: `Retry-After` (seconds) plus up to
+  /// a quarter more, or `null` when that exceeds `maxRetryAfter`; without it, exponential backoff
+  /// from `baseDelay` capped at `maxDelay`, with equal jitter (half fixed, half random).
+  function retryDelayMs(failures, retryAfter) {
+    if (retryAfter !== null && retryAfter !== undefined) {
+      if (retryAfter > retry.maxRetryAfter) return null;
+      return retryAfter * 1000 * (1 + Math.random() / 4);
+    }
+    const full = Math.min(retry.maxDelay, retry.baseDelay * 2 ** Math.min(failures - 1, 20)) * 1000;
+    return full / 2 + (Math.random() * full) / 2;
+  }
+
+  function sharedNotBefore() {
+    let stored = 0;
+    try {
+      stored = Number(globalThis.localStorage?.getItem(BACKOFF_KEY)) || 0;
+    } catch {
+      // storage disabled: the channel's copy is all there is
+    }
+    return Math.max(stored, notBeforeHere);
+  }
+
+  function shareNotBefore(until) {
+    notBeforeHere = Math.max(notBeforeHere, until);
+    try {
+      globalThis.localStorage?.setItem(BACKOFF_KEY, String(Math.round(until)));
+    } catch {
+      // storage disabled or full
+    }
+    if (channel) channel.postMessage({ type: 'backoff', from: tabId, until });
+  }
+
+  function clearNotBefore() {
+    notBeforeHere = 0;
+    try {
+      if (globalThis.localStorage?.getItem(BACKOFF_KEY) !== null) localStorage.removeItem(BACKOFF_KEY);
+    } catch {
+      // storage disabled
+    }
   }
 
   /// The actual POST /auth/refresh; call only while holding the cross-tab lock.
@@ -268,6 +377,7 @@ export function createKeycard(options = {}) {
       return setSession(token, { broadcast: true });
     }
     const err = await failure(res);
+    err.retryAfter = retryAfterOf(res);
     if (res.status === 401 || res.status === 403) {
       // invalid_grant (expired / revoked / logged out), refresh_token_reused (the server revoked
       // the session) or csrf_failed: this session is over, in every tab.
@@ -275,7 +385,7 @@ export function createKeycard(options = {}) {
       return null;
     }
     if (channel) channel.postMessage({ type: 'refresh-failed', from: tabId });
-    throw err; // 429, 5xx: transient; the session may still be fine
+    throw err; // 429, 5xx: transient (retried by refreshOnce); the session may still be fine
   }
 
   function waitForBroadcast(csrf, ms) {
@@ -334,7 +444,14 @@ export function createKeycard(options = {}) {
   async function accessToken() {
     if (current && !needsRefresh()) return current.accessToken;
     if (!current && !readCsrf()) return null;
-    return refresh();
+    const usable = current && Date.now() < current.expiresAt;
+    try {
+      return await refresh({ proactive: usable });
+    } catch (err) {
+      // A proactive refresh that failed for a passing reason: the token still works until it expires.
+      if (isTransient(err) && current && Date.now() < current.expiresAt) return current.accessToken;
+      throw err;
+    }
   }
 
   function resolveUrl(input) {
@@ -515,6 +632,25 @@ export function createKeycard(options = {}) {
     },
   };
 }
+
+/// Whether a failed refresh may succeed later: no answer (network error, timeout), 408, 429, 5xx,
+/// or a refresh this client deferred itself while backing off.
+function isTransient(err) {
+  const status = err && err.status;
+  return status === 0 || status === 408 || status === 429 || status >= 500;
+}
+
+/// The `Retry-After` of a 429 or 503 answer, in seconds (delta-seconds or an HTTP-date), else `null`.
+/// Cross-origin, keycard must expose the header (it does, in its CORS answers).
+function retryAfterOf(res) {
+  if (res.status !== 429 && res.status !== 503) return null;
+  const value = (res.headers.get('Retry-After') || '').trim();
+  if (/^\d+$/.test(value)) return Number(value);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, (at - Date.now()) / 1000);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /// 401 with `error="invalid_token"`: in `WWW-Authenticate` (same origin), else in the JSON body
 /// (a cross-origin response exposes no such header).

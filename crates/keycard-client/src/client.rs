@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
+use crate::retry::RetryPolicy;
 use crate::session::{SessionState, SharedSession};
 
 /// Default refresh margin: refresh when the access token has less than this left (capped at
@@ -41,6 +42,8 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) base: Url,
     pub(crate) refresh_margin: Duration,
+    /// How refreshes that fail for a passing reason are tried again.
+    pub(crate) retry: RetryPolicy,
     /// The time every decision of the client reads (when to refresh, when to retry a failed
     /// proactive refresh).
     pub(crate) clock: Arc<dyn Clock>,
@@ -52,6 +55,7 @@ pub(crate) struct Inner {
 pub(crate) struct Counters {
     pub(crate) refreshes: AtomicU64,
     pub(crate) retries: AtomicU64,
+    pub(crate) refresh_retries: AtomicU64,
 }
 
 /// What the client has done so far.
@@ -62,6 +66,8 @@ pub struct ClientStats {
     pub refreshes: u64,
     /// Requests retried after a 401 `invalid_token`.
     pub retries: u64,
+    /// Refresh requests sent again after a passing failure (429, 5xx, network error).
+    pub refresh_retries: u64,
 }
 
 /// Configures a [`Client`]; see [`Client::builder`].
@@ -73,6 +79,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     http: Option<reqwest::Client>,
     clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
 }
 
 impl ClientBuilder {
@@ -108,6 +115,15 @@ impl ClientBuilder {
         self
     }
 
+    /// How a refresh that fails for a passing reason (429, 5xx, a network error) is tried again:
+    /// `Retry-After` honoured, jittered backoff, bounded attempts and waiting. Default
+    /// [`RetryPolicy::default`]; [`RetryPolicy::none`] sends one request per refresh. Whatever
+    /// the policy, only keycard refusing the refresh token (401) ends the session.
+    pub fn refresh_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// Builds the client. Fails on a base URL that is not `http(s)://…`.
     pub fn build(self) -> Result<Client, ClientError> {
         let trimmed = self.base_url.trim_end_matches('/');
@@ -128,6 +144,7 @@ impl ClientBuilder {
                 http,
                 base,
                 refresh_margin: self.refresh_margin,
+                retry: self.retry,
                 clock: self.clock,
                 session: Arc::new(tokio::sync::Mutex::new(SessionState::default())),
                 stats: Counters::default(),
@@ -150,6 +167,7 @@ impl Client {
             timeout: DEFAULT_TIMEOUT,
             http: None,
             clock: Arc::new(SystemClock),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -251,6 +269,7 @@ impl Client {
         ClientStats {
             refreshes: self.inner.stats.refreshes.load(Ordering::Relaxed),
             retries: self.inner.stats.retries.load(Ordering::Relaxed),
+            refresh_retries: self.inner.stats.refresh_retries.load(Ordering::Relaxed),
         }
     }
 }

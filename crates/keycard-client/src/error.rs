@@ -35,6 +35,14 @@ pub enum ClientError {
     /// The background refresh task died (a panic inside it); the session is unchanged.
     #[error("the token refresh did not complete")]
     RefreshInterrupted,
+    /// A refresh is needed but an earlier one failed for a passing reason (429, 5xx, network) and
+    /// the wait it asked for is not over: nothing was sent. The session is kept; try again after
+    /// `retry_in`.
+    #[error("the token refresh is backing off; retry in {retry_in:?}")]
+    RefreshDeferred {
+        /// How long until the client refreshes again.
+        retry_in: std::time::Duration,
+    },
     /// The authorization server refused a token request with an RFC 6749 §5.2 error:
     /// `invalid_client` (unknown client, wrong secret), `invalid_scope`, `unauthorized_client`…
     /// See [`ClientError::oauth_error`] and [`ClientError::is_invalid_client`].
@@ -111,6 +119,7 @@ impl ClientError {
             Self::InvalidUrl(url) => Self::InvalidUrl(url.clone()),
             Self::Protocol(what) => Self::Protocol(what.clone()),
             Self::RefreshInterrupted => Self::RefreshInterrupted,
+            Self::RefreshDeferred { retry_in } => Self::RefreshDeferred { retry_in: *retry_in },
             Self::Shared(inner) => Self::Shared(inner.clone()),
             Self::Http(_) | Self::Decode(_) => Self::Shared(error.clone()),
         }

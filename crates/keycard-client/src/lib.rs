@@ -55,6 +55,16 @@
 //! # }
 //! ```
 //!
+//! # Rate limits, overloads and outages are not logouts
+//!
+//! Only keycard refusing the refresh token (401 `invalid_grant` or `refresh_token_reused`) ends
+//! a session. A refresh answered 429 or 503 waits the `Retry-After` it was given (plus jitter);
+//! network errors and other 5xx back off exponentially with jitter; both up to the bounds of the
+//! [`RetryPolicy`] (default: 4 attempts, 60 s of waiting), while concurrent callers wait on the
+//! same refresh. When the retries run out the last error is returned, the session stays, and
+//! the client sends no refresh before the wait the server asked for
+//! ([`ClientError::RefreshDeferred`]).
+//!
 //! A lost refresh response (the server rotated, the answer never arrived) leaves the client with
 //! a spent refresh token; its next refresh then ends the session as reuse. keycard's
 //! `reuse_interval` setting lets such a client retry within a few seconds.
@@ -63,6 +73,7 @@
 //! - [`client`]: [`Client`], [`ClientBuilder`], authenticated requests with refresh and retry.
 //! - [`auth`]: signup, login, logout, `me`.
 //! - `session`: the in-memory tokens and the single-flight refresh.
+//! - [`retry`]: [`RetryPolicy`], how refreshes that fail for a passing reason are tried again.
 //! - [`service`]: [`ServiceClient`], client-credentials tokens for services.
 //! - [`oauth`]: the RFC 6749 §5.2 [`OAuthError`] and `client_secret_basic`.
 //! - [`error`]: the typed [`ClientError`].
@@ -73,6 +84,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod oauth;
+pub mod retry;
 pub mod service;
 mod session;
 
@@ -82,4 +94,5 @@ pub use error::ClientError;
 pub use keycard_core::wire::{LogoutScope, UserInfo};
 pub use keycard_core::{ErrorBody, ErrorCode};
 pub use oauth::{OAuthError, OAuthErrorCode};
+pub use retry::RetryPolicy;
 pub use service::{AccessToken, ServiceClient, ServiceClientBuilder, ServiceClientStats};

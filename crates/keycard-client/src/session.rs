@@ -7,6 +7,12 @@
 //! rejections cause one refresh, and the refresh token is presented once: rotation never trips
 //! keycard's reuse detection. The refresh itself runs in a spawned task that owns the lock, so a
 //! caller dropping its future (a timeout) cannot abort a rotation the server already made.
+//!
+//! A refresh that fails for a passing reason (429, 5xx, a network error) is tried again by the
+//! [`crate::RetryPolicy`] while the lock is held, so concurrent callers share that one wait. Only
+//! a 401 (`invalid_grant`, `refresh_token_reused`) ends the session. When the retries give up,
+//! the session stays and no refresh is sent before the wait the server asked for
+//! ([`ClientError::RefreshDeferred`] meanwhile, or the current token while it is still valid).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,9 +20,11 @@ use std::time::Duration;
 
 use keycard_core::wire::{RefreshRequest, TokenResponse};
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::time::Instant;
 
 use crate::client::Inner;
 use crate::error::ClientError;
+use crate::retry;
 
 /// A secret string that `Debug` never prints.
 #[derive(Clone)]
@@ -82,12 +90,16 @@ pub(crate) struct SessionState {
     /// The device token of the last successful login, sent with the next ones (kept across
     /// logouts): keycard never throttles a known device for failures from other devices.
     pub(crate) device_token: Option<Secret>,
+    /// After a refresh gave up on a passing failure: no refresh request before this instant
+    /// (the server's `Retry-After`, or the next backoff delay).
+    pub(crate) refresh_not_before: Option<Instant>,
 }
 
 impl SessionState {
     pub(crate) fn set(&mut self, tokens: Option<Tokens>) {
         self.tokens = tokens;
         self.generation += 1;
+        self.refresh_not_before = None;
     }
 
     fn current(&self) -> Result<(Secret, u64), ClientError> {
@@ -143,43 +155,103 @@ impl Inner {
         keep_valid_on_failure: bool,
     ) -> Result<(Secret, u64), ClientError> {
         let Some(tokens) = &state.tokens else { return Err(ClientError::NotLoggedIn) };
-        let sent_at = self.clock.now_ms();
-        let still_valid = keep_valid_on_failure && sent_at < tokens.expires_at;
-        let body = RefreshRequest { refresh_token: Some(tokens.refresh.expose().to_owned()) };
+        let still_valid = |state: &SessionState, now: i64| {
+            keep_valid_on_failure && state.tokens.as_ref().is_some_and(|t| now < t.expires_at)
+        };
+        // An earlier refresh gave up on a passing failure and said when to come back: until then
+        // nobody asks keycard again (they would only be refused, or worsen an overload).
+        if let Some(not_before) = state.refresh_not_before {
+            let now = Instant::now();
+            if now < not_before {
+                if still_valid(&state, self.clock.now_ms()) {
+                    return state.current();
+                }
+                return Err(ClientError::RefreshDeferred { retry_in: not_before - now });
+            }
+        }
+        let refresh_token = tokens.refresh.expose().to_owned();
+        let policy = self.retry;
+        let mut waited = Duration::ZERO;
+        let mut failures = 0;
+        // The lock is held across the waits, so every caller that needs the token shares this
+        // one wait and its outcome, and the refresh token is still presented once per rotation.
+        let (error, next_try) = loop {
+            let sent_at = self.clock.now_ms();
+            let (outcome, retry_after) = self.send_refresh(&refresh_token).await;
+            let error = match outcome {
+                Ok(response) => {
+                    state.refresh_not_before = None;
+                    let Some(tokens) = Tokens::from_response(response, sent_at, self.refresh_margin) else {
+                        // Body delivery always returns the new refresh token; without it the
+                        // session cannot continue.
+                        state.set(None);
+                        return Err(ClientError::NotLoggedIn);
+                    };
+                    state.set(Some(tokens));
+                    self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(retries = failures, "access token refreshed");
+                    return state.current();
+                }
+                Err(error) if error.status() == Some(reqwest::StatusCode::UNAUTHORIZED) => {
+                    // invalid_grant or refresh_token_reused: the session is over, and only then.
+                    tracing::info!(%error, "refresh refused; the session has ended");
+                    state.set(None);
+                    return Err(error);
+                }
+                // Not worth repeating (a 4xx, an undecodable answer): no retry, no wait imposed.
+                Err(error) if !retry::is_transient(&error) => break (error, None),
+                Err(error) => error,
+            };
+            failures += 1;
+            let Some(delay) = policy.delay(failures, retry_after) else {
+                // Told to wait longer than the policy allows: give up now, and hold back for the
+                // longest wait the policy honours (a broken proxy saying "a day" must not stop
+                // refreshes for a day).
+                break (error, Some(policy.longest_retry_after()));
+            };
+            // A proactive refresh with a token that still works waits for nobody: its callers
+            // go on with that token and the next try comes after the delay.
+            if failures >= policy.max_attempts()
+                || !policy.within_budget(waited, delay)
+                || still_valid(&state, self.clock.now_ms())
+            {
+                break (error, Some(delay));
+            }
+            tracing::warn!(%error, ?delay, attempt = failures, "refresh failed for a passing reason; retrying");
+            tokio::time::sleep(delay).await;
+            waited += delay;
+            self.stats.refresh_retries.fetch_add(1, Ordering::Relaxed);
+        };
+        // The session stays: a rate limit, an overload or a network failure is no logout.
+        if let Some(wait) = next_try {
+            state.refresh_not_before = Some(Instant::now() + wait);
+        }
+        // A second between proactive tries at least, as before retries existed.
+        let next_try = next_try.unwrap_or(Duration::from_secs(1));
+        if still_valid(&state, self.clock.now_ms()) {
+            tracing::warn!(%error, "proactive refresh failed; using the current token until it expires");
+            // Try again once the wait is over, not on every request in between.
+            let retry_at = self.clock.now_ms().saturating_add(millis(next_try));
+            if let Some(tokens) = state.tokens.as_mut() {
+                tokens.refresh_at = retry_at.min(tokens.expires_at);
+            }
+            return state.current();
+        }
+        tracing::warn!(%error, ?next_try, "refresh failed; the session is kept");
+        Err(error)
+    }
+
+    /// One `POST /auth/refresh`: its outcome, and the `Retry-After` of a 429 or 503 answer.
+    async fn send_refresh(&self, refresh_token: &str) -> (Result<TokenResponse, ClientError>, Option<Duration>) {
+        let body = RefreshRequest { refresh_token: Some(refresh_token.to_owned()) };
+        let mut retry_after = None;
         let outcome = async {
             let response = self.http.post(self.url("/auth/refresh")?).json(&body).send().await?;
+            retry_after = retry::retry_after(response.status(), response.headers());
             let response = crate::client::check_status(response).await?;
             crate::client::decode::<TokenResponse>(response).await
         }
         .await;
-        match outcome {
-            Ok(response) => {
-                let Some(tokens) = Tokens::from_response(response, sent_at, self.refresh_margin) else {
-                    // Body delivery always returns the new refresh token; without it the session
-                    // cannot continue.
-                    state.set(None);
-                    return Err(ClientError::NotLoggedIn);
-                };
-                state.set(Some(tokens));
-                self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("access token refreshed");
-                state.current()
-            }
-            Err(error) if error.status() == Some(reqwest::StatusCode::UNAUTHORIZED) => {
-                // invalid_grant or refresh_token_reused: the session is over.
-                tracing::info!(%error, "refresh refused; the session has ended");
-                state.set(None);
-                Err(error)
-            }
-            Err(error) if still_valid => {
-                tracing::warn!(%error, "proactive refresh failed; using the current token until it expires");
-                // Try again in a second, not on every request in between.
-                if let Some(tokens) = state.tokens.as_mut() {
-                    tokens.refresh_at = self.clock.now_ms().saturating_add(1000).min(tokens.expires_at);
-                }
-                state.current()
-            }
-            Err(error) => Err(error),
-        }
+        (outcome, retry_after)
     }
 }

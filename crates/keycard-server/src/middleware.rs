@@ -167,5 +167,8 @@ pub fn cors(allowed_origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static(crate::cookies::CSRF_HEADER),
         ])
+        // keycard.js on another origin reads `Retry-After` of a 429/503 to back off; it is not a
+        // CORS-safelisted response header.
+        .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(600))
 }

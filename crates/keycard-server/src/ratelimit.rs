@@ -138,7 +138,9 @@ impl RateLimits {
                     Err(not_until) => {
                         let wait = not_until
                             .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-                        Some(wait.as_secs().max(1))
+                        // Rounded up: a client that waits exactly `Retry-After` must find the
+                        // budget back (1.9 s rounded down to 1 would be refused once more).
+                        Some(u64::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u64::MAX).max(1))
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! and on-401 refresh shared by concurrent requests, logout, typed errors; client-credentials
 //! tokens for services, counted on the wire by a reverse proxy.
 
+mod backoff;
 mod errors;
 mod helpers;
 mod logout;

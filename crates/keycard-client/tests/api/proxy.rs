@@ -2,9 +2,10 @@
 //! clients under test and the real keycard: it forwards every request unchanged and counts them
 //! by path, so tests count token requests on the wire. It can also hold requests at a gate (to
 //! pile up concurrent callers behind one request in flight) and answer 503 instead of
-//! forwarding (keycard unreachable behind a load balancer).
+//! forwarding (keycard unreachable behind a load balancer), or fail the next refreshes one by one
+//! (a status with or without `Retry-After`, or a stall the client times out on).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +29,16 @@ struct Shared {
     counts: Mutex<HashMap<String, usize>>,
     failing: AtomicBool,
     gate: watch::Receiver<bool>,
+    refresh_failures: Mutex<VecDeque<Failure>>,
+}
+
+/// How the proxy fails one `POST /auth/refresh` instead of forwarding it (keycard never sees it).
+#[derive(Debug, Clone, Copy)]
+pub enum Failure {
+    /// Answer this status, with `Retry-After: N` when given.
+    Status(u16, Option<u64>),
+    /// Answer nothing for 5 s (the client's timeout fires first: a network error).
+    Stall,
 }
 
 /// Starts a proxy forwarding to `upstream` (e.g. keycard's base URL).
@@ -39,6 +50,7 @@ pub async fn start_proxy(upstream: &str) -> Proxy {
         counts: Mutex::default(),
         failing: AtomicBool::new(false),
         gate: gate_open,
+        refresh_failures: Mutex::default(),
     });
     let app = axum::Router::new().fallback(forward).with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -68,6 +80,11 @@ impl Proxy {
         self.shared.failing.store(failing, Ordering::SeqCst);
     }
 
+    /// Fails the next refreshes, one failure each, in order; later ones are forwarded again.
+    pub fn fail_refreshes(&self, failures: &[Failure]) {
+        self.shared.refresh_failures.lock().unwrap().extend(failures.iter().copied());
+    }
+
     /// Waits (real time, at most 10 s) until `path` has received `n` requests.
     pub async fn wait_for_count(&self, path: &str, n: usize) {
         for _ in 0..1000 {
@@ -85,6 +102,23 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     *shared.counts.lock().unwrap().entry(parts.uri.path().to_owned()).or_default() += 1;
     let mut gate = shared.gate.clone();
     let _ = gate.wait_for(|open| *open).await;
+    if parts.uri.path() == "/auth/refresh" {
+        let failure = shared.refresh_failures.lock().unwrap().pop_front();
+        match failure {
+            None => {}
+            Some(Failure::Stall) => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                return StatusCode::GATEWAY_TIMEOUT.into_response();
+            }
+            Some(Failure::Status(status, retry_after)) => {
+                let mut response = (StatusCode::from_u16(status).unwrap(), "failed by the test proxy").into_response();
+                if let Some(secs) = retry_after {
+                    response.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                }
+                return response;
+            }
+        }
+    }
     if shared.failing.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream").into_response();
     }
