@@ -163,13 +163,13 @@ pub(super) async fn append_audit<'c>(db: impl sqlx::PgExecutor<'c>, e: &AuditEve
         "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     };
     let mut query = sqlx::query(sql)
-    .bind(e.at)
-    .bind(e.kind.as_str())
-    .bind(&e.user_id)
-    .bind(&e.session_id)
-    .bind(&e.ip)
-    .bind(&e.user_agent)
-    .bind(&e.detail);
+        .bind(e.at)
+        .bind(e.kind.as_str())
+        .bind(&e.user_id)
+        .bind(&e.session_id)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.detail);
     if let Some(m) = message {
         query = query.bind(m.id).bind(m.event.as_str()).bind(m.payload);
     }

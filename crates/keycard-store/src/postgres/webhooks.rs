@@ -77,16 +77,37 @@ impl PgStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, url, events, sealed_secret, created_at, pending, failing, delivered, failed, last_error, next)| {
-                WebhookEndpoint {
+            .map(
+                |(
                     id,
                     url,
-                    events: events.split(' ').map(str::to_owned).collect(),
+                    events,
                     sealed_secret,
                     created_at,
-                    status: WebhookStatus { pending, failing, delivered, failed, last_error, next_attempt_at: next },
-                }
-            })
+                    pending,
+                    failing,
+                    delivered,
+                    failed,
+                    last_error,
+                    next,
+                )| {
+                    WebhookEndpoint {
+                        id,
+                        url,
+                        events: events.split(' ').map(str::to_owned).collect(),
+                        sealed_secret,
+                        created_at,
+                        status: WebhookStatus {
+                            pending,
+                            failing,
+                            delivered,
+                            failed,
+                            last_error,
+                            next_attempt_at: next,
+                        },
+                    }
+                },
+            )
             .collect())
     }
 
@@ -147,7 +168,13 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(super) async fn wh_failed(&self, endpoint_id: &str, id: &str, error: &str, retry_at: Option<i64>) -> Result<bool> {
+    pub(super) async fn wh_failed(
+        &self,
+        endpoint_id: &str,
+        id: &str,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET last_error = $3,
                 state = CASE WHEN $4::BIGINT IS NULL THEN 'failed' ELSE 'pending' END,

@@ -9,7 +9,8 @@ use crate::Result;
 use crate::webhook::*;
 
 /// One delivery per endpoint subscribed to the event `?2` (`*`: every event).
-const QUEUE_DELIVERIES: &str = "INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, created_at, next_attempt_at)
+const QUEUE_DELIVERIES: &str =
+    "INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, created_at, next_attempt_at)
      SELECT ?1, e.id, ?2, ?3, ?4, ?4 FROM webhook_endpoints e
      WHERE e.events = '*' OR instr(' ' || e.events || ' ', ' ' || ?2 || ' ') > 0";
 
@@ -169,7 +170,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn wh_failed(&self, endpoint_id: &str, id: &str, error: &str, retry_at: Option<i64>) -> Result<bool> {
+    pub(super) async fn wh_failed(
+        &self,
+        endpoint_id: &str,
+        id: &str,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<bool> {
         let (endpoint_id, id, error) = (endpoint_id.to_owned(), id.to_owned(), error.to_owned());
         self.write(move |c| {
             let done = c

@@ -57,7 +57,10 @@ pub async fn an_event_queues_one_delivery_per_subscribed_endpoint_with_one_id(st
     assert_eq!(all[0].id, all[1].id, "one webhook-id per event, whatever the endpoint");
     assert_ne!(all[0].id, all[2].id);
     assert!(all.iter().all(|d| d.state == DeliveryState::Pending && d.attempts == 0));
-    assert_eq!((all[1].url.as_str(), all[1].sealed_secret.as_slice()), ("http://127.0.0.1:9/wh_pw", &b"sealed-wh_pw"[..]));
+    assert_eq!(
+        (all[1].url.as_str(), all[1].sealed_secret.as_slice()),
+        ("http://127.0.0.1:9/wh_pw", &b"sealed-wh_pw"[..])
+    );
     let payload: serde_json::Value = serde_json::from_str(&all[0].payload).unwrap();
     assert_eq!((payload["type"].as_str(), payload["data"]["user_id"].as_str()), (Some("password_changed"), Some("u1")));
 
@@ -85,7 +88,10 @@ pub async fn a_reuse_queues_its_webhook_with_the_verdict_in_the_rotation(store: 
     assert_eq!(deliveries.len(), 1);
     let payload: serde_json::Value = serde_json::from_str(&deliveries[0].payload).unwrap();
     assert_eq!(payload["type"], "refresh_token_reused");
-    assert_eq!((payload["data"]["user_id"].as_str(), payload["data"]["session_id"].as_str()), (Some(&*uid), Some(&*sid)));
+    assert_eq!(
+        (payload["data"]["user_id"].as_str(), payload["data"]["session_id"].as_str()),
+        (Some(&*uid), Some(&*sid))
+    );
     assert_eq!(payload["data"]["verdict"], "unknown");
 }
 
