@@ -37,6 +37,7 @@ pub mod telemetry;
 pub mod templates;
 pub mod vault;
 pub mod verify_cache;
+pub mod webhooks;
 
 pub use settings::Settings;
 pub use startup::{Application, app};

@@ -97,6 +97,7 @@ pub async fn reset(state: &AppState, client: &ClientInfo, req: ResetPasswordRequ
     };
     let done = state.store.reset_password(&reset).await?.ok_or_else(invalid_reset_token)?;
     state.wake_mail_sender();
+    state.wake_webhook_sender();
     let detail = format!("revoked {} sessions", done.revoked.len());
     log_audit(AuditKind::PasswordReset, Some(&done.user_id), None, client.ip.as_deref(), Some(&detail));
     Ok(())

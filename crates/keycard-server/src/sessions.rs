@@ -132,7 +132,8 @@ impl Sessions<'_> {
         }
         metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         let issued = self.start(&user, client, now).await?;
-        let detail = device.is_none().then(|| "new device".to_owned());
+        // A login without a valid device token for this account: sent as `new_device_login`.
+        let detail = device.is_none().then(|| keycard_store::NEW_DEVICE_DETAIL.to_owned());
         state
             .audit(client.event(AuditKind::Login, Some(user.id.clone()), Some(issued.session.id.clone()), detail, now))
             .await;
@@ -221,6 +222,8 @@ impl Sessions<'_> {
         };
         metrics::counter!("keycard_revocations_total", "reason" => reason.as_str()).increment(1);
         log_audit(kind, Some(&user_id), Some(&session_id), rotation.ip.as_deref(), None);
+        // The rotation's transaction queued the event's webhook deliveries.
+        state.wake_webhook_sender();
         let code = if reason == RevocationReason::RefreshTokenReused {
             ErrorCode::RefreshTokenReused
         } else {

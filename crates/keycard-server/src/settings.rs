@@ -195,6 +195,14 @@ pub struct Settings {
     /// A folder of mail templates replacing the built-in ones file by file (`keycard mail
     /// templates DIR` writes the built-in ones there to start from).
     pub mail_templates: Option<PathBuf>,
+    /// The longest one webhook delivery attempt may take (connect, send, the answer); a receiver
+    /// that takes longer counts as failed and is retried.
+    pub webhook_timeout: HumanDuration,
+    /// Failed attempts after which a webhook delivery is given up on.
+    pub webhook_max_attempts: u32,
+    /// The delay before a webhook's first retry; each further one doubles (with jitter), up to
+    /// an hour.
+    pub webhook_retry_base: HumanDuration,
 }
 
 impl Settings {
@@ -275,6 +283,9 @@ impl Default for Settings {
             mail_from: "keycard <keycard@localhost>".into(),
             mail_dir: None,
             mail_max_attempts: 10,
+            webhook_timeout: HumanDuration::secs(10),
+            webhook_max_attempts: 15,
+            webhook_retry_base: HumanDuration::secs(30),
             app_url: None,
             password_reset_ttl: HumanDuration::secs(30 * 60),
             password_forgot_per_address_per_minute: 3,
@@ -412,6 +423,8 @@ impl Settings {
             ("request_timeout", self.request_timeout),
             ("device_ttl", self.device_ttl),
             ("smtp_timeout", self.smtp_timeout),
+            ("webhook_timeout", self.webhook_timeout),
+            ("webhook_retry_base", self.webhook_retry_base),
         ] {
             if d.0.is_zero() {
                 return Err(SettingsError(format!("{name} must be positive")));
@@ -440,6 +453,9 @@ impl Settings {
         }
         if self.mail_max_attempts == 0 {
             return Err(SettingsError("mail_max_attempts must be at least 1".into()));
+        }
+        if self.webhook_max_attempts == 0 {
+            return Err(SettingsError("webhook_max_attempts must be at least 1".into()));
         }
         if self.hash_concurrency == 0 {
             return Err(SettingsError("hash_concurrency must be at least 1".into()));
@@ -836,6 +852,8 @@ mod tests {
         assert!(parse("smtp_url = \"mail.example.com:25\"").unwrap_err().contains("smtp_url"));
         assert!(parse("mail_from = \"not an address\"").unwrap_err().contains("mail_from"));
         assert!(parse("mail_max_attempts = 0").unwrap_err().contains("mail_max_attempts"));
+        assert!(parse("webhook_max_attempts = 0").unwrap_err().contains("webhook_max_attempts"));
+        assert!(parse("webhook_timeout = \"0s\"").unwrap_err().contains("webhook_timeout"));
         assert!(parse("smtp_timeout = \"0s\"").unwrap_err().contains("smtp_timeout"));
         assert_eq!(parse("mail_from = \"Acme <auth@acme.test>\"").unwrap().mail_from, "Acme <auth@acme.test>");
 

@@ -94,6 +94,7 @@ impl Application {
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));
         background.push(crate::mail::spawn_sender(state.clone()));
+        background.push(crate::webhooks::spawn_sender(state.clone()));
         let router = routes(state.clone());
         let max_connections = match settings.max_connections {
             0 => crate::serve::automatic_max_connections(),

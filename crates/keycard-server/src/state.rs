@@ -44,6 +44,9 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     /// Wakes the mail sender (`mail.rs`): mail was queued, or a test moved the clock.
     pub mail_wake: tokio::sync::Notify,
+    /// Wakes the webhook sender (`webhooks.rs`): an event queued deliveries, or a test moved the
+    /// clock.
+    pub webhook_wake: tokio::sync::Notify,
 }
 
 impl Deref for AppState {
@@ -107,6 +110,8 @@ pub struct RuntimeConfig {
     pub email_change_ttl: i64,
     /// How long an address-change cancel token works, seconds.
     pub email_change_cancel_ttl: i64,
+    /// Webhook delivery: timeout, retries.
+    pub webhooks: crate::webhooks::WebhookConfig,
     /// The mail templates (built in, or overridden from `mail_templates`).
     pub templates: Arc<crate::templates::MailTemplates>,
 }
@@ -169,6 +174,11 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
                     .map_err(|e| SettingsError::new(format!("mail_from {:?}: {e}", settings.mail_from)))?,
                 max_attempts: i64::from(settings.mail_max_attempts),
             },
+            webhooks: crate::webhooks::WebhookConfig {
+                timeout: settings.webhook_timeout.0,
+                max_attempts: i64::from(settings.webhook_max_attempts),
+                retry_base: settings.webhook_retry_base.as_secs_i64().max(1),
+            },
         })
     }
 }
@@ -229,6 +239,7 @@ impl AppState {
             verified: VerifiedTokens::new(verify_cache_size),
             clock,
             mail_wake: tokio::sync::Notify::new(),
+            webhook_wake: tokio::sync::Notify::new(),
         }))
     }
 
@@ -255,6 +266,16 @@ impl AppState {
     /// Makes the mail sender look for due messages now.
     pub fn wake_mail_sender(&self) {
         self.mail_wake.notify_one();
+    }
+
+    /// Makes the webhook sender look for due deliveries now.
+    pub fn wake_webhook_sender(&self) {
+        self.webhook_wake.notify_one();
+    }
+
+    /// The master key (it seals signing keys and webhook secrets).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master
     }
 
     /// Now, in Unix seconds, by the server's clock.
@@ -340,8 +361,11 @@ impl AppState {
             event.ip.as_deref(),
             event.detail.as_deref(),
         );
-        if let Err(e) = self.store.append_audit(&event).await {
-            tracing::error!(error = %e, kind = %event.kind, "could not write audit event");
+        match self.store.append_audit(&event).await {
+            // The same transaction queued its webhook deliveries, if it has any.
+            Ok(()) if keycard_store::WebhookEvent::of(&event).is_some() => self.wake_webhook_sender(),
+            Ok(()) => {}
+            Err(e) => tracing::error!(error = %e, kind = %event.kind, "could not write audit event"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`model`]: the records the store reads and writes.
+//! - [`webhook`]: which audit events go out as webhooks, their payload, endpoints and deliveries.
 //! - [`Store`]: the trait every backend implements; the server only sees `Arc<dyn Store>`.
 //! - [`sqlite`]: the embedded default (one file, WAL, one writer thread committing in groups).
 //! - [`postgres`]: the shared backend for several instances (a pool per instance).
@@ -17,6 +18,7 @@ pub mod postgres;
 pub mod sqlite;
 #[doc(hidden)]
 pub mod testing;
+pub mod webhook;
 
 use async_trait::async_trait;
 use keycard_core::refresh::TokenHash;
@@ -25,6 +27,7 @@ pub use keycard_core::events::{AuditKind, ReuseVerdict, RevocationReason};
 pub use model::*;
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
+pub use webhook::*;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -254,10 +257,35 @@ pub trait Store: Send + Sync + 'static {
     /// changed again or the old address was taken since. `None` with nothing written otherwise.
     async fn cancel_email_change(&self, used: &EmailTokenUse) -> Result<Option<EmailChangeCancelled>>;
 
-    /// Appends an audit event.
+    /// Appends an audit event and, for an event of a webhook kind ([`WebhookEvent::of`]), in the
+    /// same transaction one delivery per endpoint subscribed to it.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Deletes audit events older than `before`; returns how many.
     async fn prune_audit(&self, before: i64) -> Result<u64>;
     /// Audit events matching `filter`, newest first.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+
+    /// Adds a webhook endpoint; deliveries of the events it lists are queued from then on.
+    async fn add_webhook_endpoint(&self, endpoint: &NewWebhookEndpoint) -> Result<()>;
+    /// Every webhook endpoint, by creation time, with its delivery status.
+    async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>>;
+    /// Removes an endpoint and its deliveries (pending ones are never sent); false when there is
+    /// no such endpoint.
+    async fn remove_webhook_endpoint(&self, id: &str) -> Result<bool>;
+    /// Queues `message` to one endpoint, due at `now` (`keycard webhooks test`); false when there
+    /// is no such endpoint. Events queue their deliveries themselves, in the transaction that
+    /// appends them (see [`webhook`]).
+    async fn enqueue_webhook(&self, endpoint_id: &str, message: &WebhookMessage, now: i64) -> Result<bool>;
+    /// Claims up to `limit` pending deliveries due at `now` (oldest due first), as
+    /// [`claim_mail`](Self::claim_mail) does: `attempts` goes up by one and each is not due again
+    /// before `lease_until`; concurrent claims never return the same delivery.
+    async fn claim_webhooks(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<WebhookDelivery>>;
+    /// Marks a pending delivery delivered at `now`; false when it is not pending.
+    async fn webhook_delivered(&self, endpoint_id: &str, id: &str, now: i64) -> Result<bool>;
+    /// Records a failed attempt: due again at `retry_at`, or with `None` failed for good. False
+    /// when it is not pending.
+    async fn webhook_failed(&self, endpoint_id: &str, id: &str, error: &str, retry_at: Option<i64>) -> Result<bool>;
+    /// Deliveries, newest first: one endpoint's or every endpoint's, at most `limit` (0 or less
+    /// means 100).
+    async fn webhook_deliveries(&self, endpoint_id: Option<&str>, limit: i64) -> Result<Vec<WebhookDelivery>>;
 }

@@ -17,6 +17,7 @@ mod keys;
 mod mail;
 mod sessions;
 mod users;
+mod webhooks;
 
 #[derive(Parser)]
 #[command(name = "keycard", version, about = "Self-hosted token service: JWT authentication, safe by default")]
@@ -68,6 +69,13 @@ enum Command {
     Mail {
         #[command(subcommand)]
         action: mail::MailCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Webhooks for security events: list endpoints with delivery status, add, remove, test.
+    Webhooks {
+        #[command(subcommand)]
+        action: webhooks::WebhooksCommand,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -185,6 +193,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sessions { action, store } => sessions::run(action, &store.settings()?).await,
         Command::Clients { action, store } => clients::run(action, &store.settings()?).await,
         Command::Mail { action, store } => mail::run(action, &store.settings()?).await,
+        Command::Webhooks { action, store } => webhooks::run(action, &store.settings()?).await,
         Command::Check(args) => check::run(args).await,
         Command::Token { action } => inspect::run(action).await,
     }

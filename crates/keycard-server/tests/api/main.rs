@@ -22,3 +22,4 @@ mod restart;
 mod reuse;
 mod transit;
 mod verify_cache;
+mod webhooks;

@@ -11,6 +11,7 @@
 mod queries;
 mod revoke;
 mod rotate;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -10,6 +10,7 @@ use super::PgStore;
 use super::revoke::{self, Which};
 use super::rotate::{self, SESSION_COLUMNS, SessionRow, session};
 use crate::model::*;
+use crate::webhook::*;
 use crate::{Result, Store, StoreError};
 
 type UserRow = (String, String, String, i64, Option<i64>, Option<i64>);
@@ -966,6 +967,38 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn add_webhook_endpoint(&self, endpoint: &NewWebhookEndpoint) -> Result<()> {
+        self.wh_add(endpoint).await
+    }
+
+    async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>> {
+        self.wh_endpoints().await
+    }
+
+    async fn remove_webhook_endpoint(&self, id: &str) -> Result<bool> {
+        self.wh_remove(id).await
+    }
+
+    async fn enqueue_webhook(&self, endpoint_id: &str, message: &WebhookMessage, now: i64) -> Result<bool> {
+        self.wh_enqueue(endpoint_id, message, now).await
+    }
+
+    async fn claim_webhooks(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<WebhookDelivery>> {
+        self.wh_claim(now, lease_until, limit).await
+    }
+
+    async fn webhook_delivered(&self, endpoint_id: &str, id: &str, now: i64) -> Result<bool> {
+        self.wh_delivered(endpoint_id, id, now).await
+    }
+
+    async fn webhook_failed(&self, endpoint_id: &str, id: &str, error: &str, retry_at: Option<i64>) -> Result<bool> {
+        self.wh_failed(endpoint_id, id, error, retry_at).await
+    }
+
+    async fn webhook_deliveries(&self, endpoint_id: Option<&str>, limit: i64) -> Result<Vec<WebhookDelivery>> {
+        self.wh_deliveries(endpoint_id, limit).await
     }
 
     async fn list_mail(&self, f: &MailFilter) -> Result<Vec<MailRecord>> {

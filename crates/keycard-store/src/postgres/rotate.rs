@@ -153,19 +153,26 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
     Ok(RotateOutcome::Rotated(rotated))
 }
 
-/// Appends an audit event, in a rotation's transaction or on its own.
+/// Appends an audit event, in a rotation's transaction or on its own. An event of a webhook kind
+/// queues its deliveries in the same statement (so in the same transaction).
 pub(super) async fn append_audit<'c>(db: impl sqlx::PgExecutor<'c>, e: &AuditEvent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(e.at)
-    .bind(e.kind.as_str())
-    .bind(&e.user_id)
-    .bind(&e.session_id)
-    .bind(&e.ip)
-    .bind(&e.user_agent)
-    .bind(&e.detail)
-    .execute(db)
-    .await?;
+    let message = crate::webhook::WebhookMessage::of(e);
+    let sql = if message.is_some() {
+        super::webhooks::APPEND_AUDIT_AND_QUEUE
+    } else {
+        "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    };
+    let mut query = sqlx::query(sql)
+        .bind(e.at)
+        .bind(e.kind.as_str())
+        .bind(&e.user_id)
+        .bind(&e.session_id)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.detail);
+    if let Some(m) = message {
+        query = query.bind(m.id).bind(m.event.as_str()).bind(m.payload);
+    }
+    query.execute(db).await?;
     Ok(())
 }

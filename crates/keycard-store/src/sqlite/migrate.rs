@@ -77,6 +77,7 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "wrapped master key",
         sql: include_str!("../../migrations/sqlite/0008_wrapped_master_key.sql"),
     },
+    Migration { version: 9, description: "webhooks", sql: include_str!("../../migrations/sqlite/0009_webhooks.sql") },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

@@ -33,6 +33,7 @@ mod migrate;
 mod queries;
 mod reader;
 mod rotate;
+mod webhooks;
 mod writer;
 
 use std::path::PathBuf;

@@ -24,6 +24,7 @@ mod rotation;
 mod sessions;
 mod sqlite_only;
 mod users;
+mod webhooks;
 
 /// Declares each `module::case` as a test on SQLite and on PostgreSQL.
 macro_rules! conformance {
@@ -119,4 +120,9 @@ conformance! {
     mail::a_failed_attempt_is_retried_at_its_time_and_a_final_failure_is_kept,
     mail::a_claim_never_finished_is_due_again_after_its_lease,
     mail::concurrent_claimers_never_get_the_same_message,
+
+    webhooks::an_event_queues_one_delivery_per_subscribed_endpoint_with_one_id,
+    webhooks::a_reuse_queues_its_webhook_with_the_verdict_in_the_rotation,
+    webhooks::deliveries_are_claimed_with_a_lease_retried_and_given_up_on,
+    webhooks::concurrent_claimers_never_get_the_same_delivery,
 }
