@@ -21,4 +21,5 @@ mod refresh;
 mod restart;
 mod reuse;
 mod transit;
+mod transit_signing;
 mod verify_cache;
