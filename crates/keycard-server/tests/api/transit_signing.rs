@@ -240,7 +240,7 @@ async fn transit_signs_tokens_of_each_key_type_that_keycard_verify_accepts() {
         for access in [&login.access_token, &refreshed.access_token] {
             let (kid, header_alg) = header(access);
             assert_eq!(header_alg, alg, "{key_type}");
-            assert_eq!(kids, [kid.clone()], "{key_type}: JWKS publishes the signing version's kid");
+            assert_eq!(kids, std::slice::from_ref(&kid), "{key_type}: JWKS publishes the signing version's kid");
             let claims = verifier.verify(access).await.unwrap_or_else(|e| panic!("{key_type}: {e}"));
             assert_eq!(claims.sid, login.session_id);
             assert_eq!(app.get_authed("/auth/me", access).await.status(), 200, "{key_type}");
@@ -283,7 +283,7 @@ async fn a_transit_key_rotation_signs_with_the_new_version_and_old_tokens_keep_v
     // Past the overlap window (driven by the clock): version 1 leaves JWKS, version 2 stays.
     app.advance((app.state.config.key_overlap + 1) as f64);
     app.state.reload_keys().await.unwrap();
-    assert_eq!(jwks_kids(&app).await, [new_kid.clone()]);
+    assert_eq!(jwks_kids(&app).await, std::slice::from_ref(&new_kid));
     let statuses = app.state.transit().unwrap().statuses(app.now(), app.state.config.key_overlap).await.unwrap();
     let states: Vec<(u32, &str)> = statuses.iter().map(|s| (s.version, s.status.state)).collect();
     assert_eq!(states, [(1, "expired"), (2, "active")]);
