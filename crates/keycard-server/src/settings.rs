@@ -849,6 +849,31 @@ mod tests {
     }
 
     #[test]
+    fn transit_signing_needs_a_key_and_an_address_and_excludes_key_files() {
+        let with = |toml: &str| {
+            let settings: Settings =
+                Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)).extract().unwrap();
+            settings.check().map_err(|e| e.to_string())
+        };
+        let vault = "vault_addr = \"http://127.0.0.1:8200\"\nvault_token_file = \"/run/t\"\n";
+        assert_eq!(Settings::default().signing_backend, SigningBackend::Local);
+        assert!(with(&format!("signing_backend = \"transit\"\nvault_signing_key = \"k\"\n{vault}")).is_ok());
+        let no_key = with(&format!("signing_backend = \"transit\"\n{vault}")).unwrap_err();
+        assert!(no_key.contains("vault_signing_key"), "{no_key}");
+        let no_addr = with("signing_backend = \"transit\"\nvault_signing_key = \"k\"").unwrap_err();
+        assert!(no_addr.contains("vault_addr"), "{no_addr}");
+        let files = with(&format!(
+            "signing_backend = \"transit\"\nvault_signing_key = \"k\"\nsigning_key_files = [\"a.pem\"]\n{vault}"
+        ))
+        .unwrap_err();
+        assert!(files.contains("excludes signing_key_files"), "{files}");
+        let local = with("vault_signing_key = \"k\"").unwrap_err();
+        assert!(local.contains("only with signing_backend"), "{local}");
+        assert_eq!("transit".parse::<SigningBackend>(), Ok(SigningBackend::Transit));
+        assert!("remote".parse::<SigningBackend>().is_err());
+    }
+
+    #[test]
     fn durations_read_like_people_write_them() {
         for (text, secs) in [("15m", 900), ("7d", 604_800), ("30s", 30), ("0", 0), ("90", 90), ("1h 30m", 5400)] {
             assert_eq!(HumanDuration::parse(text).unwrap().0.as_secs(), secs, "{text}");
