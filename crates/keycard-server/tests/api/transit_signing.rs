@@ -299,6 +299,33 @@ async fn a_transit_key_rotation_signs_with_the_new_version_and_old_tokens_keep_v
     assert_eq!(header(&newest.access_token).0, kids[0]);
 }
 
+#[tokio::test]
+async fn an_instance_that_has_not_reloaded_takes_a_new_versions_token_on_first_sight_of_its_kid() {
+    // Two servers on one SQLite file and one clock stand in for two instances; neither reloads
+    // on a timer.
+    let Some(bao) = Bao::started().await else { return };
+    let token = bao.signing_key("tokens", "ed25519").await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = signing_settings(&bao, &dir, "tokens", &token).await;
+    settings.issuer = Some("http://keycard.test".into());
+    settings.key_reload_interval = secs(0);
+    let a = start(settings.clone(), dir.clone()).await;
+    let b = start_with_clock(settings, dir.clone(), a.clock.clone()).await;
+    let (_, tokens) = a.user().await;
+
+    bao.call("POST", "transit/keys/tokens/rotate", json!({})).await;
+    b.state.reload_keys().await.unwrap();
+    let fresh: TokenResponse = b.refresh(tokens.refresh_token.as_deref().unwrap()).await.json().await.unwrap();
+    let new_kid = header(&fresh.access_token).0;
+    assert_ne!(new_kid, header(&tokens.access_token).0, "B signs with version 2");
+    assert!(!jwks_kids(&a).await.contains(&new_kid), "A has not looked yet");
+    // A second later (a reload on an unknown kid happens at most once a second).
+    a.advance(1.1);
+    assert_eq!(a.get_authed("/auth/me", &fresh.access_token).await.status(), 200);
+    assert!(jwks_kids(&a).await.contains(&new_kid));
+    assert_eq!(a.get_authed("/auth/me", &tokens.access_token).await.status(), 200, "version 1's token too");
+}
+
 async fn ready(app: &TestApp) -> u16 {
     app.client.get(app.url("/readyz")).send().await.unwrap().status().as_u16()
 }
