@@ -133,8 +133,8 @@ impl Sessions<'_> {
                 "the account's address is not verified yet: follow the link mailed to it, or ask for a new one",
             ));
         }
-        metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         let issued = self.start(&user, client, now).await?;
+        metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         let detail = device.is_none().then(|| "new device".to_owned());
         state
             .audit(client.event(AuditKind::Login, Some(user.id.clone()), Some(issued.session.id.clone()), detail, now))
