@@ -132,7 +132,14 @@ impl TransitSigner {
     async fn versions(&self) -> Result<(KeyAlg, Vec<(u32, i64, VerifyingKey, Jwk)>), VaultError> {
         let what = format!("reading Transit key {:?}", self.key);
         let path = format!("{}/keys/{}", self.transit.mount(), self.key);
-        let answer: DataAnswer<KeyAnswer> = self.transit.get_relogin(&path, &what).await?;
+        let answer: DataAnswer<KeyAnswer> = self.transit.get_relogin(&path, &what).await.map_err(|e| match e {
+            VaultError::Refused { status: 404, .. } => VaultError::Local(format!(
+                "Transit key {:?} does not exist on mount {:?} (vault_signing_key, vault_transit_mount)",
+                self.key,
+                self.transit.mount()
+            )),
+            other => other,
+        })?;
         let key = answer.data;
         let alg = alg_of(&key.key_type).ok_or_else(|| {
             VaultError::Local(format!(

@@ -326,6 +326,45 @@ async fn an_instance_that_has_not_reloaded_takes_a_new_versions_token_on_first_s
     assert_eq!(a.get_authed("/auth/me", &tokens.access_token).await.status(), 200, "version 1's token too");
 }
 
+#[tokio::test]
+async fn start_up_names_a_missing_key_a_key_that_cannot_sign_and_a_token_that_may_not_sign() {
+    let Some(bao) = Bao::started().await else { return };
+    let token = bao.signing_key("tokens", "ed25519").await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let settings = signing_settings(&bao, &dir, "tokens", &token).await;
+    let build_error = |settings: keycard_server::Settings| async move {
+        let err = keycard_server::Application::build(settings).await.err().expect("start-up must fail");
+        format!("{err:#}")
+    };
+
+    // The root token, so that only the key is wrong (keycard's own token may not read others).
+    std::fs::write(dir.path().join("bao-token"), &bao.root_token).unwrap();
+    let mut missing_key = settings.clone();
+    missing_key.vault_signing_key = Some("no-such-key".into());
+    let err = build_error(missing_key).await;
+    assert!(err.contains("\"no-such-key\" does not exist"), "{err}");
+
+    bao.call("POST", "transit/keys/an-aes-key", json!({})).await;
+    let mut aes = settings.clone();
+    aes.vault_signing_key = Some("an-aes-key".into());
+    let err = build_error(aes).await;
+    assert!(err.contains("of type aes256-gcm96") && err.contains("ed25519, ecdsa-p256 or rsa-2048"), "{err}");
+
+    // A token that may read the key but not sign with it: the start-up probe finds out.
+    let policy = "path \"transit/keys/tokens\" { capabilities = [\"read\"] }\n";
+    bao.call("PUT", "sys/policies/acl/read-only", json!({"policy": policy})).await;
+    let read_only =
+        bao.call("POST", "auth/token/create", json!({"policies": ["read-only"], "no_default_policy": true})).await;
+    let read_only = read_only["auth"]["client_token"].as_str().unwrap().to_owned();
+    std::fs::write(dir.path().join("bao-token"), &read_only).unwrap();
+    let err = build_error(settings.clone()).await;
+    assert!(err.contains("denied signing with Transit key \"tokens\""), "{err}");
+    assert!(!err.contains(&read_only), "the error shows the token: {err}");
+
+    std::fs::write(dir.path().join("bao-token"), &token).unwrap();
+    start(settings, dir.clone()).await.stop().await;
+}
+
 async fn ready(app: &TestApp) -> u16 {
     app.client.get(app.url("/readyz")).send().await.unwrap().status().as_u16()
 }
