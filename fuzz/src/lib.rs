@@ -182,7 +182,7 @@ impl Server {
             };
             store.create_session(&new, &refresh.hash()).await.expect("create session");
         });
-        let access = keycard_server::issue::access_token(&self.state, &session, now).expect("sign");
+        let access = self.rt.block_on(keycard_server::issue::access_token(&self.state, &session, now)).expect("sign");
         Principal { user_id, email, session_id: session.id, access, refresh: refresh.expose().to_owned() }
     }
 }

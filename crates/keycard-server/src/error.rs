@@ -1,5 +1,5 @@
 //! The one place errors become HTTP responses: the JSON error body of SPEC.md, with
-//! `WWW-Authenticate` on 401s and `Retry-After` on 429s. Internal causes are logged, never sent.
+//! `WWW-Authenticate` on 401s and `Retry-After` on 429s and 503s. Internal causes are logged, never sent.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,10 @@ pub enum ApiError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Access tokens cannot be signed now: the remote signer (OpenBao/Vault Transit) is
+    /// unreachable or refuses. 503 with `Retry-After`; the cause is logged, never sent.
+    #[error("cannot sign access tokens: {0}")]
+    SigningUnavailable(String),
     /// Anything else that failed inside keycard.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -60,6 +64,10 @@ impl ApiError {
             Self::Store(e) if e.is_unavailable() => {
                 (ErrorCode::TemporarilyUnavailable, "the token store is unavailable; retry shortly".into())
             }
+            Self::SigningUnavailable(_) => (
+                ErrorCode::TemporarilyUnavailable,
+                "access tokens cannot be signed right now (the signing service is unavailable); retry shortly".into(),
+            ),
             Self::Store(StoreError::EmailTaken) => (ErrorCode::EmailTaken, "an account with this email exists".into()),
             Self::Store(StoreError::UserDisabled) => (ErrorCode::Forbidden, "this account is disabled".into()),
             Self::Store(_) | Self::Internal(_) => (ErrorCode::ServerError, "internal error".into()),
@@ -82,6 +90,7 @@ impl ApiError {
         match self {
             Self::RateLimited(secs) => Some(*secs),
             Self::Store(e) if e.is_unavailable() => Some(1),
+            Self::SigningUnavailable(_) => Some(1),
             _ => None,
         }
     }

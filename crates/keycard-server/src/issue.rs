@@ -4,7 +4,6 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use keycard_core::claims::AccessClaims;
-use keycard_core::refresh::RefreshToken;
 use keycard_core::wire::{Delivery, TokenResponse};
 use keycard_store::SessionRecord;
 
@@ -13,30 +12,44 @@ use crate::sessions::Issued;
 use crate::state::AppState;
 use crate::{cookies, devices};
 
-/// Signs an access token for `session`, valid from `now`.
-pub fn access_token(state: &AppState, session: &SessionRecord, now: i64) -> Result<String, ApiError> {
-    let c = &state.config;
-    let mut claims = AccessClaims::new(&c.issuer, &c.audience, &session.user_id, &session.id, now, c.access_ttl);
-    claims.client_id = Some(crate::oauth::PUBLIC_CLIENT.to_owned());
-    if c.email_verification != crate::email::EmailVerification::Off {
-        claims.email_verified = Some(session.email_verified);
-    }
-    state.keys().sign(&claims).map_err(|e| ApiError::Internal(e.into()))
+/// Signs an access token for `session`, valid from `now` (with Transit: 503 when it cannot).
+pub async fn access_token(state: &AppState, session: &SessionRecord, now: i64) -> Result<String, ApiError> {
+    state.sign(&user_claims(state, session, now)).await
 }
 
-/// The 200 token response: access token in the body; the refresh token in the body or in the
-/// HTTP-only cookie (with a fresh CSRF token), per `delivery`; `device_token` (a login's, for
-/// body delivery) in the body.
+/// The claims of a user's access token for `session`, valid from `now`.
+pub fn user_claims(state: &AppState, session: &SessionRecord, now: i64) -> AccessClaims {
+    claims_for(state, &session.user_id, &session.id, session.email_verified, now)
+}
+
+/// The claims of `user_id`'s access token for session `session_id`, valid from `now`.
+pub fn claims_for(state: &AppState, user_id: &str, session_id: &str, email_verified: bool, now: i64) -> AccessClaims {
+    let c = &state.config;
+    let mut claims = AccessClaims::new(&c.issuer, &c.audience, user_id, session_id, now, c.access_ttl);
+    claims.client_id = Some(crate::oauth::PUBLIC_CLIENT.to_owned());
+    if c.email_verification != crate::email::EmailVerification::Off {
+        claims.email_verified = Some(email_verified);
+    }
+    claims
+}
+
+/// Whether two sessions give the same access-token claims (those [`user_claims`] reads): an
+/// access token signed for one serves the other.
+pub fn same_claims(a: &SessionRecord, b: &SessionRecord) -> bool {
+    a.id == b.id && a.user_id == b.user_id && a.email_verified == b.email_verified
+}
+
+/// The 200 token response: the access token signed for the session in the body; the refresh
+/// token in the body or in the HTTP-only cookie (with a fresh CSRF token), per `delivery`;
+/// `device_token` (a login's, for body delivery) in the body.
 pub fn token_response(
     state: &AppState,
     jar: CookieJar,
-    session: &SessionRecord,
-    refresh: &RefreshToken,
+    issued: Issued,
     delivery: Delivery,
     device_token: Option<String>,
-    now: i64,
 ) -> Result<Response, ApiError> {
-    let access = access_token(state, session, now)?;
+    let Issued { session, refresh, now, access_token: access } = issued;
     let refresh_expires_in = session.idle_expires_at.min(session.absolute_expires_at) - now;
     let mut body = TokenResponse {
         access_token: access,
@@ -67,7 +80,7 @@ pub fn token_response(
 pub fn login_response(
     state: &AppState,
     jar: CookieJar,
-    issued: &Issued,
+    issued: Issued,
     user_id: &str,
     delivery: Delivery,
 ) -> Result<Response, ApiError> {
@@ -78,5 +91,5 @@ pub fn login_response(
         }
         Delivery::Body => (jar, Some(device_token)),
     };
-    token_response(state, jar, &issued.session, &issued.refresh, delivery, body_device, issued.now)
+    token_response(state, jar, issued, delivery, body_device)
 }

@@ -7,6 +7,8 @@
 //! - `routes`: a file per resource; handlers are thin. `assets`: the embedded files they serve.
 //! - [`state`], [`error`], [`extract`]: shared state, the one error→HTTP mapping, extractors.
 //! - [`password`]: Argon2id with bounded concurrency; [`cookies`]: browser delivery and CSRF.
+//! - [`signer`]: who signs access tokens (local ring or Transit); [`transit_keys`]: remote
+//!   signing with OpenBao/Vault Transit; [`vault`]: the Transit client.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -31,10 +33,12 @@ pub(crate) mod routes;
 pub mod serve;
 pub mod sessions;
 pub mod settings;
+pub mod signer;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod templates;
+pub mod transit_keys;
 pub mod vault;
 pub mod verify_cache;
 pub mod webhooks;

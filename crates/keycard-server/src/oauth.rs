@@ -364,7 +364,7 @@ impl OAuth<'_> {
             return Err(OAuthError::new(ErrorCode::InvalidScope, "this session has no scopes to narrow"));
         }
         match self.state.sessions().refresh(raw, client).await {
-            Ok(issued) => self.user_tokens(&issued),
+            Ok(issued) => self.user_tokens(issued),
             Err(RefreshRefused { error, .. }) => Err(error.into()),
         }
     }
@@ -391,14 +391,13 @@ impl OAuth<'_> {
             return Err(OAuthError::new(ErrorCode::InvalidScope, "keycard sessions have no scopes"));
         }
         let (issued, _user) = self.state.sessions().login(username, password.to_owned(), None, client).await?;
-        self.user_tokens(&issued)
+        self.user_tokens(issued)
     }
 
-    fn user_tokens(&self, issued: &Issued) -> Result<OAuthTokenResponse, OAuthError> {
-        let access_token = crate::issue::access_token(self.state, &issued.session, issued.now)?;
+    fn user_tokens(&self, issued: Issued) -> Result<OAuthTokenResponse, OAuthError> {
         let session = &issued.session;
         Ok(OAuthTokenResponse {
-            access_token,
+            access_token: issued.access_token,
             token_type: "Bearer".into(),
             expires_in: self.state.config.access_ttl,
             refresh_token: Some(issued.refresh.expose().to_owned()),
@@ -447,7 +446,7 @@ impl OAuth<'_> {
             AccessClaims::new(&c.issuer, &c.audience, &registered.id, &registered.grant_id, now, c.access_ttl);
         claims.client_id = Some(registered.id.clone());
         claims.scope = (!scope.is_empty()).then(|| scope.clone());
-        let access_token = state.keys().sign(&claims).map_err(|e| ApiError::Internal(e.into()))?;
+        let access_token = state.sign(&claims).await?;
         metrics::counter!("keycard_oauth_tokens_total", "grant" => "client_credentials").increment(1);
         let detail = Some(format!("client {} scope {scope:?}", registered.id));
         state.audit(client.event(AuditKind::ClientToken, None, Some(registered.grant_id.clone()), detail, now)).await;

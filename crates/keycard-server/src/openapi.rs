@@ -548,7 +548,8 @@ mod paths {
     )]
     pub async fn healthz() {}
 
-    /// Readiness: the store answers.
+    /// Readiness: the store answers (and with `signing_backend = "transit"`, Transit does: 503
+    /// while access tokens cannot be signed).
     #[utoipa::path(
         get, path = "/readyz", tag = "operations",
         responses((status = 200, description = "`{\"status\": \"ready\"}`.", body = ProbeStatus)),

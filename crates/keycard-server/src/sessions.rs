@@ -28,7 +28,8 @@ pub struct Sessions<'a> {
     state: &'a AppState,
 }
 
-/// A session just started (login) or continued (refresh), with its new refresh token.
+/// A session just started (login) or continued (refresh), with its new refresh token and the
+/// access token signed for it.
 pub struct Issued {
     /// The session.
     pub session: SessionRecord,
@@ -36,6 +37,8 @@ pub struct Issued {
     pub refresh: RefreshToken,
     /// When it was issued (Unix seconds).
     pub now: i64,
+    /// The access token signed for the session at `now`.
+    pub access_token: String,
 }
 
 /// A refresh that did not rotate: the error, and whether the session it named is over (then the
@@ -130,8 +133,8 @@ impl Sessions<'_> {
                 "the account's address is not verified yet: follow the link mailed to it, or ask for a new one",
             ));
         }
-        metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         let issued = self.start(&user, client, now).await?;
+        metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         // A login without a valid device token for this account: sent as `new_device_login`.
         let detail = device.is_none().then(|| keycard_store::NEW_DEVICE_DETAIL.to_owned());
         state
@@ -140,7 +143,8 @@ impl Sessions<'_> {
         Ok((issued, user))
     }
 
-    /// Starts a session for `user` at `now`.
+    /// Starts a session for `user` at `now`. Its access token is signed first: when the signer
+    /// (Transit) is unavailable the login fails with 503 and no session is created.
     async fn start(&self, user: &UserRecord, client: &ClientInfo, now: i64) -> Result<Issued, ApiError> {
         let c = &self.state.config;
         let absolute_expires_at = now + c.absolute_ttl;
@@ -154,6 +158,9 @@ impl Sessions<'_> {
             ip: client.ip.clone(),
         };
         let refresh = RefreshToken::generate();
+        let email_verified = user.email_verified_at.is_some();
+        let claims = crate::issue::claims_for(self.state, &new.user_id, &new.id, email_verified, now);
+        let access_token = self.state.sign(&claims).await?;
         self.state.store.create_session(&new, &refresh.hash()).await?;
         let session = SessionRecord {
             id: new.id,
@@ -164,23 +171,39 @@ impl Sessions<'_> {
             absolute_expires_at,
             user_agent: new.user_agent,
             ip: new.ip,
-            email_verified: user.email_verified_at.is_some(),
+            email_verified,
         };
-        Ok(Issued { session, refresh, now })
+        Ok(Issued { session, refresh, now, access_token })
     }
 
     /// Rotates the presented refresh token (raw text): one store call, one transaction, in which
     /// the store also applies reuse detection and the device binding, and records the audit row.
+    ///
+    /// With a remote signer (Transit) the access token is signed before the token is spent: the
+    /// live session is read by the presented token, its claims signed, and only then rotated, so
+    /// a 503 (Transit unavailable) leaves the presented token live. A token that is not live is
+    /// left to the rotation to judge (invalid, reuse) as with local signing.
     pub async fn refresh(&self, raw: &str, client: ClientInfo) -> Result<Issued, RefreshRefused> {
         let state = self.state;
         state.limits.check(Rule::RefreshIp, &client.rate_key()).await?;
         let presented = RefreshToken::parse(raw).ok_or_else(ApiError::invalid_grant)?;
+        let now = state.now();
+        let signed_first = match state.signs_remotely() {
+            false => None,
+            true => match state.store.session_by_refresh(&presented.hash(), now).await.map_err(ApiError::from)? {
+                Some(live) => {
+                    let token = crate::issue::access_token(state, &live, now).await?;
+                    Some((live, token))
+                }
+                None => None,
+            },
+        };
         let replacement = RefreshToken::generate();
         let c = &state.config;
         let rotation = Rotation {
             presented: presented.hash(),
             replacement: replacement.hash(),
-            now: state.now(),
+            now,
             idle_ttl: c.idle_ttl,
             reuse_interval: c.reuse_interval,
             ip: client.ip,
@@ -197,7 +220,16 @@ impl Sessions<'_> {
                 metrics::counter!("keycard_refreshes_total", "outcome" => "rotated").increment(1);
                 // The store wrote the audit row in the rotation's transaction.
                 log_audit(AuditKind::Refresh, Some(&session.user_id), Some(&session.id), rotation.ip.as_deref(), None);
-                return Ok(Issued { session, refresh: replacement, now: rotation.now });
+                let access_token = match signed_first {
+                    Some((live, token)) if crate::issue::same_claims(&live, &session) => token,
+                    // Local signing; or the session changed between the read and the rotation
+                    // (the address was verified meanwhile), or the token was not live but rotated
+                    // inside the reuse interval: sign now. Should Transit fail in that instant,
+                    // the answer is 503 and the client's retry of the same token is a rotation
+                    // inside the reuse interval (docs/DECISIONS.md).
+                    _ => crate::issue::access_token(state, &session, rotation.now).await?,
+                };
+                return Ok(Issued { session, refresh: replacement, now: rotation.now, access_token });
             }
             RotateOutcome::Invalid => {
                 metrics::counter!("keycard_refreshes_total", "outcome" => "invalid").increment(1);

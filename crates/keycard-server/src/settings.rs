@@ -83,6 +83,14 @@ pub struct Settings {
     /// of the keys sealed in the store: the last one signs, the others verify. Re-read every
     /// `key_reload_interval`.
     pub signing_key_files: StringList,
+    /// Who signs access tokens: `local` (keycard, with the store's ring or `signing_key_files`)
+    /// or `transit` (OpenBao/Vault Transit signs with `vault_signing_key`; the private key never
+    /// enters keycard).
+    pub signing_backend: SigningBackend,
+    /// With `signing_backend = "transit"`: the Transit key that signs access tokens (type
+    /// ed25519, ecdsa-p256 or rsa-2048/3072/4096: EdDSA, ES256, RS256). Uses `vault_addr` and
+    /// its login settings.
+    pub vault_signing_key: Option<String>,
     /// Master switch of every rate limit and login backoff (off for load tests, trusted networks).
     pub rate_limit_enabled: bool,
     /// Signups per client IP per minute (0: unlimited).
@@ -249,6 +257,8 @@ impl Default for Settings {
             signing_alg: KeyAlg::EdDsa,
             key_reload_interval: HumanDuration::secs(5),
             signing_key_files: StringList::default(),
+            signing_backend: SigningBackend::Local,
+            vault_signing_key: None,
             rate_limit_enabled: true,
             signup_per_ip_per_minute: 10,
             login_per_ip_per_minute: 30,
@@ -478,6 +488,28 @@ impl Settings {
         }
         for entry in &self.signing_key_files.0 {
             crate::key_files::KeyFileSpec::parse(entry).map_err(SettingsError)?;
+        }
+        match (self.signing_backend, &self.vault_signing_key) {
+            (SigningBackend::Transit, None) => {
+                return Err(SettingsError(
+                    "signing_backend = \"transit\" needs vault_signing_key (the Transit key that signs)".into(),
+                ));
+            }
+            (SigningBackend::Transit, Some(_)) => {
+                if !self.signing_key_files.0.is_empty() {
+                    return Err(SettingsError(
+                        "signing_backend = \"transit\" excludes signing_key_files (Transit holds the signing key)"
+                            .into(),
+                    ));
+                }
+                crate::vault::VaultConfig::from_settings(self)
+                    .map_err(|e| SettingsError(e.to_string()))?
+                    .ok_or_else(|| SettingsError("signing_backend = \"transit\" needs vault_addr".into()))?;
+            }
+            (SigningBackend::Local, Some(_)) => {
+                return Err(SettingsError("vault_signing_key is used only with signing_backend = \"transit\"".into()));
+            }
+            (SigningBackend::Local, None) => {}
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(SettingsError("tls_cert and tls_key go together".into()));
@@ -718,6 +750,29 @@ impl<'de> Deserialize<'de> for IpList {
     }
 }
 
+/// Who signs access tokens (`signing_backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningBackend {
+    /// keycard signs, with the store's sealed ring or `signing_key_files`.
+    #[default]
+    Local,
+    /// OpenBao/Vault Transit signs with `vault_signing_key`; keycard holds only public keys.
+    Transit,
+}
+
+impl std::str::FromStr for SigningBackend {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "local" => Ok(Self::Local),
+            "transit" => Ok(Self::Transit),
+            other => Err(format!("{other:?} is not one of local, transit")),
+        }
+    }
+}
+
 /// `signing_alg` as its JOSE name.
 mod alg_name {
     use keycard_core::keys::KeyAlg;
@@ -807,6 +862,31 @@ mod tests {
             Figment::from(Serialized::defaults(Settings::default())).merge(Serialized::default("database", " "));
         let error = empty.extract::<Settings>().unwrap_err().to_string();
         assert!(error.contains("database is empty"), "{error}");
+    }
+
+    #[test]
+    fn transit_signing_needs_a_key_and_an_address_and_excludes_key_files() {
+        let with = |toml: &str| {
+            let settings: Settings =
+                Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)).extract().unwrap();
+            settings.check().map_err(|e| e.to_string())
+        };
+        let vault = "vault_addr = \"http://127.0.0.1:8200\"\nvault_token_file = \"/run/t\"\n";
+        assert_eq!(Settings::default().signing_backend, SigningBackend::Local);
+        assert!(with(&format!("signing_backend = \"transit\"\nvault_signing_key = \"k\"\n{vault}")).is_ok());
+        let no_key = with(&format!("signing_backend = \"transit\"\n{vault}")).unwrap_err();
+        assert!(no_key.contains("vault_signing_key"), "{no_key}");
+        let no_addr = with("signing_backend = \"transit\"\nvault_signing_key = \"k\"").unwrap_err();
+        assert!(no_addr.contains("vault_addr"), "{no_addr}");
+        let files = with(&format!(
+            "signing_backend = \"transit\"\nvault_signing_key = \"k\"\nsigning_key_files = [\"a.pem\"]\n{vault}"
+        ))
+        .unwrap_err();
+        assert!(files.contains("excludes signing_key_files"), "{files}");
+        let local = with("vault_signing_key = \"k\"").unwrap_err();
+        assert!(local.contains("only with signing_backend"), "{local}");
+        assert_eq!("transit".parse::<SigningBackend>(), Ok(SigningBackend::Transit));
+        assert!("remote".parse::<SigningBackend>().is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 use crate::password::Passwords;
 use crate::ratelimit::RateLimits;
 use crate::settings::{Database, Settings};
+use crate::signer::Keys;
 use crate::state::{AppState, RuntimeConfig};
 use crate::{keys, middleware, routes};
 
@@ -71,15 +72,27 @@ impl Application {
         }
         let store = open_store(&settings).await?;
         let master = keys::master_key(&settings, store.as_ref()).await?;
-        let (ring, key_files) = if settings.signing_key_files.0.is_empty() {
+        let transit = crate::transit_keys::TransitSigner::from_settings(&settings).await?;
+        let (ring, key_files) = if let Some(signer) = &transit {
+            let ring = signer.ring(clock.now(), config.key_overlap).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            // A policy without `sign`, or a key keycard cannot use, is a start-up error, not 503s.
+            signer.probe(&ring).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(
+                transit_key = signer.key_name(),
+                version = ring.active_version(),
+                kid = ring.active_kid(),
+                "access tokens are signed by OpenBao/Vault Transit"
+            );
+            (Keys::Transit(ring), None)
+        } else if settings.signing_key_files.0.is_empty() {
             let ring = keys::KeyManager::new(store.as_ref(), &master, config.key_overlap)
                 .ring(clock.now(), config.signing_alg)
                 .await?;
-            (ring, None)
+            (Keys::Local(ring), None)
         } else {
             let specs = crate::key_files::specs(&settings.signing_key_files.0)?;
             let (files, ring) = crate::key_files::FileKeys::load(specs, config.key_overlap)?;
-            (ring, Some(files))
+            (Keys::Local(ring), Some(files))
         };
         let passwords =
             Passwords::new(settings.argon2_memory_kib, settings.hash_concurrency, settings.hash_queue_timeout.0)?;
@@ -88,8 +101,18 @@ impl Application {
             (true, Some(url)) => RateLimits::redis(settings.limit_config(), url, clock.clone()).await?,
             (true, None) => RateLimits::memory(settings.limit_config(), clock.clone()),
         };
-        let state =
-            AppState::new(store, passwords, config, ring, key_files, master, limits, settings.verify_cache_size, clock);
+        let state = AppState::new(
+            store,
+            passwords,
+            config,
+            ring,
+            key_files,
+            transit,
+            master,
+            limits,
+            settings.verify_cache_size,
+            clock,
+        );
         let mut background: Vec<JoinHandle<()>> =
             spawn_key_reloader(state.clone(), settings.key_reload_interval.0).into_iter().collect();
         background.push(spawn_housekeeping(state.clone(), settings.audit_retention.as_secs_i64()));
@@ -172,7 +195,8 @@ impl Application {
     }
 }
 
-/// Re-reads the key ring every `every`, so a rotation made elsewhere reaches this instance.
+/// Re-reads the key ring every `every`, so a rotation made elsewhere (the store, the key files,
+/// a Transit key rotation) reaches this instance.
 fn spawn_key_reloader(state: AppState, every: std::time::Duration) -> Option<JoinHandle<()>> {
     if every.is_zero() {
         return None;

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use keycard_core::clock::Clock;
-use keycard_core::keys::KeyRing;
 use keycard_core::validate::Validator;
 use keycard_store::{AuditEvent, AuditKind, Store};
 
@@ -14,6 +13,8 @@ use crate::keys::{KeyManager, MasterKey};
 use crate::password::Passwords;
 use crate::ratelimit::RateLimits;
 use crate::settings::{Settings, SettingsError};
+use crate::signer::Keys;
+use crate::transit_keys::TransitSigner;
 use crate::verify_cache::VerifiedTokens;
 
 /// Everything handlers share: one `Arc`, so an extractor's clone is one reference count.
@@ -31,9 +32,11 @@ pub struct Inner {
     pub config: RuntimeConfig,
     /// Rate limits and login backoff.
     pub limits: RateLimits,
-    keys: RwLock<Arc<KeyRing>>,
+    keys: RwLock<Arc<Keys>>,
     /// Where the ring comes from when `signing_key_files` is set (else: the store).
     key_files: Option<crate::key_files::FileKeys>,
+    /// The Transit signer when `signing_backend = "transit"` (then the keys are its versions).
+    transit: Option<TransitSigner>,
     master: MasterKey,
     /// When the key ring was last read from the store (Unix seconds).
     keys_loaded_at: AtomicI64,
@@ -218,8 +221,9 @@ impl AppState {
         store: Arc<dyn Store>,
         passwords: Passwords,
         config: RuntimeConfig,
-        keys: KeyRing,
+        keys: Keys,
         key_files: Option<crate::key_files::FileKeys>,
+        transit: Option<TransitSigner>,
         master: MasterKey,
         limits: RateLimits,
         verify_cache_size: usize,
@@ -233,6 +237,7 @@ impl AppState {
             limits,
             keys: RwLock::new(Arc::new(keys)),
             key_files,
+            transit,
             master,
             keys_loaded_at: AtomicI64::new(clock.now()),
             validator,
@@ -293,13 +298,14 @@ impl AppState {
         KeyManager::new(self.store.as_ref(), &self.master, self.config.key_overlap)
     }
 
-    /// Re-reads the key ring from the store (rotation by `keycard keys` or another instance), or
-    /// from `signing_key_files`. On an error the ring in force stays.
+    /// Re-reads the key ring from the store (rotation by `keycard keys` or another instance),
+    /// from `signing_key_files`, or Transit's key versions. On an error the ring in force stays.
     pub async fn reload_keys(&self) -> anyhow::Result<()> {
         let now = self.now();
-        let ring = match &self.key_files {
-            Some(files) => files.reload(now)?,
-            None => self.key_manager().ring(now, self.config.signing_alg).await?,
+        let ring = match (&self.transit, &self.key_files) {
+            (Some(transit), _) => Keys::Transit(transit.ring(now, self.config.key_overlap).await?),
+            (None, Some(files)) => Keys::Local(files.reload(now)?),
+            (None, None) => Keys::Local(self.key_manager().ring(now, self.config.signing_alg).await?),
         };
         self.keys_loaded_at.store(now, Ordering::Relaxed);
         let changed = {
@@ -307,7 +313,7 @@ impl AppState {
                 Ok(slot) => slot,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            let changed = kids(&slot) != kids(&ring);
+            let changed = slot.kids() != ring.kids();
             *slot = Arc::new(ring);
             changed
         };
@@ -337,8 +343,13 @@ impl AppState {
         }
     }
 
-    /// The current key ring (cheap: an `Arc` clone under a read lock).
-    pub fn keys(&self) -> Arc<KeyRing> {
+    /// The Transit signer, when Transit signs.
+    pub fn transit(&self) -> Option<&TransitSigner> {
+        self.transit.as_ref()
+    }
+
+    /// The keys in force (cheap: an `Arc` clone under a read lock).
+    pub fn keys(&self) -> Arc<Keys> {
         match self.keys.read() {
             Ok(ring) => ring.clone(),
             // A writer panicked mid-swap; the ring inside is still a whole value.
@@ -388,13 +399,6 @@ pub fn log_audit(
         detail = detail.unwrap_or(""),
         "audit"
     );
-}
-
-/// The active kid and every kid of a ring, sorted: equal lists mean the same keys verify.
-fn kids(ring: &KeyRing) -> (String, Vec<String>) {
-    let mut kids: Vec<String> = ring.keys().map(|k| k.kid().to_owned()).collect();
-    kids.sort_unstable();
-    (ring.active().kid().to_owned(), kids)
 }
 
 /// The refresh-token binding policy: decided inside the store's rotation (one transaction).

@@ -1,6 +1,7 @@
-//! OpenBao / HashiCorp Vault Transit, for envelope encryption of the master key: the master key
+//! OpenBao / HashiCorp Vault Transit, for envelope encryption of the master key (the master key
 //! that seals the signing keys in the store is itself stored only wrapped by a Transit key, and
-//! unwrapped by Transit at start-up. Typed requests over the workspace's reqwest (rustls on
+//! unwrapped by Transit at start-up) and for remote signing (`transit_keys.rs`: reading a signing
+//! key's public versions, signing with one). Typed requests over the workspace's reqwest (rustls on
 //! aws-lc-rs; docs/DECISIONS.md says why not a Vault client crate). Authentication: a token read
 //! from a file (what Vault Agent's sink or a Kubernetes secret provides), or an AppRole login.
 //!
@@ -13,6 +14,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use keycard_store::{Store, WrappedMasterKey};
+use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -114,7 +116,10 @@ pub struct Transit {
     http: reqwest::Client,
     addr: String,
     mount: String,
-    token: String,
+    /// How to log in again when the token is refused (a renewed token file, a new AppRole login).
+    auth: VaultAuth,
+    /// The current token; replaced by [`Transit::relogin`].
+    token: std::sync::RwLock<String>,
 }
 
 impl std::fmt::Debug for Transit {
@@ -157,22 +162,76 @@ struct ErrorAnswer {
 impl Transit {
     /// Logs in (reads the token file, or performs the AppRole login).
     pub async fn connect(config: &VaultConfig) -> Result<Self, VaultError> {
+        Self::connect_with_timeout(config, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Transit::connect`] with another limit per request (signing in the request path wants
+    /// a short one). Connections are kept alive between requests.
+    pub async fn connect_with_timeout(config: &VaultConfig, timeout: Duration) -> Result<Self, VaultError> {
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
             .build()
             .map_err(|e| VaultError::Local(format!("building the OpenBao/Vault client: {e}")))?;
-        let mut transit =
-            Self { http, addr: config.addr.clone(), mount: config.transit_mount.clone(), token: String::new() };
-        transit.token = match &config.auth {
+        let transit = Self {
+            http,
+            addr: config.addr.clone(),
+            mount: config.transit_mount.clone(),
+            auth: config.auth.clone(),
+            token: std::sync::RwLock::new(String::new()),
+        };
+        transit.relogin().await?;
+        Ok(transit)
+    }
+
+    /// Logs in again: re-reads the token file (Vault Agent renews it in place) or performs a new
+    /// AppRole login, and uses that token from now on.
+    pub async fn relogin(&self) -> Result<(), VaultError> {
+        let token = match &self.auth {
             VaultAuth::TokenFile(path) => read_secret_file(path, "vault_token_file")?,
             VaultAuth::AppRole { role_id, secret_id_file } => {
                 let secret_id = read_secret_file(secret_id_file, "vault_approle_secret_id_file")?;
                 let body = json!({"role_id": role_id, "secret_id": secret_id});
-                let answer: AuthAnswer = transit.post("auth/approle/login", &body, "the AppRole login").await?;
+                let answer: AuthAnswer =
+                    self.request(Method::POST, "auth/approle/login", Some(&body), "the AppRole login", false).await?;
                 answer.auth.client_token
             }
         };
-        Ok(transit)
+        *self.token.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = token;
+        Ok(())
+    }
+
+    /// The Transit mount path.
+    pub fn mount(&self) -> &str {
+        &self.mount
+    }
+
+    /// A GET of `path` (under `/v1/`); on a 403 logs in again once and retries (a token that
+    /// expired or was renewed meanwhile).
+    pub async fn get_relogin<R: DeserializeOwned>(&self, path: &str, what: &str) -> Result<R, VaultError> {
+        match self.request(Method::GET, path, None, what, true).await {
+            Err(VaultError::Denied { .. }) => {
+                self.relogin().await?;
+                self.request(Method::GET, path, None, what, true).await
+            }
+            other => other,
+        }
+    }
+
+    /// A POST of `body` to `path` (under `/v1/`); on a 403 logs in again once and retries.
+    pub async fn post_relogin<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        what: &str,
+    ) -> Result<R, VaultError> {
+        match self.request(Method::POST, path, Some(body), what, true).await {
+            Err(VaultError::Denied { .. }) => {
+                self.relogin().await?;
+                self.request(Method::POST, path, Some(body), what, true).await
+            }
+            other => other,
+        }
     }
 
     /// Encrypts `plaintext` with the Transit key `key`: its ciphertext (`vault:vN:…`).
@@ -208,10 +267,28 @@ impl Transit {
         body: &serde_json::Value,
         what: &str,
     ) -> Result<R, VaultError> {
+        self.request(Method::POST, path, Some(body), what, true).await
+    }
+
+    async fn request<R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+        with_token: bool,
+    ) -> Result<R, VaultError> {
         let url = format!("{}/v1/{path}", self.addr);
-        let mut request = self.http.post(&url).json(body);
-        if !self.token.is_empty() {
-            request = request.header("X-Vault-Token", &self.token);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if with_token {
+            let token = self.token.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            let mut value = reqwest::header::HeaderValue::from_str(&token)
+                .map_err(|_| VaultError::Local("the OpenBao/Vault token is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            request = request.header("X-Vault-Token", value);
         }
         let unreachable = |e: reqwest::Error| VaultError::Unreachable {
             addr: self.addr.clone(),

@@ -1,5 +1,7 @@
 //! `keycard keys list | rotate | retire | import | rewrap | master-key`: signing-key operations
-//! on the store, or with `signing_key_files` set, the keys of those files.
+//! on the store, or with `signing_key_files` set, the keys of those files, or with
+//! `signing_backend = "transit"` the versions of the Transit signing key (listed only: Transit
+//! rotates and retires them).
 //!
 //! Running servers re-read the key ring every `key_reload_interval` (default 5 s), so a rotation
 //! made here reaches every instance within that time.
@@ -58,14 +60,15 @@ pub async fn run(command: KeysCommand, settings: &Settings) -> anyhow::Result<()
         }
         return Ok(());
     }
+    if settings.signing_backend == keycard_server::settings::SigningBackend::Transit {
+        return run_on_transit(command, settings).await;
+    }
     if !settings.signing_key_files.0.is_empty() {
         return run_on_files(command, settings);
     }
     let store = keycard_server::startup::open_store(settings).await?;
     let master = master_key(settings, store.as_ref()).await?;
-    let overlap = settings.access_ttl.as_secs_i64()
-        + settings.leeway.as_secs_i64()
-        + 2 * settings.key_reload_interval.as_secs_i64();
+    let overlap = overlap(settings);
     let manager = KeyManager::new(store.as_ref(), &master, overlap);
     let now = keycard_core::now_unix();
     match command {
@@ -129,6 +132,52 @@ fn run_on_files(command: KeysCommand, settings: &Settings) -> anyhow::Result<()>
             "signing keys come from signing_key_files ({}): rotate by putting a new key file last, retire by \
              removing a file; unset signing_key_files to manage the keys in the store",
             specs.iter().map(|s| s.path.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// How long a superseded key keeps verifying: as the server computes it.
+fn overlap(settings: &Settings) -> i64 {
+    settings.access_ttl.as_secs_i64() + settings.leeway.as_secs_i64() + 2 * settings.key_reload_interval.as_secs_i64()
+}
+
+/// With Transit signing the keys are the Transit key's versions: `list` reads them; rotation and
+/// retirement are Transit's (`bao write -f <mount>/keys/<name>/rotate`, `min_decryption_version`).
+async fn run_on_transit(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let signer = keycard_server::transit_keys::TransitSigner::from_settings(settings)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("signing_backend is not transit"))?;
+    let (mount, key) = (settings.vault_transit_mount.trim_matches('/'), signer.key_name());
+    match command {
+        KeysCommand::List { json } => {
+            let keys = signer.statuses(keycard_core::now_unix(), overlap(settings)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                println!(
+                    "{:<7} {:<44} {:<6} {:<22} {:<8} published until",
+                    "version", "kid", "alg", "created", "state"
+                );
+                for k in keys {
+                    let s = &k.status;
+                    let until = s.published_until.map(crate::time_text).unwrap_or_default();
+                    println!(
+                        "{:<7} {:<44} {:<6} {:<22} {:<8} {until}",
+                        k.version,
+                        s.kid,
+                        s.alg,
+                        crate::time_text(s.created_at),
+                        s.state
+                    );
+                }
+            }
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "signing keys are Transit key {key:?}'s versions (signing_backend = \"transit\"): rotate with `bao write -f \
+             {mount}/keys/{key}/rotate` (the new version signs within key_reload_interval; the previous one verifies \
+             for {} s more), retire old versions with `bao write {mount}/keys/{key}/config min_decryption_version=N`",
+            overlap(settings)
         ),
     }
 }

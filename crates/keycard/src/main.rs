@@ -160,6 +160,15 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     signing_key_files: Option<StringList>,
+    /// Who signs access tokens: local (default) or transit (OpenBao/Vault Transit signs with
+    /// `vault_signing_key`; the private key never enters keycard).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_backend: Option<keycard_server::settings::SigningBackend>,
+    /// With --signing-backend transit: the Transit key that signs access tokens.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vault_signing_key: Option<String>,
     /// Accept `grant_type=password` at `POST /oauth/token` (off by default; OAuth 2.1 drops it).
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -53,7 +53,7 @@ async fn user_with_expired_token(server: &Server, email: &str) -> String {
     let then = keycard_core::now_unix() - 3_600 - c.access_ttl;
     let sid = login["session_id"].as_str().unwrap();
     let claims = AccessClaims::new(&c.issuer, &c.audience, user["id"].as_str().unwrap(), sid, then, c.access_ttl);
-    server.state.keys().sign(&claims).unwrap()
+    server.state.keys().local().unwrap().sign(&claims).unwrap()
 }
 
 async fn check(server: &Server, email: &str, expired: &str) -> (bool, String) {
@@ -134,7 +134,13 @@ async fn token_inspect_shows_human_times_and_verifies_against_the_jwks_or_a_key_
     let server = spawn(|_| {}).await;
     let c = &server.state.config;
     let now = keycard_core::now_unix();
-    let token = server.state.keys().sign(&AccessClaims::new(&c.issuer, &c.audience, "u1", "s1", now, 900)).unwrap();
+    let token = server
+        .state
+        .keys()
+        .local()
+        .unwrap()
+        .sign(&AccessClaims::new(&c.issuer, &c.audience, "u1", "s1", now, 900))
+        .unwrap();
     let jwks = format!("{}/.well-known/jwks.json", server.base);
 
     let (ok, out) = keycard(&["token", "inspect", &token, "--jwks", &jwks, "--issuer", &c.issuer]).await;
@@ -160,8 +166,13 @@ async fn token_inspect_shows_human_times_and_verifies_against_the_jwks_or_a_key_
     let (ok, out) = keycard(&["token", "inspect", &parts.join("."), "--jwks", &jwks]).await;
     assert!(!ok && out.contains("NOT valid") && out.contains("signature"), "{out}");
 
-    let expired =
-        server.state.keys().sign(&AccessClaims::new(&c.issuer, &c.audience, "u1", "s1", now - 7200, 900)).unwrap();
+    let expired = server
+        .state
+        .keys()
+        .local()
+        .unwrap()
+        .sign(&AccessClaims::new(&c.issuer, &c.audience, "u1", "s1", now - 7200, 900))
+        .unwrap();
     let (ok, out) = keycard(&["token", "inspect", &expired, "--jwks", &jwks]).await;
     assert!(!ok && out.contains("expired"), "{out}");
     assert!(out.contains("h ago"), "{out}");

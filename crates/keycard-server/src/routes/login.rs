@@ -21,5 +21,5 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let device = req.device_token.as_deref().or_else(|| cookies::device_cookie(&jar, &state.config));
     let (issued, user) = state.sessions().login(&req.email, req.password, device, &client).await?;
-    issue::login_response(&state, jar, &issued, &user.id, req.delivery.unwrap_or_default())
+    issue::login_response(&state, jar, issued, &user.id, req.delivery.unwrap_or_default())
 }

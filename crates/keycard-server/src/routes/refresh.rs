@@ -28,7 +28,7 @@ pub async fn refresh(
         return Err(ApiError::new(ErrorCode::InvalidGrant, "no refresh token was presented"));
     };
     match state.sessions().refresh(&raw, client).await {
-        Ok(issued) => issue::token_response(&state, jar, &issued.session, &issued.refresh, delivery, None, issued.now),
+        Ok(issued) => issue::token_response(&state, jar, issued, delivery, None),
         Err(RefreshRefused { error, session_ended: true }) => {
             Ok((cookies::clear_session_cookies(jar, &state.config), error).into_response())
         }

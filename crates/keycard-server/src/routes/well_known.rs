@@ -26,5 +26,5 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<Discove
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
 pub async fn authorization_server(State(state): State<AppState>) -> Json<Discovery> {
     let c = &state.config;
-    Json(Discovery::new(&c.issuer, state.keys().active().alg(), c.oauth_password_grant))
+    Json(Discovery::new(&c.issuer, state.keys().alg(), c.oauth_password_grant))
 }

@@ -20,8 +20,8 @@ fn kid_of(token: &str) -> String {
 #[tokio::test]
 async fn private_keys_are_sealed_in_the_store() {
     let app = spawn_app().await;
-    let ring = app.state.keys();
-    let private = &ring.active().material().private_der;
+    let keys = app.state.keys();
+    let private = &keys.local().expect("a local key ring").active().material().private_der;
     let stored = app.store().signing_keys().await.unwrap();
     assert_eq!(stored.len(), 1);
     assert!(stored[0].private_key.starts_with(b"kc1:"));

@@ -21,5 +21,6 @@ mod refresh;
 mod restart;
 mod reuse;
 mod transit;
+mod transit_signing;
 mod verify_cache;
 mod webhooks;

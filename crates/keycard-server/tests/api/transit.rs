@@ -145,7 +145,7 @@ async fn a_restart_unwraps_the_master_key_and_the_store_holds_only_the_wrapped_k
     let settings = transit_settings(&bao, &dir, &bao.keycard_token().await).await;
     let first = start(settings.clone(), dir.clone()).await;
     let (_, tokens) = first.user().await;
-    let kid = first.state.keys().active().kid().to_owned();
+    let kid = first.state.keys().active_kid().to_owned();
     let wrapped = first.store().wrapped_master_key().await.unwrap().expect("the wrapped master key is stored");
     assert_eq!(wrapped.key_name, MASTER_KEY);
     assert!(wrapped.ciphertext.starts_with("vault:v1:"), "{}", wrapped.ciphertext);
@@ -153,7 +153,7 @@ async fn a_restart_unwraps_the_master_key_and_the_store_holds_only_the_wrapped_k
     first.stop().await;
 
     let again = start(settings, dir.clone()).await;
-    assert_eq!(again.state.keys().active().kid(), kid, "the same signing key, opened with the unwrapped master key");
+    assert_eq!(again.state.keys().active_kid(), kid, "the same signing key, opened with the unwrapped master key");
     assert_eq!(again.get_authed("/auth/me", &tokens.access_token).await.status(), 200);
     let refreshed = again.refresh(tokens.refresh_token.as_deref().unwrap()).await;
     assert_eq!(refreshed.status(), 200);

@@ -49,7 +49,7 @@ async fn a_cached_token_is_refused_once_its_key_is_retired() {
     let app = spawn_app_with(|s| s.key_reload_interval = secs(0)).await;
     let (email, tokens) = app.user().await;
     cache_it(&app, &tokens.access_token).await;
-    let old_kid = app.state.keys().active().kid().to_owned();
+    let old_kid = app.state.keys().active_kid().to_owned();
     let now = app.now();
     app.state.key_manager().rotate(keycard_core::keys::KeyAlg::EdDsa, now).await.unwrap();
     app.state.reload_keys().await.unwrap();
