@@ -222,12 +222,20 @@ impl Sessions<'_> {
                 log_audit(AuditKind::Refresh, Some(&session.user_id), Some(&session.id), rotation.ip.as_deref(), None);
                 let access_token = match signed_first {
                     Some((live, token)) if crate::issue::same_claims(&live, &session) => token,
-                    // Local signing; or the session changed between the read and the rotation
-                    // (the address was verified meanwhile), or the token was not live but rotated
-                    // inside the reuse interval: sign now. Should Transit fail in that instant,
-                    // the answer is 503 and the client's retry of the same token is a rotation
-                    // inside the reuse interval (docs/DECISIONS.md).
-                    _ => crate::issue::access_token(state, &session, rotation.now).await?,
+                    // The session changed between the read and the rotation (the address was
+                    // verified meanwhile): sign its claims now. Should Transit fail in that
+                    // instant, the token signed before the rotation goes out rather than a 503
+                    // for a spent refresh token; its `email_verified` is a moment stale, in the
+                    // safe direction (false for an address just verified).
+                    Some((_, token)) => match crate::issue::access_token(state, &session, rotation.now).await {
+                        Ok(fresh) => fresh,
+                        Err(_) => token,
+                    },
+                    // Local signing; or the token was not live but rotated inside the reuse
+                    // interval: sign now. Should Transit fail in that instant, the answer is 503
+                    // and the client's retry of the same token is a rotation inside the reuse
+                    // interval again (docs/DECISIONS.md).
+                    None => crate::issue::access_token(state, &session, rotation.now).await?,
                 };
                 return Ok(Issued { session, refresh: replacement, now: rotation.now, access_token });
             }

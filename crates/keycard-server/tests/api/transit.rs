@@ -28,34 +28,45 @@ impl Bao {
     /// Started with Transit mounted and the key `keycard-master`; `None` when `bao` is not
     /// installed (outside CI: skipped; in CI: a failure).
     pub async fn started() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let spawned = Command::new("bao")
-            .args(["server", "-dev", &format!("-dev-root-token-id={ROOT_TOKEN}")])
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => return missing(&format!("bao could not start: {e} (bash .ci/install-openbao.sh)")),
+        // A dev server also listens on the port after its own (the cluster port), which another
+        // test's server may hold: a bao that exits at start is tried again on other ports.
+        let mut attempts = 0;
+        let (child, addr, http) = loop {
+            attempts += 1;
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let spawned = Command::new("bao")
+                .args(["server", "-dev", &format!("-dev-root-token-id={ROOT_TOKEN}")])
+                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let mut child = match spawned {
+                Ok(child) => child,
+                Err(e) => return missing(&format!("bao could not start: {e} (bash .ci/install-openbao.sh)")),
+            };
+            let (addr, http) = (format!("http://127.0.0.1:{port}"), reqwest::Client::new());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let exited = loop {
+                let health = http.get(format!("{addr}/v1/sys/health")).send().await;
+                if health.is_ok_and(|r| r.status() == 200) {
+                    break None;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("bao server -dev did not answer within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            match exited {
+                None => break (child, addr, http),
+                Some(status) if attempts >= 5 => panic!("bao server -dev exited with {status}, {attempts} times"),
+                Some(_) => continue,
+            }
         };
-        let (addr, http) = (format!("http://127.0.0.1:{port}"), reqwest::Client::new());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let health = http.get(format!("{addr}/v1/sys/health")).send().await;
-            if health.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return missing(&format!("bao server -dev exited with {status}"));
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("bao server -dev did not answer within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let bao = Self { child: Some(child), addr, http };
         bao.call("POST", "sys/mounts/transit", json!({"type": "transit"})).await;
         bao.call("POST", &format!("transit/keys/{MASTER_KEY}"), json!({})).await;
