@@ -30,9 +30,14 @@
 // option's bounds. The tabs of one browser share the wait: the time before which nobody may
 // refresh is kept in localStorage (`keycard-refresh-not-before`, a timestamp, nothing secret) and
 // broadcast on the channel, and every tab checks it under the refresh lock, so during the wait
-// keycard sees no refresh from any tab, and after it one tab refreshes for all.
+// keycard sees no refresh from any tab, and after it one tab refreshes for all. Where Web Locks
+// exist, the tab that was told to wait also holds a second lock (`keycard-refresh-backoff`) for
+// the length of the wait, taken before it lets go of the refresh lock: localStorage reaches other
+// tabs a moment late on a busy machine, a lock never does.
 
 const LOCK_NAME = 'keycard-refresh';
+/// Held (exclusive) by the tab waiting out a 429/503 for every tab; see the header.
+const BACKOFF_LOCK = 'keycard-refresh-backoff';
 const CHANNEL_NAME = 'keycard';
 // `__Secure-keycard_csrf`: the name before keycard made the CSRF cookie a `__Host-` cookie.
 const CSRF_COOKIES = ['__Host-keycard_csrf', '__Secure-keycard_csrf', 'keycard_csrf'];
@@ -281,19 +286,18 @@ export function createKeycard(options = {}) {
       // before then. Waited outside the lock, so a logout can still take it meanwhile.
       const wait = sharedNotBefore() - Date.now();
       if (wait > 0) {
-        if (proactive || waited + wait > retry.maxTotalWait * 1000) {
-          const err = new KeycardError(0, 'refresh_deferred', `backing off; the next refresh in ${Math.ceil(wait / 1000)} s`);
-          err.retryAfter = wait / 1000;
-          throw err;
-        }
+        if (proactive || waited + wait > retry.maxTotalWait * 1000) throw deferred(wait);
         await sleep(wait);
         waited += wait;
       }
+      const started = Date.now();
+      if (!(await waitOutBackoffLock(proactive))) throw deferred(1000);
+      waited += Date.now() - started;
       const outcome = await withCrossTabLock(async () => {
         // While this tab waited, did another tab refresh (and broadcast its token)?
         if (generation !== seenGeneration && current && !needsRefresh()) return { token: current.accessToken };
         // Another tab got a 429 while this one queued for the lock: wait with everyone.
-        if (sharedNotBefore() > Date.now()) return { wait: true };
+        if (sharedNotBefore() > Date.now() || (await backoffLockHeld())) return { wait: true };
         const csrfNow = readCsrf();
         if (csrfBefore && csrfNow && csrfNow !== csrfBefore) {
           // The cookie rotated under us: another tab refreshed. Take its result rather than spend
@@ -311,7 +315,9 @@ export function createKeycard(options = {}) {
           const delay = retryDelayMs(failures, err.retryAfter);
           // A longer Retry-After than we wait for still holds every tab back, up to that cap (a
           // broken proxy saying "a day" must not stop refreshes for a day).
-          shareNotBefore(Date.now() + (delay ?? retry.maxRetryAfter * 1000));
+          const until = Date.now() + (delay ?? retry.maxRetryAfter * 1000);
+          shareNotBefore(until);
+          await holdBackoffLock(until);
           const giveUp = delay === null || proactive || failures >= retry.attempts || waited + delay > retry.maxTotalWait * 1000;
           if (giveUp) throw err;
           return { wait: true };
@@ -319,6 +325,46 @@ export function createKeycard(options = {}) {
       });
       if (!outcome.wait) return outcome.token;
     }
+  }
+
+  /// The error of a refresh that must not be sent for another `ms`.
+  function deferred(ms) {
+    const err = new KeycardError(0, 'refresh_deferred', `backing off; the next refresh in ${Math.ceil(ms / 1000)} s`);
+    err.retryAfter = ms / 1000;
+    return err;
+  }
+
+  function hasLocks() {
+    return Boolean(globalThis.navigator && navigator.locks && typeof navigator.locks.request === 'function');
+  }
+
+  /// Takes the backoff lock until `until` (in the background); resolves once it is held, so the
+  /// refresh lock is released only after every other tab can see the wait.
+  function holdBackoffLock(until) {
+    if (!hasLocks()) return Promise.resolve();
+    return new Promise((held) => {
+      navigator.locks
+        .request(BACKOFF_LOCK, { mode: 'exclusive' }, () => {
+          held();
+          return sleep(Math.max(0, until - Date.now()));
+        })
+        .catch(held);
+    });
+  }
+
+  /// Whether some tab is waiting out a 429/503 for every tab (holds the backoff lock).
+  async function backoffLockHeld() {
+    if (!hasLocks() || typeof navigator.locks.query !== 'function') return false;
+    const { held = [] } = await navigator.locks.query();
+    return held.some((lock) => lock.name === BACKOFF_LOCK && lock.mode === 'exclusive');
+  }
+
+  /// Waits until no tab holds the backoff lock. `proactive`: does not wait, and resolves to
+  /// false when one does.
+  async function waitOutBackoffLock(proactive) {
+    if (!hasLocks()) return true;
+    const options = proactive ? { mode: 'shared', ifAvailable: true } : { mode: 'shared' };
+    return navigator.locks.request(BACKOFF_LOCK, options, (lock) => lock !== null);
   }
 
   /// How long to wait after failed attempt number `failures`: `Retry-After` (seconds) plus up to
@@ -405,7 +451,7 @@ export function createKeycard(options = {}) {
   }
 
   function withCrossTabLock(fn) {
-    if (globalThis.navigator && navigator.locks && typeof navigator.locks.request === 'function') {
+    if (hasLocks()) {
       return navigator.locks.request(LOCK_NAME, { mode: 'exclusive' }, fn);
     }
     if (channel) return withElection(fn);
