@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keycard_core::keys::{KeyAlg, KeyMaterial, KeyRing, PublicKeys, SigningKey};
 use keycard_core::validate::Validator;
 use keycard_server::{AppState, Application, Settings};
-use keycard_store::{NewSession, NewUser, SessionRecord};
+use keycard_store::{AuditEvent, AuditKind, NewSession, NewUser, SessionRecord};
 
 /// Issuer and audience every fixture token is checked against.
 pub const ISS: &str = "https://id.fuzz.example";
@@ -180,7 +180,8 @@ impl Server {
                 user_agent: None,
                 ip: None,
             };
-            store.create_session(&new, &refresh.hash()).await.expect("create session");
+            let login = AuditEvent { user_id: Some(user_id.clone()), ..AuditEvent::new(AuditKind::Login, now) };
+            store.create_session(&new, &refresh.hash(), &login).await.expect("create session");
         });
         let access = self.rt.block_on(keycard_server::issue::access_token(&self.state, &session, now)).expect("sign");
         Principal { user_id, email, session_id: session.id, access, refresh: refresh.expose().to_owned() }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use keycard_core::refresh::{RefreshToken, TokenHash};
-use keycard_store::{NewSession, SqliteStore, Store, UserFilter, UserSummary};
+use keycard_store::{AuditEvent, AuditKind, NewSession, SqliteStore, Store, UserFilter, UserSummary};
 use tokio::task::JoinSet;
 
 /// Sessions created at once (each one job of the store's writer, committed in groups).
@@ -51,8 +51,13 @@ pub async fn seed_sessions(path: &Path, count: usize) -> anyhow::Result<i64> {
             user_agent: Some("keycard-bench seed".into()),
             ip: Some("127.0.0.1".into()),
         };
+        let login = AuditEvent {
+            user_id: Some(session.user_id.clone()),
+            session_id: Some(session.id.clone()),
+            ..AuditEvent::new(AuditKind::Login, now)
+        };
         let store = shared.clone();
-        running.spawn(async move { store.create_session(&session, &random_token_hash()).await });
+        running.spawn(async move { store.create_session(&session, &random_token_hash(), &login).await });
     }
     while let Some(done) = running.join_next().await {
         done.context("a seeding task")?.context("creating a session")?;

@@ -30,7 +30,7 @@ use keycard_core::ErrorCode;
 use keycard_core::claims::AccessClaims;
 use keycard_core::refresh::RefreshToken;
 use keycard_core::wire::{Introspection, OAuthTokenResponse};
-use keycard_store::{AuditKind, ClientRecord, RevocationReason, Store};
+use keycard_store::{AuditEvent, AuditKind, ClientRecord, RevocationReason, Store};
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 
@@ -470,51 +470,66 @@ impl OAuth<'_> {
         // Revocations share the per-IP refresh budget: each may look a token up and write.
         state.limits.check(Rule::RefreshIp, &client.rate_key()).await?;
         let now = state.now();
+        let detail = Some(format!("client {}", caller.id()));
+        let event = |user_id: Option<String>, sid: &str| {
+            client.event(AuditKind::TokenRevoked, user_id, Some(sid.to_owned()), detail.clone(), now)
+        };
         let revoked = if let Some(refresh) = RefreshToken::parse(token) {
             match (caller, state.store.session_by_refresh(&refresh.hash(), now).await?) {
-                (OAuthClient::Public, Some(session)) => state
-                    .store
-                    .revoke_session(&session.user_id, &session.id, RevocationReason::TokenRevoked, now)
-                    .await?
-                    .then_some((Some(session.user_id), session.id)),
-                _ => None,
+                (OAuthClient::Public, Some(session)) => {
+                    let event = event(Some(session.user_id.clone()), &session.id);
+                    let reason = RevocationReason::TokenRevoked;
+                    let done = state.store.revoke_session(&session.user_id, &session.id, reason, now, &event).await?;
+                    if done {
+                        state.recorded(&event);
+                    }
+                    done
+                }
+                _ => false,
             }
         } else {
             match state.validator().validate(&*state.keys(), token, now) {
                 Ok(claims) if claims.client_id.as_deref().unwrap_or(PUBLIC_CLIENT) == caller.id() => {
-                    self.revoke_access(caller, &claims, now).await?
+                    let user = matches!(caller, OAuthClient::Public).then(|| claims.sub.clone());
+                    self.revoke_access(caller, &claims, event(user, &claims.sid), now).await?
                 }
-                _ => None,
+                _ => false,
             }
         };
-        if let Some((user_id, sid)) = revoked {
+        if revoked {
             metrics::counter!("keycard_revocations_total", "reason" => RevocationReason::TokenRevoked.as_str())
                 .increment(1);
-            let detail = Some(format!("client {}", caller.id()));
-            state.audit(client.event(AuditKind::TokenRevoked, user_id, Some(sid), detail, now)).await;
         }
         Ok(())
     }
 
+    /// Revokes the session (public client) or the grant (registered client) of an access token,
+    /// writing `event`; false when there was nothing live to revoke.
     async fn revoke_access(
         &self,
         caller: &OAuthClient,
         claims: &AccessClaims,
+        event: AuditEvent,
         now: i64,
-    ) -> Result<Option<(Option<String>, String)>, OAuthError> {
-        let store = &self.state.store;
-        let done = match caller {
+    ) -> Result<bool, OAuthError> {
+        let (state, reason) = (self.state, RevocationReason::TokenRevoked);
+        match caller {
             OAuthClient::Public => {
-                store.revoke_session(&claims.sub, &claims.sid, RevocationReason::TokenRevoked, now).await?
+                let done = state.store.revoke_session(&claims.sub, &claims.sid, reason, now, &event).await?;
+                if done {
+                    state.recorded(&event);
+                }
+                Ok(done)
             }
             OAuthClient::Registered(c) => {
-                store
-                    .revoke_client_grant(&c.id, &claims.sid, &new_grant_id(), RevocationReason::TokenRevoked, now)
-                    .await?
+                // A client's grant, not a user's session: no webhook event, so its own statement.
+                let done = state.store.revoke_client_grant(&c.id, &claims.sid, &new_grant_id(), reason, now).await?;
+                if done {
+                    state.audit(event).await;
+                }
+                Ok(done)
             }
-        };
-        let user = matches!(caller, OAuthClient::Public).then(|| claims.sub.clone());
-        Ok(done.then(|| (user, claims.sid.clone())))
+        }
     }
 
     /// RFC 7662 for a registered client: `active` only for a live token, with its claims.

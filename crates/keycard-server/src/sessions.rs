@@ -133,19 +133,23 @@ impl Sessions<'_> {
                 "the account's address is not verified yet: follow the link mailed to it, or ask for a new one",
             ));
         }
-        let issued = self.start(&user, client, now).await?;
-        metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         // A login without a valid device token for this account: sent as `new_device_login`.
         let detail = device.is_none().then(|| keycard_store::NEW_DEVICE_DETAIL.to_owned());
-        state
-            .audit(client.event(AuditKind::Login, Some(user.id.clone()), Some(issued.session.id.clone()), detail, now))
-            .await;
+        let issued = self.start(&user, client, detail, now).await?;
+        metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         Ok((issued, user))
     }
 
-    /// Starts a session for `user` at `now`. Its access token is signed first: when the signer
-    /// (Transit) is unavailable the login fails with 503 and no session is created.
-    async fn start(&self, user: &UserRecord, client: &ClientInfo, now: i64) -> Result<Issued, ApiError> {
+    /// Starts a session for `user` at `now`, its `login` audit event (with `detail`) written in
+    /// the same transaction. Its access token is signed first: when the signer (Transit) is
+    /// unavailable the login fails with 503 and no session is created.
+    async fn start(
+        &self,
+        user: &UserRecord,
+        client: &ClientInfo,
+        detail: Option<String>,
+        now: i64,
+    ) -> Result<Issued, ApiError> {
         let c = &self.state.config;
         let absolute_expires_at = now + c.absolute_ttl;
         let new = NewSession {
@@ -161,7 +165,9 @@ impl Sessions<'_> {
         let email_verified = user.email_verified_at.is_some();
         let claims = crate::issue::claims_for(self.state, &new.user_id, &new.id, email_verified, now);
         let access_token = self.state.sign(&claims).await?;
-        self.state.store.create_session(&new, &refresh.hash()).await?;
+        let event = client.event(AuditKind::Login, Some(new.user_id.clone()), Some(new.id.clone()), detail, now);
+        self.state.store.create_session(&new, &refresh.hash(), &event).await?;
+        self.state.recorded(&event);
         let session = SessionRecord {
             id: new.id,
             user_id: new.user_id,
@@ -288,20 +294,22 @@ impl Sessions<'_> {
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
         let (store, now) = (&self.state.store, self.state.now());
+        let detail = format!("scope={} revoked={}", format!("{scope:?}").to_lowercase(), keycard_store::REVOKED_COUNT);
+        let event = client.event(AuditKind::Logout, Some(user_id.clone()), Some(session_id.clone()), Some(detail), now);
         let revoked = match scope {
             LogoutScope::Local => {
-                let done = store.revoke_session(&user_id, &session_id, RevocationReason::Logout, now).await?;
+                let done = store.revoke_session(&user_id, &session_id, RevocationReason::Logout, now, &event).await?;
                 if done { vec![session_id.clone()] } else { vec![] }
             }
             LogoutScope::Global => {
-                store.revoke_user_sessions(&user_id, None, RevocationReason::LogoutGlobal, now).await?
+                store.revoke_user_sessions(&user_id, None, RevocationReason::LogoutGlobal, now, &event).await?
             }
             LogoutScope::Others => {
-                store.revoke_user_sessions(&user_id, Some(&session_id), RevocationReason::LogoutOthers, now).await?
+                let reason = RevocationReason::LogoutOthers;
+                store.revoke_user_sessions(&user_id, Some(&session_id), reason, now, &event).await?
             }
         };
-        let detail = format!("scope={scope:?} revoked={}", revoked.len()).to_lowercase();
-        self.state.audit(client.event(AuditKind::Logout, Some(user_id), Some(session_id), Some(detail), now)).await;
+        self.state.recorded(&event);
         metrics::counter!("keycard_revocations_total", "reason" => RevocationReason::Logout.as_str())
             .increment(revoked.len() as u64);
         Ok(())
@@ -310,13 +318,14 @@ impl Sessions<'_> {
     /// Revokes one of the caller's sessions; 404 when it is not theirs or not live.
     pub async fn revoke(&self, auth: &Authenticated, session_id: String, client: &ClientInfo) -> Result<(), ApiError> {
         let now = self.state.now();
-        if !self.state.store.revoke_session(&auth.user.id, &session_id, RevocationReason::RevokedByUser, now).await? {
+        let detail = Some(format!("by session {}", auth.claims.sid));
+        let event =
+            client.event(AuditKind::SessionRevoked, Some(auth.user.id.clone()), Some(session_id.clone()), detail, now);
+        let reason = RevocationReason::RevokedByUser;
+        if !self.state.store.revoke_session(&auth.user.id, &session_id, reason, now, &event).await? {
             return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
         }
-        let detail = Some(format!("by session {}", auth.claims.sid));
-        self.state
-            .audit(client.event(AuditKind::SessionRevoked, Some(auth.user.id.clone()), Some(session_id), detail, now))
-            .await;
+        self.state.recorded(&event);
         Ok(())
     }
 

@@ -365,20 +365,34 @@ impl AppState {
     /// Records an audit event in the store and as a structured log line. A failed audit write is
     /// logged but does not fail the request that caused it.
     pub async fn audit(&self, event: AuditEvent) {
-        log_audit(
-            event.kind,
-            event.user_id.as_deref(),
-            event.session_id.as_deref(),
-            event.ip.as_deref(),
-            event.detail.as_deref(),
-        );
         match self.store.append_audit(&event).await {
-            // The same transaction queued its webhook deliveries, if it has any.
-            Ok(()) if keycard_store::WebhookEvent::of(&event).is_some() => self.wake_webhook_sender(),
-            Ok(()) => {}
-            Err(e) => tracing::error!(error = %e, kind = %event.kind, "could not write audit event"),
+            Ok(()) => self.recorded(&event),
+            Err(e) => {
+                log_event(&event);
+                tracing::error!(error = %e, kind = %event.kind, "could not write audit event");
+            }
         }
     }
+
+    /// After a store method wrote `event` in the transaction of its change: the log line, and
+    /// the webhook sender woken when the same transaction queued deliveries.
+    pub fn recorded(&self, event: &AuditEvent) {
+        log_event(event);
+        if keycard_store::WebhookEvent::of(event).is_some() {
+            self.wake_webhook_sender();
+        }
+    }
+}
+
+/// The log line of `event`.
+fn log_event(event: &AuditEvent) {
+    log_audit(
+        event.kind,
+        event.user_id.as_deref(),
+        event.session_id.as_deref(),
+        event.ip.as_deref(),
+        event.detail.as_deref(),
+    );
 }
 
 /// The log line of an audit event; alone for the events the store records itself (a rotation's),

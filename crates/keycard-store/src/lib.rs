@@ -101,9 +101,9 @@ pub trait Store: Send + Sync + 'static {
     /// The user with this id.
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>>;
 
-    /// Starts a session with its first refresh token; [`StoreError::UserDisabled`] for a
-    /// disabled user.
-    async fn create_session(&self, session: &NewSession, first_token: &TokenHash) -> Result<()>;
+    /// Starts a session with its first refresh token and writes `audit` (the login) in the same
+    /// transaction; [`StoreError::UserDisabled`] for a disabled user.
+    async fn create_session(&self, session: &NewSession, first_token: &TokenHash, audit: &AuditEvent) -> Result<()>;
     /// Marks `presented` used and issues `replacement` in one atomic step; see [`RotateOutcome`].
     /// The same transaction records the audit event of the outcome ([`Rotation::audit_event`]).
     /// A session of a disabled user does not rotate ([`RotateOutcome::Invalid`]).
@@ -115,27 +115,42 @@ pub trait Store: Send + Sync + 'static {
     async fn session_user(&self, session_id: &str, user_id: &str, now: i64) -> Result<Option<UserRecord>>;
     /// The user's live sessions, newest first.
     async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionRecord>>;
-    /// Revokes one of the user's sessions; false when it is not theirs or not live.
-    async fn revoke_session(&self, user_id: &str, session_id: &str, reason: RevocationReason, now: i64)
-    -> Result<bool>;
-    /// Revokes all the user's live sessions but `except`; returns the revoked ids.
+    /// Revokes one of the user's sessions and writes `audit` with it; false (and nothing
+    /// written) when it is not theirs or not live.
+    ///
+    /// The methods that change users and sessions take the audit event of the change and write
+    /// it, completed by [`AuditEvent::completed`], in their own transaction: the event, and the
+    /// webhook deliveries it queues, exist exactly when the change does.
+    async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        reason: RevocationReason,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool>;
+    /// Revokes all the user's live sessions but `except` and writes `audit`; returns the revoked ids.
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
         except: Option<&str>,
         reason: RevocationReason,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Vec<String>>;
-    /// Sets a new password hash and revokes every session but `keep`; returns the revoked ids.
+    /// Sets a new password hash, revokes every session but `keep` and writes `audit`; returns the
+    /// revoked ids.
     async fn set_password(
         &self,
         user_id: &str,
         password_hash: &str,
         keep: Option<&str>,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Vec<String>>;
-    /// Deletes the user and everything of theirs, revoking their sessions; returns the revoked ids.
-    async fn delete_user(&self, user_id: &str, now: i64) -> Result<Vec<String>>;
+    /// Deletes the user and everything of theirs, revoking their sessions, and writes `audit`;
+    /// returns the revoked ids.
+    async fn delete_user(&self, user_id: &str, now: i64, audit: &AuditEvent) -> Result<Vec<String>>;
     /// Revocations with a sequence number above `after`, oldest first (the revocation feed).
     async fn revocations_since(&self, after: i64, limit: i64) -> Result<Vec<Revocation>>;
 
@@ -149,18 +164,27 @@ pub trait Store: Send + Sync + 'static {
     /// ([`session_user`](Self::session_user)) and no session of theirs rotates. Enabling clears
     /// `disabled_at`; revoked sessions stay revoked, and sessions created while the user was
     /// disabled (logins that should have been refused) are revoked too, the same way, so that
-    /// no session from before comes back to life. Returns the ids revoked.
-    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> Result<Option<Vec<String>>>;
+    /// no session from before comes back to life. Returns the ids revoked. `audit` is written
+    /// when something changed (not for enabling a user who is not disabled).
+    async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<Option<Vec<String>>>;
     /// Live sessions for operators (`keycard sessions list`): all users' or only `user_id`'s,
     /// newest first (ties by id, descending), at most `limit` (0 or less means 100).
     async fn list_all_sessions(&self, user_id: Option<&str>, now: i64, limit: i64) -> Result<Vec<SessionRecord>>;
     /// Revokes the session whatever its user (`keycard sessions revoke`), onto the revocation
-    /// feed; returns its user's id, or `None` when there is no such live session.
+    /// feed, and writes `audit` (its user filled in); returns its user's id, or `None` (nothing
+    /// written) when there is no such live session.
     async fn revoke_session_by_id(
         &self,
         session_id: &str,
         reason: RevocationReason,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Option<String>>;
 
     /// Every stored signing key.

@@ -421,10 +421,25 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// In the detail of an event a change writes, where the store puts the number of sessions the
+/// change revoked (`"revoked {revoked} sessions"`): the count is known only inside its transaction.
+pub const REVOKED_COUNT: &str = "{revoked}";
+
 impl AuditEvent {
     /// An event of `kind` at `at` about nobody in particular (fill in the rest).
     pub fn new(kind: AuditKind, at: i64) -> Self {
         Self { at, kind, user_id: None, session_id: None, ip: None, user_agent: None, detail: None }
+    }
+
+    /// This event as the change that revoked `revoked` sessions of `user_id` writes it, in the
+    /// same transaction: [`REVOKED_COUNT`] in the detail replaced by the count, and the user
+    /// filled in where the caller did not know it (an operator revoking a session by id).
+    pub fn completed(&self, user_id: &str, revoked: usize) -> Self {
+        Self {
+            user_id: Some(self.user_id.clone().unwrap_or_else(|| user_id.to_owned())),
+            detail: self.detail.as_ref().map(|d| d.replace(REVOKED_COUNT, &revoked.to_string())),
+            ..self.clone()
+        }
     }
 }
 

@@ -16,10 +16,15 @@ use std::sync::Arc;
 use keycard_core::refresh::{RefreshToken, TokenHash};
 use keycard_store::RevocationReason;
 use keycard_store::{
-    NewSession, NewUser, Presenter, ReuseVerdict, RotateOutcome, Rotation, SessionRecord, SqliteStore, Store,
-    classify_reuse,
+    AuditEvent, AuditKind, NewSession, NewUser, Presenter, ReuseVerdict, RotateOutcome, Rotation, SessionRecord,
+    SqliteStore, Store, classify_reuse,
 };
 use proptest::prelude::*;
+
+/// The audit event handed to the store methods that write one with their change.
+fn audited() -> AuditEvent {
+    AuditEvent::new(AuditKind::Logout, T0)
+}
 
 /// Start of time for every case (2023-11-14).
 const T0: i64 = 1_700_000_000;
@@ -209,7 +214,7 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
                 ip: None,
             };
             let first = RefreshToken::generate();
-            let created = store.create_session(&new, &first.hash()).await;
+            let created = store.create_session(&new, &first.hash(), &audited()).await;
             if !m.user_alive[user] {
                 assert!(created.is_err(), "a session was created for a deleted user");
                 return;
@@ -234,7 +239,7 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
             let s = m.sessions[si].clone();
             let expected = s.user == user && m.live(&s);
             let done = store
-                .revoke_session(&m.user_ids[user], &s.id, RevocationReason::Logout, now)
+                .revoke_session(&m.user_ids[user], &s.id, RevocationReason::Logout, now, &audited())
                 .await
                 .expect("revoke_session");
             assert_eq!(done, expected, "revoke_session({}, {})", m.user_ids[user], s.id);
@@ -245,7 +250,7 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
         Op::RevokeAll { user } => {
             let expected = m.live_ids(user, None);
             let ids = store
-                .revoke_user_sessions(&m.user_ids[user], None, RevocationReason::LogoutGlobal, now)
+                .revoke_user_sessions(&m.user_ids[user], None, RevocationReason::LogoutGlobal, now, &audited())
                 .await
                 .expect("revoke all");
             assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected, "logout global");
@@ -255,7 +260,13 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
             let keep = m.session_index(session).map(|i| m.sessions[i].id.clone());
             let expected = m.live_ids(user, keep.as_deref());
             let ids = store
-                .revoke_user_sessions(&m.user_ids[user], keep.as_deref(), RevocationReason::LogoutOthers, now)
+                .revoke_user_sessions(
+                    &m.user_ids[user],
+                    keep.as_deref(),
+                    RevocationReason::LogoutOthers,
+                    now,
+                    &audited(),
+                )
                 .await
                 .expect("revoke others");
             assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected, "logout others");
@@ -264,13 +275,16 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
         Op::SetPassword { user, keep } => {
             let keep = keep.and_then(|n| m.session_index(n)).map(|i| m.sessions[i].id.clone());
             let expected = m.live_ids(user, keep.as_deref());
-            let ids = store.set_password(&m.user_ids[user], "h2", keep.as_deref(), now).await.expect("set_password");
+            let ids = store
+                .set_password(&m.user_ids[user], "h2", keep.as_deref(), now, &audited())
+                .await
+                .expect("set_password");
             assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected, "password change");
             m.revoke(&expected);
         }
         Op::DeleteUser { user } => {
             let expected = m.live_ids(user, None);
-            let ids = store.delete_user(&m.user_ids[user], now).await.expect("delete_user");
+            let ids = store.delete_user(&m.user_ids[user], now, &audited()).await.expect("delete_user");
             assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected, "account deletion");
             m.revoke(&expected);
             m.user_alive[user] = false;
@@ -442,7 +456,7 @@ fn a_used_token_yields_again_only_inside_the_reuse_interval() {
             ip: None,
         };
         let t0 = RefreshToken::generate();
-        store.create_session(&session, &t0.hash()).await.unwrap();
+        store.create_session(&session, &t0.hash(), &audited()).await.unwrap();
         let rotate = |presented: TokenHash, now: i64| {
             let store = store.clone();
             async move {

@@ -12,7 +12,7 @@ use keycard_store::{AuditKind, RevocationReason, SessionRecord};
 use serde_json::{Value, json};
 
 use crate::time_text;
-use crate::users::{audit, find};
+use crate::users::{find, operator_event};
 
 /// Session operations.
 #[derive(Subcommand)]
@@ -70,11 +70,11 @@ pub async fn run(command: SessionsCommand, settings: &Settings) -> anyhow::Resul
         }
         SessionsCommand::Revoke { session, json } => {
             let session = session.trim();
-            let Some(user_id) = store.revoke_session_by_id(session, RevocationReason::RevokedByOperator, now).await?
-            else {
+            let event = operator_event(AuditKind::SessionRevoked, None, Some(session), "by operator".into());
+            let reason = RevocationReason::RevokedByOperator;
+            let Some(user_id) = store.revoke_session_by_id(session, reason, now, &event).await? else {
                 anyhow::bail!("no live session {session:?}");
             };
-            audit(store, AuditKind::SessionRevoked, &user_id, Some(session), "by operator".into()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&json!({"session_id": session, "user_id": user_id}))?);
             } else {

@@ -12,7 +12,7 @@
 use clap::Subcommand;
 use keycard_server::Settings;
 use keycard_store::{
-    AuditEvent, AuditKind, RevocationReason, SessionRecord, Store, UserFilter, UserRecord, UserSummary,
+    AuditEvent, AuditKind, REVOKED_COUNT, RevocationReason, SessionRecord, Store, UserFilter, UserRecord, UserSummary,
 };
 use serde_json::{Value, json};
 
@@ -103,14 +103,14 @@ pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<(
         }
         UsersCommand::Disable { user, json } => {
             let user = find(store, &user).await?;
-            let Some(revoked) = store.set_user_disabled(&user.id, true, now).await? else {
-                return Err(no_user(&user.email));
-            };
-            let mut detail = format!("by operator; revoked {} session(s)", revoked.len());
+            let mut detail = format!("by operator; revoked {REVOKED_COUNT} session(s)");
             if let Some(since) = user.disabled_at {
                 detail.push_str(&format!("; already disabled since {}", time_text(since)));
             }
-            audit(store, AuditKind::UserDisabled, &user.id, None, detail).await?;
+            let event = operator_event(AuditKind::UserDisabled, Some(&user.id), None, detail);
+            let Some(revoked) = store.set_user_disabled(&user.id, true, now, &event).await? else {
+                return Err(no_user(&user.email));
+            };
             report(json, &user, "disabled", &revoked, || {
                 let already = if user.disabled_at.is_some() { " (it already was)" } else { "" };
                 println!("disabled: {} ({}){already}", user.email, user.id);
@@ -125,14 +125,11 @@ pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<(
                     println!("{} ({}) is not disabled; nothing changed", user.email, user.id);
                 });
             }
-            let Some(revoked) = store.set_user_disabled(&user.id, false, now).await? else {
+            let detail = format!("by operator; revoked {REVOKED_COUNT} session(s) created while disabled");
+            let event = operator_event(AuditKind::UserEnabled, Some(&user.id), None, detail);
+            let Some(revoked) = store.set_user_disabled(&user.id, false, now, &event).await? else {
                 return Err(no_user(&user.email));
             };
-            let mut detail = String::from("by operator");
-            if !revoked.is_empty() {
-                detail.push_str(&format!("; revoked {} session(s) created while disabled", revoked.len()));
-            }
-            audit(store, AuditKind::UserEnabled, &user.id, None, detail).await?;
             report(json, &user, "enabled", &revoked, || {
                 println!("enabled: {} ({}); they can log in again", user.email, user.id);
                 if !revoked.is_empty() {
@@ -142,9 +139,10 @@ pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<(
         }
         UsersCommand::Logout { user, json } => {
             let user = find(store, &user).await?;
-            let revoked = store.revoke_user_sessions(&user.id, None, RevocationReason::RevokedByOperator, now).await?;
-            let detail = format!("by operator; revoked {} session(s)", revoked.len());
-            audit(store, AuditKind::SessionsRevokedByOperator, &user.id, None, detail).await?;
+            let detail = format!("by operator; revoked {REVOKED_COUNT} session(s)");
+            let event = operator_event(AuditKind::SessionsRevokedByOperator, Some(&user.id), None, detail);
+            let revoked =
+                store.revoke_user_sessions(&user.id, None, RevocationReason::RevokedByOperator, now, &event).await?;
             let state = if user.disabled_at.is_some() { "disabled" } else { "enabled" };
             report(json, &user, state, &revoked, || {
                 println!("logged out: {} ({}); revoked {} live session(s)", user.email, user.id, revoked.len());
@@ -166,25 +164,18 @@ fn no_user(key: &str) -> anyhow::Error {
     anyhow::anyhow!("no user with id or email {key:?}")
 }
 
-/// Records an operator's action in the audit log.
-pub async fn audit(
-    store: &dyn Store,
-    kind: AuditKind,
-    user_id: &str,
-    session_id: Option<&str>,
-    detail: String,
-) -> anyhow::Result<()> {
-    let event = AuditEvent {
+/// The audit event of an operator's action, for the store method that makes the change to write
+/// in its transaction (`user_id` `None`: the store fills in the session's user).
+pub fn operator_event(kind: AuditKind, user_id: Option<&str>, session_id: Option<&str>, detail: String) -> AuditEvent {
+    AuditEvent {
         at: keycard_core::now_unix(),
         kind,
-        user_id: Some(user_id.into()),
+        user_id: user_id.map(str::to_owned),
         session_id: session_id.map(str::to_owned),
         ip: None,
         user_agent: None,
         detail: Some(detail),
-    };
-    store.append_audit(&event).await?;
-    Ok(())
+    }
 }
 
 /// Prints an action's outcome: JSON, or the human lines `text` prints.

@@ -22,15 +22,10 @@ pub async fn delete_account(
 ) -> Result<Response, ApiError> {
     state.sessions().confirm_password(&auth, &client, req.password).await?;
     let now = state.now();
-    let revoked = state.store.delete_user(&auth.user.id, now).await?;
-    state
-        .audit(client.event(
-            AuditKind::AccountDeleted,
-            Some(auth.user.id),
-            Some(auth.claims.sid),
-            Some(format!("revoked {} sessions", revoked.len())),
-            now,
-        ))
-        .await;
+    let detail = format!("revoked {} sessions", keycard_store::REVOKED_COUNT);
+    let event =
+        client.event(AuditKind::AccountDeleted, Some(auth.user.id.clone()), Some(auth.claims.sid), Some(detail), now);
+    state.store.delete_user(&auth.user.id, now, &event).await?;
+    state.recorded(&event);
     Ok((cookies::clear_session_cookies(jar, &state.config), StatusCode::NO_CONTENT).into_response())
 }

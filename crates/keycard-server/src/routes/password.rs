@@ -21,15 +21,10 @@ pub async fn change_password(
     state.sessions().confirm_password(&auth, &client, req.current_password).await?;
     let hash = state.passwords.hash(req.new_password).await?;
     let now = state.now();
-    let revoked = state.store.set_password(&auth.user.id, &hash, Some(&auth.claims.sid), now).await?;
-    state
-        .audit(client.event(
-            AuditKind::PasswordChanged,
-            Some(auth.user.id),
-            Some(auth.claims.sid),
-            Some(format!("revoked {} other sessions", revoked.len())),
-            now,
-        ))
-        .await;
+    let detail = format!("revoked {} other sessions", keycard_store::REVOKED_COUNT);
+    let (user, sid) = (&auth.user.id, &auth.claims.sid);
+    let event = client.event(AuditKind::PasswordChanged, Some(user.clone()), Some(sid.clone()), Some(detail), now);
+    state.store.set_password(user, &hash, Some(sid), now, &event).await?;
+    state.recorded(&event);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -211,7 +211,7 @@ impl Store for PgStore {
         Ok(row.map(user))
     }
 
-    async fn create_session(&self, s: &NewSession, first_token: &TokenHash) -> Result<()> {
+    async fn create_session(&self, s: &NewSession, first_token: &TokenHash, audit: &AuditEvent) -> Result<()> {
         let mut tx = self.write_tx().await?;
         // A disabled user gets no new session. FOR SHARE waits for a disabling in progress (it
         // locks the user row FOR UPDATE), so a login racing it either sees `disabled_at` or
@@ -246,6 +246,7 @@ impl Store for PgStore {
             .bind(s.created_at)
             .execute(&mut *tx)
             .await?;
+        rotate::append_audit(&mut *tx, &audit.completed(&s.user_id, 0)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -303,6 +304,7 @@ impl Store for PgStore {
         session_id: &str,
         reason: RevocationReason,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         let ids = revoke::mark(&mut tx, user_id, Which::Only(session_id), reason, now).await?;
@@ -310,6 +312,7 @@ impl Store for PgStore {
             return Ok(false);
         }
         revoke::publish(&mut tx, &ids, user_id, reason, now).await?;
+        rotate::append_audit(&mut *tx, &audit.completed(user_id, ids.len())).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -320,10 +323,12 @@ impl Store for PgStore {
         except: Option<&str>,
         reason: RevocationReason,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Vec<String>> {
         let mut tx = self.write_tx().await?;
         let ids = revoke::mark(&mut tx, user_id, Which::AllBut(except), reason, now).await?;
         revoke::publish(&mut tx, &ids, user_id, reason, now).await?;
+        rotate::append_audit(&mut *tx, &audit.completed(user_id, ids.len())).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -334,6 +339,7 @@ impl Store for PgStore {
         password_hash: &str,
         keep: Option<&str>,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Vec<String>> {
         let mut tx = self.write_tx().await?;
         // Updating the user row first keeps the lock order: user, sessions, tokens, feed.
@@ -345,11 +351,12 @@ impl Store for PgStore {
             .await?;
         let ids = revoke::mark(&mut tx, user_id, Which::AllBut(keep), RevocationReason::PasswordChange, now).await?;
         revoke::publish(&mut tx, &ids, user_id, RevocationReason::PasswordChange, now).await?;
+        rotate::append_audit(&mut *tx, &audit.completed(user_id, ids.len())).await?;
         tx.commit().await?;
         Ok(ids)
     }
 
-    async fn delete_user(&self, user_id: &str, now: i64) -> Result<Vec<String>> {
+    async fn delete_user(&self, user_id: &str, now: i64, audit: &AuditEvent) -> Result<Vec<String>> {
         let mut tx = self.write_tx().await?;
         // Lock the user first: a login creating a session for them (its foreign-key check takes a
         // KEY SHARE lock on this row) either committed before — and its session is revoked and
@@ -362,6 +369,7 @@ impl Store for PgStore {
         // feed keeps the session ids so resource servers still reject their access tokens.
         sqlx::query("DELETE FROM users WHERE id = $1").bind(user_id).execute(&mut *tx).await?;
         revoke::publish(&mut tx, &ids, user_id, RevocationReason::AccountDeleted, now).await?;
+        rotate::append_audit(&mut *tx, &audit.completed(user_id, ids.len())).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -415,7 +423,13 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> Result<Option<Vec<String>>> {
+    async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<Option<Vec<String>>> {
         let mut tx = self.write_tx().await?;
         // Lock the user first (lock order: user, sessions, tokens, feed), as `delete_user` does: a
         // login creating a session for them (its foreign-key check takes a KEY SHARE lock on this
@@ -440,6 +454,7 @@ impl Store for PgStore {
         // should have been refused): either way, none from before comes back.
         let ids = revoke::mark(&mut tx, user_id, Which::AllBut(None), RevocationReason::UserDisabled, now).await?;
         revoke::publish(&mut tx, &ids, user_id, RevocationReason::UserDisabled, now).await?;
+        rotate::append_audit(&mut *tx, &audit.completed(user_id, ids.len())).await?;
         tx.commit().await?;
         Ok(Some(ids))
     }
@@ -476,6 +491,7 @@ impl Store for PgStore {
         session_id: &str,
         reason: RevocationReason,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Option<String>> {
         let mut tx = self.write_tx().await?;
         // A session's owner never changes; `mark` locks the session and re-checks it is live.
@@ -489,6 +505,7 @@ impl Store for PgStore {
             return Ok(None);
         }
         revoke::publish(&mut tx, &ids, &user_id, reason, now).await?;
+        rotate::append_audit(&mut *tx, &audit.completed(&user_id, ids.len())).await?;
         tx.commit().await?;
         Ok(Some(user_id))
     }

@@ -300,8 +300,8 @@ impl Store for SqliteStore {
         self.read(|c| c.prepare_cached(USER_BY_ID)?.query_row(params![id], user).optional())
     }
 
-    async fn create_session(&self, s: &NewSession, first_token: &TokenHash) -> Result<()> {
-        let (s, first_token) = (s.clone(), *first_token);
+    async fn create_session(&self, s: &NewSession, first_token: &TokenHash, audit: &AuditEvent) -> Result<()> {
+        let (s, first_token, audit) = (s.clone(), *first_token, audit.clone());
         self.write(move |c| {
             // A disabled user gets no new session: with disabling revoking every live one in its
             // own transaction, no session of a disabled user is ever live (so rotation, the hot
@@ -325,6 +325,7 @@ impl Store for SqliteStore {
                 verified
             ])?;
             c.prepare_cached(INSERT_TOKEN)?.execute(params![first_token.as_bytes(), s.id, s.created_at])?;
+            append_audit(c, &audit.completed(&s.user_id, 0))?;
             Ok(Done::Keep(()))
         })
         .await
@@ -355,8 +356,9 @@ impl Store for SqliteStore {
         session_id: &str,
         reason: RevocationReason,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool> {
-        let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
+        let (user_id, session_id, audit) = (user_id.to_owned(), session_id.to_owned(), audit.clone());
         self.write(move |c| {
             let found: Option<String> = c
                 .prepare_cached(OWN_LIVE_SESSION)?
@@ -364,6 +366,7 @@ impl Store for SqliteStore {
                 .optional()?;
             let Some(id) = found else { return Ok(Done::Keep(false)) };
             revoke_in(c, &[id], &user_id, reason, now)?;
+            append_audit(c, &audit.completed(&user_id, 1))?;
             Ok(Done::Keep(true))
         })
         .await
@@ -375,11 +378,13 @@ impl Store for SqliteStore {
         except: Option<&str>,
         reason: RevocationReason,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Vec<String>> {
-        let (user_id, except) = (user_id.to_owned(), except.map(str::to_owned));
+        let (user_id, except, audit) = (user_id.to_owned(), except.map(str::to_owned), audit.clone());
         self.write(move |c| {
             let ids = live_session_ids(c, &user_id, except.as_deref(), now)?;
             revoke_in(c, &ids, &user_id, reason, now)?;
+            append_audit(c, &audit.completed(&user_id, ids.len()))?;
             Ok(Done::Keep(ids))
         })
         .await
@@ -391,25 +396,29 @@ impl Store for SqliteStore {
         password_hash: &str,
         keep: Option<&str>,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Vec<String>> {
         let (user_id, password_hash, keep) = (user_id.to_owned(), password_hash.to_owned(), keep.map(str::to_owned));
+        let audit = audit.clone();
         self.write(move |c| {
             c.prepare_cached(SET_PASSWORD)?.execute(params![password_hash, now, user_id])?;
             let ids = live_session_ids(c, &user_id, keep.as_deref(), now)?;
             revoke_in(c, &ids, &user_id, RevocationReason::PasswordChange, now)?;
+            append_audit(c, &audit.completed(&user_id, ids.len()))?;
             Ok(Done::Keep(ids))
         })
         .await
     }
 
-    async fn delete_user(&self, user_id: &str, now: i64) -> Result<Vec<String>> {
-        let user_id = user_id.to_owned();
+    async fn delete_user(&self, user_id: &str, now: i64, audit: &AuditEvent) -> Result<Vec<String>> {
+        let (user_id, audit) = (user_id.to_owned(), audit.clone());
         self.write(move |c| {
             let ids = live_session_ids(c, &user_id, None, now)?;
             revoke_in(c, &ids, &user_id, RevocationReason::AccountDeleted, now)?;
             // Sessions and their token hashes go with the user (ON DELETE CASCADE); the revocation
             // feed keeps the session ids so resource servers still reject their access tokens.
             c.prepare_cached(DELETE_USER)?.execute(params![user_id])?;
+            append_audit(c, &audit.completed(&user_id, ids.len()))?;
             Ok(Done::Keep(ids))
         })
         .await
@@ -449,8 +458,14 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn set_user_disabled(&self, user_id: &str, disabled: bool, now: i64) -> Result<Option<Vec<String>>> {
-        let user_id = user_id.to_owned();
+    async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<Option<Vec<String>>> {
+        let (user_id, audit) = (user_id.to_owned(), audit.clone());
         self.write(move |c| {
             let was: Option<Option<i64>> =
                 c.prepare_cached(USER_DISABLED_AT)?.query_row(params![user_id], |row| row.get(0)).optional()?;
@@ -463,6 +478,7 @@ impl Store for SqliteStore {
             // that should have been refused): either way, none from before comes back.
             let ids = live_session_ids(c, &user_id, None, now)?;
             revoke_in(c, &ids, &user_id, RevocationReason::UserDisabled, now)?;
+            append_audit(c, &audit.completed(&user_id, ids.len()))?;
             Ok(Done::Keep(Some(ids)))
         })
         .await
@@ -483,8 +499,9 @@ impl Store for SqliteStore {
         session_id: &str,
         reason: RevocationReason,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<Option<String>> {
-        let session_id = session_id.to_owned();
+        let (session_id, audit) = (session_id.to_owned(), audit.clone());
         self.write(move |c| {
             let owner: Option<String> = c
                 .prepare_cached(LIVE_SESSION_OWNER)?
@@ -492,6 +509,7 @@ impl Store for SqliteStore {
                 .optional()?;
             let Some(user_id) = owner else { return Ok(Done::Keep(None)) };
             revoke_in(c, std::slice::from_ref(&session_id), &user_id, reason, now)?;
+            append_audit(c, &audit.completed(&user_id, 1))?;
             Ok(Done::Keep(Some(user_id)))
         })
         .await

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use keycard_core::refresh::{RefreshToken, TokenHash};
 use keycard_store::Binding;
 use keycard_store::testing::TestDatabase;
-use keycard_store::{NewSession, NewUser, PgStore, PgStoreOptions, Rotation, SqliteStore, Store};
+use keycard_store::{
+    AuditEvent, AuditKind, NewSession, NewUser, PgStore, PgStoreOptions, Rotation, SqliteStore, Store,
+};
 
 /// A fixed "now" (2023-11-14), so expiry arithmetic reads plainly.
 pub const NOW: i64 = 1_700_000_000;
@@ -18,6 +20,12 @@ pub const NOW: i64 = 1_700_000_000;
 pub const IDLE: i64 = 7 * 86_400;
 /// Session absolute lifetime used by the cases.
 pub const ABSOLUTE: i64 = 30 * 86_400;
+
+/// The audit event a case hands to a store method that writes one with its change (the kind
+/// does not matter to the store).
+pub fn audited() -> AuditEvent {
+    AuditEvent::new(AuditKind::Logout, NOW)
+}
 
 /// What the PostgreSQL notices and failures call these tests.
 const POSTGRES_TESTS: &str = "the PostgreSQL conformance tests";
@@ -92,7 +100,7 @@ pub async fn session_at(store: &dyn Store, user_id: &str, at: i64) -> (String, T
         user_agent: Some("conformance".into()),
         ip: Some("192.0.2.1".into()),
     };
-    store.create_session(&new, &first).await.expect("session created");
+    store.create_session(&new, &first, &audited()).await.expect("session created");
     (id, first)
 }
 

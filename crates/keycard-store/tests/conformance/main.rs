@@ -125,4 +125,5 @@ conformance! {
     webhooks::a_reuse_queues_its_webhook_with_the_verdict_in_the_rotation,
     webhooks::deliveries_are_claimed_with_a_lease_retried_and_given_up_on,
     webhooks::concurrent_claimers_never_get_the_same_delivery,
+    webhooks::changes_write_their_event_and_webhook_in_their_own_transaction,
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use keycard_store::RevocationReason;
 use keycard_store::{NewSession, RotateOutcome, SessionRecord, Store, StoreError, UserFilter};
 
-use crate::harness::{ABSOLUTE, NOW, rotation, session, session_at, token, user};
+use crate::harness::{ABSOLUTE, NOW, audited, rotation, session, session_at, token, user};
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
@@ -22,12 +22,12 @@ pub async fn disabling_a_user_revokes_their_live_sessions_onto_the_feed(store: A
     let eve = user(&*store, "eve@example.com").await;
     let (expired, _) = session_at(&*store, &ada, NOW - ABSOLUTE).await;
     let (logged_out, _) = session(&*store, &ada).await;
-    assert!(store.revoke_session(&ada, &logged_out, RevocationReason::Logout, NOW + 1).await.unwrap());
+    assert!(store.revoke_session(&ada, &logged_out, RevocationReason::Logout, NOW + 1, &audited()).await.unwrap());
     let (one, _) = session(&*store, &ada).await;
     let (two, _) = session(&*store, &ada).await;
     let (eves, _) = session(&*store, &eve).await;
 
-    let revoked = store.set_user_disabled(&ada, true, NOW + 10).await.unwrap().expect("ada exists");
+    let revoked = store.set_user_disabled(&ada, true, NOW + 10, &audited()).await.unwrap().expect("ada exists");
 
     assert_eq!(sorted(revoked), sorted(vec![one.clone(), two.clone()]), "only live sessions, not {expired}");
     assert_eq!(store.user_by_id(&ada).await.unwrap().unwrap().disabled_at, Some(NOW + 10));
@@ -42,7 +42,7 @@ pub async fn disabling_a_user_revokes_their_live_sessions_onto_the_feed(store: A
     assert!(store.session_user(&eves, &eve, NOW + 11).await.unwrap().is_some(), "eve is untouched");
     assert_eq!(store.user_by_id(&eve).await.unwrap().unwrap().disabled_at, None);
 
-    let again = store.set_user_disabled(&ada, true, NOW + 20).await.unwrap();
+    let again = store.set_user_disabled(&ada, true, NOW + 20, &audited()).await.unwrap();
     assert_eq!(again, Some(Vec::new()), "nothing left to revoke");
     assert_eq!(store.user_by_id(&ada).await.unwrap().unwrap().disabled_at, Some(NOW + 10), "the first time stays");
     assert_eq!(store.revocations_since(0, 100).await.unwrap().len(), 3, "each session published once");
@@ -53,7 +53,7 @@ pub async fn a_disabled_users_access_tokens_are_refused_and_no_session_of_theirs
     let (before, before_token) = session(&*store, &ada).await;
     assert!(store.session_user(&before, &ada, NOW + 1).await.unwrap().is_some());
 
-    store.set_user_disabled(&ada, true, NOW + 10).await.unwrap().expect("ada exists");
+    store.set_user_disabled(&ada, true, NOW + 10, &audited()).await.unwrap().expect("ada exists");
 
     assert!(store.session_user(&before, &ada, NOW + 11).await.unwrap().is_none(), "access tokens refused at once");
     let refused = store.rotate_refresh(&rotation(before_token, token(), NOW + 11)).await.unwrap();
@@ -69,19 +69,19 @@ pub async fn a_disabled_users_access_tokens_are_refused_and_no_session_of_theirs
         user_agent: None,
         ip: None,
     };
-    let refused = store.create_session(&new, &token()).await;
+    let refused = store.create_session(&new, &token(), &audited()).await;
     assert!(matches!(refused, Err(StoreError::UserDisabled)), "{refused:?}");
     assert!(store.list_all_sessions(Some(&ada), NOW + 13, 10).await.unwrap().is_empty());
-    let revoked = store.set_user_disabled(&ada, true, NOW + 15).await.unwrap();
+    let revoked = store.set_user_disabled(&ada, true, NOW + 15, &audited()).await.unwrap();
     assert_eq!(revoked, Some(vec![]), "disabling again finds nothing live");
 }
 
 pub async fn enabling_a_user_lets_new_sessions_work_and_leaves_old_ones_revoked(store: Arc<dyn Store>) {
     let ada = user(&*store, "ada@example.com").await;
     let (old, old_token) = session(&*store, &ada).await;
-    store.set_user_disabled(&ada, true, NOW + 10).await.unwrap().expect("ada exists");
+    store.set_user_disabled(&ada, true, NOW + 10, &audited()).await.unwrap().expect("ada exists");
 
-    let enabled = store.set_user_disabled(&ada, false, NOW + 20).await.unwrap();
+    let enabled = store.set_user_disabled(&ada, false, NOW + 20, &audited()).await.unwrap();
 
     assert_eq!(enabled, Some(vec![]), "no session was created while disabled");
     assert_eq!(store.user_by_id(&ada).await.unwrap().unwrap().disabled_at, None);
@@ -93,7 +93,7 @@ pub async fn enabling_a_user_lets_new_sessions_work_and_leaves_old_ones_revoked(
     assert_eq!(store.session_user(&new, &ada, NOW + 23).await.unwrap().expect("a new session works").id, ada);
     let rotated = store.rotate_refresh(&rotation(new_token, token(), NOW + 23)).await.unwrap();
     assert!(matches!(rotated, RotateOutcome::Rotated(ref s) if s.id == new), "{rotated:?}");
-    let enabled_again = store.set_user_disabled(&ada, false, NOW + 30).await.unwrap();
+    let enabled_again = store.set_user_disabled(&ada, false, NOW + 30, &audited()).await.unwrap();
     assert_eq!(enabled_again, Some(Vec::new()), "enabling an enabled user changes nothing");
     assert!(store.session_user(&new, &ada, NOW + 31).await.unwrap().is_some(), "the live session stays");
 }
@@ -103,8 +103,8 @@ pub async fn disabling_or_enabling_an_unknown_user_is_none(store: Arc<dyn Store>
     let (sid, _) = session(&*store, &ada).await;
     let nobody = "00000000-0000-0000-0000-000000000000";
 
-    assert_eq!(store.set_user_disabled(nobody, true, NOW + 1).await.unwrap(), None);
-    assert_eq!(store.set_user_disabled(nobody, false, NOW + 1).await.unwrap(), None);
+    assert_eq!(store.set_user_disabled(nobody, true, NOW + 1, &audited()).await.unwrap(), None);
+    assert_eq!(store.set_user_disabled(nobody, false, NOW + 1, &audited()).await.unwrap(), None);
 
     assert!(store.revocations_since(0, 100).await.unwrap().is_empty());
     assert!(store.session_user(&sid, &ada, NOW + 2).await.unwrap().is_some(), "nobody else touched");
@@ -118,7 +118,8 @@ pub async fn an_operator_revokes_any_live_session_by_id(store: Arc<dyn Store>) {
     let (eves, _) = session(&*store, &eve).await;
     let (expired, _) = session_at(&*store, &eve, NOW - ABSOLUTE).await;
 
-    let owner = store.revoke_session_by_id(&gone, RevocationReason::RevokedByOperator, NOW + 10).await.unwrap();
+    let owner =
+        store.revoke_session_by_id(&gone, RevocationReason::RevokedByOperator, NOW + 10, &audited()).await.unwrap();
 
     assert_eq!(owner, Some(ada.clone()));
     assert!(store.session_user(&gone, &ada, NOW + 11).await.unwrap().is_none(), "access tokens refused");
@@ -126,17 +127,20 @@ pub async fn an_operator_revokes_any_live_session_by_id(store: Arc<dyn Store>) {
     assert_eq!(ids(store.list_sessions(&ada, NOW + 11).await.unwrap()), vec![kept]);
     assert!(store.session_user(&eves, &eve, NOW + 11).await.unwrap().is_some(), "eve is untouched");
     assert_eq!(
-        store.revoke_session_by_id(&gone, RevocationReason::RevokedByOperator, NOW + 12).await.unwrap(),
+        store.revoke_session_by_id(&gone, RevocationReason::RevokedByOperator, NOW + 12, &audited()).await.unwrap(),
         None,
         "not live"
     );
     assert_eq!(
-        store.revoke_session_by_id(&expired, RevocationReason::RevokedByOperator, NOW + 12).await.unwrap(),
+        store.revoke_session_by_id(&expired, RevocationReason::RevokedByOperator, NOW + 12, &audited()).await.unwrap(),
         None,
         "expired"
     );
     assert_eq!(
-        store.revoke_session_by_id("no-such-session", RevocationReason::RevokedByOperator, NOW + 12).await.unwrap(),
+        store
+            .revoke_session_by_id("no-such-session", RevocationReason::RevokedByOperator, NOW + 12, &audited())
+            .await
+            .unwrap(),
         None
     );
     let feed = store.revocations_since(0, 100).await.unwrap();
@@ -152,11 +156,11 @@ pub async fn users_are_listed_by_email_with_filter_pages_and_live_session_counts
     session(&*store, &ada).await;
     session(&*store, &ada).await;
     let (revoked, _) = session(&*store, &ada).await;
-    assert!(store.revoke_session(&ada, &revoked, RevocationReason::Logout, NOW + 1).await.unwrap());
+    assert!(store.revoke_session(&ada, &revoked, RevocationReason::Logout, NOW + 1, &audited()).await.unwrap());
     session_at(&*store, &ada, NOW - ABSOLUTE).await; // expired: not counted
     session(&*store, &eve).await;
     session(&*store, &cy).await;
-    store.set_user_disabled(&cy, true, NOW + 2).await.unwrap().expect("cy exists");
+    store.set_user_disabled(&cy, true, NOW + 2, &audited()).await.unwrap().expect("cy exists");
 
     let all = store.list_users(&UserFilter::default(), NOW + 10).await.unwrap();
 
@@ -194,7 +198,7 @@ pub async fn every_users_live_sessions_are_listed_newest_first(store: Arc<dyn St
     let (e1, _) = session_at(&*store, &eve, NOW + 10).await;
     let (a2, _) = session_at(&*store, &ada, NOW + 20).await;
     let (revoked, _) = session_at(&*store, &eve, NOW + 30).await;
-    assert!(store.revoke_session(&eve, &revoked, RevocationReason::Logout, NOW + 31).await.unwrap());
+    assert!(store.revoke_session(&eve, &revoked, RevocationReason::Logout, NOW + 31, &audited()).await.unwrap());
     session_at(&*store, &ada, NOW - ABSOLUTE).await; // expired
 
     assert_eq!(
@@ -228,7 +232,7 @@ pub async fn disabling_a_user_while_their_sessions_rotate_and_log_in_leaves_none
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..2 {
         let (store, ada) = (store.clone(), ada.clone());
-        tasks.spawn(async move { store.set_user_disabled(&ada, true, NOW + 10).await.map(|_| ()) });
+        tasks.spawn(async move { store.set_user_disabled(&ada, true, NOW + 10, &audited()).await.map(|_| ()) });
     }
     for (_, first) in &sessions {
         let (store, first) = (store.clone(), *first);
@@ -249,7 +253,7 @@ pub async fn disabling_a_user_while_their_sessions_rotate_and_log_in_leaves_none
         };
         let store = store.clone();
         tasks.spawn(async move {
-            match store.create_session(&new, &first).await {
+            match store.create_session(&new, &first, &audited()).await {
                 // After the disabling committed, a login gets no session at all.
                 Err(keycard_store::StoreError::UserDisabled) => Ok(()),
                 other => other,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use keycard_store::RevocationReason;
 use keycard_store::{NewUser, RotateOutcome, Store};
 
-use crate::harness::{ABSOLUTE, NOW, rotation, session, session_at, token, user};
+use crate::harness::{ABSOLUTE, NOW, audited, rotation, session, session_at, token, user};
 
 fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
@@ -20,10 +20,16 @@ pub async fn revoking_one_session_leaves_the_others_alone(store: Arc<dyn Store>)
     let (kept, _) = session(&*store, &ada).await;
     let (eves, _) = session(&*store, &eve).await;
 
-    assert!(store.revoke_session(&ada, &gone, RevocationReason::Logout, NOW + 10).await.unwrap());
+    assert!(store.revoke_session(&ada, &gone, RevocationReason::Logout, NOW + 10, &audited()).await.unwrap());
 
-    assert!(!store.revoke_session(&ada, &gone, RevocationReason::Logout, NOW + 11).await.unwrap(), "already revoked");
-    assert!(!store.revoke_session(&ada, &eves, RevocationReason::Logout, NOW + 11).await.unwrap(), "not ada's session");
+    assert!(
+        !store.revoke_session(&ada, &gone, RevocationReason::Logout, NOW + 11, &audited()).await.unwrap(),
+        "already revoked"
+    );
+    assert!(
+        !store.revoke_session(&ada, &eves, RevocationReason::Logout, NOW + 11, &audited()).await.unwrap(),
+        "not ada's session"
+    );
     let listed: Vec<String> = store.list_sessions(&ada, NOW + 12).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![kept]);
     assert!(store.session_user(&gone, &ada, NOW + 12).await.unwrap().is_none());
@@ -43,8 +49,10 @@ pub async fn revoking_all_sessions_but_one_keeps_only_that_one(store: Arc<dyn St
     let (three, _) = session(&*store, &ada).await;
     let (eves, _) = session(&*store, &eve).await;
 
-    let revoked =
-        store.revoke_user_sessions(&ada, Some(&this), RevocationReason::LogoutOthers, NOW + 10).await.unwrap();
+    let revoked = store
+        .revoke_user_sessions(&ada, Some(&this), RevocationReason::LogoutOthers, NOW + 10, &audited())
+        .await
+        .unwrap();
 
     assert_eq!(sorted(revoked), sorted(vec![one, three]));
     let listed: Vec<String> = store.list_sessions(&ada, NOW + 11).await.unwrap().into_iter().map(|s| s.id).collect();
@@ -62,7 +70,8 @@ pub async fn revoking_all_sessions_ends_every_one(store: Arc<dyn Store>) {
         live.push(session(&*store, &ada).await.0);
     }
 
-    let revoked = store.revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 10).await.unwrap();
+    let revoked =
+        store.revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 10, &audited()).await.unwrap();
 
     assert_eq!(sorted(revoked), sorted(live.clone()), "only live sessions are revoked, not {expired}");
     assert!(store.list_sessions(&ada, NOW + 11).await.unwrap().is_empty());
@@ -70,7 +79,11 @@ pub async fn revoking_all_sessions_ends_every_one(store: Arc<dyn Store>) {
         assert!(store.session_user(sid, &ada, NOW + 11).await.unwrap().is_none(), "{sid} revoked");
     }
     assert!(
-        store.revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 12).await.unwrap().is_empty(),
+        store
+            .revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 12, &audited())
+            .await
+            .unwrap()
+            .is_empty(),
         "idempotent"
     );
     assert_eq!(store.revocations_since(0, 100).await.unwrap().len(), 3, "each published once");
@@ -82,14 +95,14 @@ pub async fn changing_the_password_revokes_every_other_session(store: Arc<dyn St
     let (other, _) = session(&*store, &ada).await;
     let (third, _) = session(&*store, &ada).await;
 
-    let revoked = store.set_password(&ada, "$argon2id$new", Some(&this), NOW + 10).await.unwrap();
+    let revoked = store.set_password(&ada, "$argon2id$new", Some(&this), NOW + 10, &audited()).await.unwrap();
 
     assert_eq!(sorted(revoked), sorted(vec![other, third]));
     assert_eq!(store.user_by_id(&ada).await.unwrap().unwrap().password_hash, "$argon2id$new");
     assert!(store.session_by_refresh(&this_token, NOW + 11).await.unwrap().is_some(), "the current session stays");
     let feed = store.revocations_since(0, 100).await.unwrap();
     assert!(feed.len() == 2 && feed.iter().all(|r| r.reason == "password_change"), "{feed:?}");
-    let all = store.set_password(&ada, "$argon2id$newer", None, NOW + 20).await.unwrap();
+    let all = store.set_password(&ada, "$argon2id$newer", None, NOW + 20, &audited()).await.unwrap();
     assert_eq!(all, vec![this], "without a session to keep, every session goes");
 }
 
@@ -99,9 +112,9 @@ pub async fn deleting_a_user_cascades_and_keeps_its_revocations_in_the_feed(stor
     let (logged_out, _) = session(&*store, &ada).await;
     let (live, live_token) = session(&*store, &ada).await;
     let (eves, _) = session(&*store, &eve).await;
-    assert!(store.revoke_session(&ada, &logged_out, RevocationReason::Logout, NOW + 5).await.unwrap());
+    assert!(store.revoke_session(&ada, &logged_out, RevocationReason::Logout, NOW + 5, &audited()).await.unwrap());
 
-    let revoked = store.delete_user(&ada, NOW + 10).await.unwrap();
+    let revoked = store.delete_user(&ada, NOW + 10, &audited()).await.unwrap();
 
     assert_eq!(revoked, vec![live.clone()], "the live session is revoked; the logged-out one already was");
     assert!(store.user_by_id(&ada).await.unwrap().is_none());
@@ -133,7 +146,7 @@ pub async fn the_revocation_feed_pages_in_order(store: Arc<dyn Store>) {
     let mut order = Vec::new();
     for i in 0..5 {
         let (sid, _) = session(&*store, &ada).await;
-        assert!(store.revoke_session(&ada, &sid, RevocationReason::Logout, NOW + i).await.unwrap());
+        assert!(store.revoke_session(&ada, &sid, RevocationReason::Logout, NOW + i, &audited()).await.unwrap());
         order.push(sid);
     }
 
@@ -168,7 +181,10 @@ pub async fn concurrent_logouts_publish_each_session_once(store: Arc<dyn Store>)
     for _ in 0..8 {
         let (store, ada) = (store.clone(), ada.clone());
         tasks.spawn(async move {
-            store.revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 10).await.map(|_| ())
+            store
+                .revoke_user_sessions(&ada, None, RevocationReason::LogoutGlobal, NOW + 10, &audited())
+                .await
+                .map(|_| ())
         });
     }
     for (_, first) in &sessions {
@@ -219,7 +235,9 @@ pub async fn a_feed_reader_polling_during_concurrent_revocations_misses_none(sto
         let (store, ada, chunk) = (store.clone(), ada.clone(), chunk.to_vec());
         writers.spawn(async move {
             for sid in chunk {
-                assert!(store.revoke_session(&ada, &sid, RevocationReason::Logout, NOW + 10).await.unwrap());
+                assert!(
+                    store.revoke_session(&ada, &sid, RevocationReason::Logout, NOW + 10, &audited()).await.unwrap()
+                );
             }
         });
     }

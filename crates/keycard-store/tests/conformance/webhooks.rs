@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use keycard_store::{
-    AuditEvent, AuditKind, DeliveryState, NEW_DEVICE_DETAIL, NewWebhookEndpoint, RotateOutcome, Store, WebhookEvent,
-    WebhookMessage,
+    AuditEvent, AuditFilter, AuditKind, DeliveryState, NEW_DEVICE_DETAIL, NewWebhookEndpoint, RevocationReason,
+    RotateOutcome, Store, WebhookEvent, WebhookMessage,
 };
 
 use crate::harness::{NOW, rotation, session, token, user};
@@ -160,4 +160,60 @@ pub async fn concurrent_claimers_never_get_the_same_delivery(store: Arc<dyn Stor
     let all: Vec<(String, String)> = tasks.join_all().await.into_iter().flatten().collect();
     let unique: HashSet<&(String, String)> = all.iter().collect();
     assert_eq!((all.len(), unique.len()), (40, 40), "each delivery claimed exactly once");
+}
+
+/// Each user or session change writes the event it is given (count and user filled in) and
+/// queues its webhook in its own transaction; one that changes nothing writes neither.
+pub async fn changes_write_their_event_and_webhook_in_their_own_transaction(store: Arc<dyn Store>) {
+    endpoint(&*store, "wh_all", &[]).await;
+    let uid = user(&*store, "ada@example.com").await;
+    let (sid, _) = session(&*store, &uid).await;
+    let (other, _) = session(&*store, &uid).await;
+    let change = |kind: AuditKind, detail: &str| AuditEvent {
+        user_id: None,
+        detail: Some(detail.into()),
+        ..AuditEvent::new(kind, NOW + 10)
+    };
+    let kinds = |events: Vec<keycard_store::AuditRecord>| -> Vec<(AuditKind, Option<String>, Option<String>)> {
+        events.into_iter().rev().map(|r| (r.event.kind, r.event.user_id, r.event.detail)).collect()
+    };
+    let since = |at: i64| AuditFilter { since: Some(at), limit: 100, ..AuditFilter::default() };
+
+    let revoked = change(AuditKind::SessionRevoked, "revoked {revoked}");
+    assert!(
+        !store
+            .revoke_session(&uid, "not-a-session", RevocationReason::RevokedByUser, NOW + 10, &revoked)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_session_by_id("not-a-session", RevocationReason::RevokedByOperator, NOW + 10, &revoked)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.audit_events(&since(NOW + 10)).await.unwrap().is_empty(), "nothing changed, nothing written");
+    assert!(store.webhook_deliveries(None, 0).await.unwrap().is_empty());
+
+    assert!(store.revoke_session(&uid, &other, RevocationReason::RevokedByUser, NOW + 10, &revoked).await.unwrap());
+    let password = change(AuditKind::PasswordChanged, "revoked {revoked} other sessions");
+    assert!(store.set_password(&uid, "$argon2id$new", Some(&sid), NOW + 10, &password).await.unwrap().is_empty());
+    let deleted = change(AuditKind::AccountDeleted, "revoked {revoked} sessions");
+    assert_eq!(store.delete_user(&uid, NOW + 10, &deleted).await.unwrap(), [sid.clone()]);
+
+    let uid = Some(uid);
+    assert_eq!(
+        kinds(store.audit_events(&since(NOW + 10)).await.unwrap()),
+        [
+            (AuditKind::SessionRevoked, uid.clone(), Some("revoked 1".into())),
+            (AuditKind::PasswordChanged, uid.clone(), Some("revoked 0 other sessions".into())),
+            (AuditKind::AccountDeleted, uid.clone(), Some("revoked 1 sessions".into())),
+        ],
+        "each change's event, its user and count filled in by the store"
+    );
+    let mut sent: Vec<String> =
+        store.webhook_deliveries(None, 0).await.unwrap().into_iter().map(|d| d.event_type).collect();
+    sent.sort();
+    assert_eq!(sent, ["account_deleted", "password_changed", "session_revoked"]);
 }
