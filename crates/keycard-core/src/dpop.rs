@@ -672,6 +672,9 @@ impl std::fmt::Debug for DpopKey {
 impl DpopKey {
     /// A new key of `alg`: [`KeyAlg::EdDsa`] (Ed25519) or [`KeyAlg::Es256`] (P-256).
     pub fn generate(alg: KeyAlg) -> Result<Self, KeyError> {
+        if !matches!(alg, KeyAlg::EdDsa | KeyAlg::Es256) {
+            return Err(Self::unsupported(alg));
+        }
         Self::from_signing_key(SigningKey::generate(alg)?)
     }
 
@@ -686,10 +689,7 @@ impl DpopKey {
         let encoding = match key.alg() {
             KeyAlg::EdDsa => EncodingKey::from_ed_der(der),
             KeyAlg::Es256 => EncodingKey::from_ec_der(der),
-            other => {
-                let reason = format!("a DPoP key must be Ed25519 or P-256, not {other}");
-                return Err(KeyError::Unusable { reason });
-            }
+            other => return Err(Self::unsupported(other)),
         };
         let jwk = key.jwk();
         let public = match key.alg() {
@@ -699,6 +699,10 @@ impl DpopKey {
         let header = serde_json::json!({"typ": DPOP_PROOF_TYP, "alg": key.alg().as_str(), "jwk": public});
         let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
         Ok(Self { key, encoding, header_b64 })
+    }
+
+    fn unsupported(alg: KeyAlg) -> KeyError {
+        KeyError::Unusable { reason: format!("a DPoP key must be Ed25519 or P-256, not {alg}") }
     }
 
     /// The algorithm of the proofs it makes.
@@ -851,6 +855,9 @@ mod tests {
         let rsa = SigningKey::generate(KeyAlg::Rs256).unwrap();
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", rsa.material().private_der.clone()));
         assert!(DpopKey::from_pem(pem.as_bytes()).unwrap_err().to_string().contains("Ed25519 or P-256"));
+        for alg in [KeyAlg::Rs256, KeyAlg::Hs256] {
+            assert!(DpopKey::generate(alg).unwrap_err().to_string().contains("Ed25519 or P-256"), "{alg}");
+        }
     }
 
     #[test]
