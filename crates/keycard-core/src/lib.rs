@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`claims`]: the access-token claim set.
 //! - [`clock`]: the time everything reads (a manual clock in tests).
+//! - [`dpop`]: DPoP (RFC 9449) proof checks, replay cache, server nonces, client proofs, `cnf`.
 //! - [`keys`]: signing keys bound to their algorithm, and the key ring that signs and verifies.
 //! - [`validate`]: the validation checklist of SPEC.md, with a typed [`TokenError`].
 //! - [`refresh`]: opaque refresh tokens (`kcrt_…`) and their SHA-256 hashes.
@@ -28,6 +29,7 @@
 
 pub mod claims;
 pub mod clock;
+pub mod dpop;
 pub mod error;
 pub mod events;
 pub mod keys;
