@@ -143,6 +143,24 @@ names! {
         EmailChanged = "email_changed",
         /// The change was cancelled from the old address (a change already made is undone).
         EmailChangeCancelled = "email_change_cancelled",
+        /// A second factor (authenticator app) was confirmed and is active.
+        MfaEnrolled = "mfa_enrolled",
+        /// A second factor was removed.
+        MfaRemoved = "mfa_removed",
+        /// A second-factor step of a login succeeded.
+        MfaVerified = "mfa_verified",
+        /// A second-factor step of a login failed.
+        MfaFailed = "mfa_failed",
+        /// A passkey was registered.
+        PasskeyAdded = "passkey_added",
+        /// A passkey was deleted.
+        PasskeyRemoved = "passkey_removed",
+        /// A recovery code was spent.
+        RecoveryCodeUsed = "recovery_code_used",
+        /// The recovery codes were replaced by new ones.
+        RecoveryCodesRegenerated = "recovery_codes_regenerated",
+        /// A passkey's signature counter went backwards (a possible clone).
+        PasskeyCounterRegressed = "passkey_counter_regressed",
     }
 }
 

@@ -7,8 +7,11 @@
 //! committed together or not at all. The server's sender claims due deliveries with a lease,
 //! signs them (Standard Webhooks) and POSTs them; see `keycard-server/src/webhooks.rs`.
 //!
-//! To send another event (factor changes, issue 17): add a variant to [`WebhookEvent`] and the
-//! audit kind it comes from to [`WebhookEvent::of`]; nothing else changes.
+//! To send another event: add a variant to [`WebhookEvent`] and the audit kind it comes from to
+//! [`WebhookEvent::of`]; nothing else changes. Factor changes are sent from the audit kinds the
+//! second-factor flows record (`mfa_enrolled`, `mfa_removed`, `passkey_added`,
+//! `passkey_removed`, `recovery_codes_regenerated`, `recovery_code_used`), whichever code writes
+//! them.
 
 use keycard_core::events::AuditKind;
 
@@ -33,6 +36,18 @@ pub enum WebhookEvent {
     SessionRevoked,
     /// A password login from a device the account did not know.
     NewDeviceLogin,
+    /// A second factor (authenticator app) was enrolled.
+    MfaEnrolled,
+    /// A second factor was removed.
+    MfaRemoved,
+    /// A passkey was registered.
+    PasskeyAdded,
+    /// A passkey was deleted.
+    PasskeyRemoved,
+    /// The recovery codes were replaced.
+    RecoveryCodesRegenerated,
+    /// A recovery code was spent (someone got in without the other factor).
+    RecoveryCodeUsed,
     /// `keycard webhooks test`: to one endpoint, whatever it subscribes to.
     Test,
 }
@@ -46,6 +61,12 @@ impl WebhookEvent {
         Self::AccountDeleted,
         Self::SessionRevoked,
         Self::NewDeviceLogin,
+        Self::MfaEnrolled,
+        Self::MfaRemoved,
+        Self::PasskeyAdded,
+        Self::PasskeyRemoved,
+        Self::RecoveryCodesRegenerated,
+        Self::RecoveryCodeUsed,
     ];
 
     /// The payload's `type`, and what `events` lists.
@@ -57,6 +78,12 @@ impl WebhookEvent {
             Self::AccountDeleted => "account_deleted",
             Self::SessionRevoked => "session_revoked",
             Self::NewDeviceLogin => "new_device_login",
+            Self::MfaEnrolled => "mfa_enrolled",
+            Self::MfaRemoved => "mfa_removed",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::RecoveryCodeUsed => "recovery_code_used",
             Self::Test => "webhook.test",
         }
     }
@@ -75,6 +102,12 @@ impl WebhookEvent {
             AuditKind::AccountDeleted => Self::AccountDeleted,
             AuditKind::SessionRevoked => Self::SessionRevoked,
             AuditKind::Login if event.detail.as_deref() == Some(NEW_DEVICE_DETAIL) => Self::NewDeviceLogin,
+            AuditKind::MfaEnrolled => Self::MfaEnrolled,
+            AuditKind::MfaRemoved => Self::MfaRemoved,
+            AuditKind::PasskeyAdded => Self::PasskeyAdded,
+            AuditKind::PasskeyRemoved => Self::PasskeyRemoved,
+            AuditKind::RecoveryCodesRegenerated => Self::RecoveryCodesRegenerated,
+            AuditKind::RecoveryCodeUsed => Self::RecoveryCodeUsed,
             _ => return None,
         })
     }
@@ -283,6 +316,21 @@ mod tests {
         login.detail = Some(NEW_DEVICE_DETAIL.into());
         assert_eq!(WebhookEvent::of(&login), Some(WebhookEvent::NewDeviceLogin));
         assert_eq!(WebhookEvent::of(&AuditEvent::new(AuditKind::Refresh, 1)), None);
+        // Factor changes go out under their audit kind's name; a factor merely used does not.
+        for kind in [
+            AuditKind::MfaEnrolled,
+            AuditKind::MfaRemoved,
+            AuditKind::PasskeyAdded,
+            AuditKind::PasskeyRemoved,
+            AuditKind::RecoveryCodesRegenerated,
+            AuditKind::RecoveryCodeUsed,
+        ] {
+            let sent = WebhookEvent::of(&AuditEvent::new(kind, 1)).map(WebhookEvent::as_str);
+            assert_eq!(sent, Some(kind.as_str()));
+        }
+        for kind in [AuditKind::MfaVerified, AuditKind::MfaFailed, AuditKind::PasskeyCounterRegressed] {
+            assert_eq!(WebhookEvent::of(&AuditEvent::new(kind, 1)), None, "{kind}");
+        }
         for event in WebhookEvent::ALL {
             assert_eq!(WebhookEvent::parse(event.as_str()), Some(*event));
         }

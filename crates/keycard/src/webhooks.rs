@@ -23,7 +23,9 @@ pub enum WebhooksCommand {
         /// Where deliveries are POSTed.
         url: String,
         /// Comma-separated events to send (default: all): refresh_token_reused, password_changed,
-        /// password_reset, account_deleted, session_revoked, new_device_login.
+        /// password_reset, account_deleted, session_revoked, new_device_login, mfa_enrolled,
+        /// mfa_removed, passkey_added, passkey_removed, recovery_codes_regenerated,
+        /// recovery_code_used.
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },

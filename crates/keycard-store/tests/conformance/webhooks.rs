@@ -40,6 +40,7 @@ pub async fn an_event_queues_one_delivery_per_subscribed_endpoint_with_one_id(st
     let mut new_device = event(AuditKind::Login, NOW + 2);
     new_device.detail = Some(NEW_DEVICE_DETAIL.into());
     store.append_audit(&new_device).await.unwrap();
+    store.append_audit(&event(AuditKind::PasskeyAdded, NOW + 3)).await.unwrap();
 
     let mut all = store.webhook_deliveries(None, 0).await.unwrap();
     all.sort_by(|a, b| (a.created_at, &a.endpoint_id).cmp(&(b.created_at, &b.endpoint_id)));
@@ -50,7 +51,8 @@ pub async fn an_event_queues_one_delivery_per_subscribed_endpoint_with_one_id(st
             ("password_changed", "wh_all"),
             ("password_changed", "wh_pw"),
             ("new_device_login", "wh_all"),
-            ("new_device_login", "wh_pw")
+            ("new_device_login", "wh_pw"),
+            ("passkey_added", "wh_all")
         ],
         "a plain login, a refresh and unsubscribed endpoints queue nothing"
     );
@@ -200,7 +202,7 @@ pub async fn changes_write_their_event_and_webhook_in_their_own_transaction(stor
     let password = change(AuditKind::PasswordChanged, "revoked {revoked} other sessions");
     assert!(store.set_password(&uid, "$argon2id$new", Some(&sid), NOW + 10, &password).await.unwrap().is_empty());
     let deleted = change(AuditKind::AccountDeleted, "revoked {revoked} sessions");
-    assert_eq!(store.delete_user(&uid, NOW + 10, &deleted).await.unwrap(), [sid.clone()]);
+    assert_eq!(store.delete_user(&uid, NOW + 10, &deleted).await.unwrap(), std::slice::from_ref(&sid));
 
     let uid = Some(uid);
     assert_eq!(
