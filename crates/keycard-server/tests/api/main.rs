@@ -4,6 +4,7 @@
 mod account;
 mod attacks;
 mod bad_input;
+mod bao;
 mod defence;
 mod discovery;
 mod email;

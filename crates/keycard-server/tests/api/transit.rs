@@ -6,12 +6,13 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::bao;
 use crate::helpers::*;
 
 const ROOT_TOKEN: &str = "keycard-test-root";
@@ -19,7 +20,8 @@ const MASTER_KEY: &str = "keycard-master";
 
 /// `bao server -dev` on a free loopback port; killed on drop.
 pub struct Bao {
-    child: Option<Child>,
+    /// Killed when the value drops.
+    _process: bao::Process,
     pub addr: String,
     http: reqwest::Client,
 }
@@ -43,7 +45,7 @@ impl Bao {
                 .spawn();
             let mut child = match spawned {
                 Ok(child) => child,
-                Err(e) => return missing(&format!("bao could not start: {e} (bash .ci/install-openbao.sh)")),
+                Err(e) => return bao::missing(&format!("bao could not start: {e} (bash .ci/install-openbao.sh)")),
             };
             let (addr, http) = (format!("http://127.0.0.1:{port}"), reqwest::Client::new());
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -67,7 +69,9 @@ impl Bao {
                 Some(_) => continue,
             }
         };
-        let bao = Self { child: Some(child), addr, http };
+        let mut process = bao::Process::default();
+        process.set(child);
+        let bao = Self { _process: process, addr, http };
         bao.call("POST", "sys/mounts/transit", json!({"type": "transit"})).await;
         bao.call("POST", &format!("transit/keys/{MASTER_KEY}"), json!({})).await;
         bao.call("POST", "transit/keys/other", json!({})).await;
@@ -82,17 +86,7 @@ impl Bao {
 
     /// A root-token request that must succeed; its JSON answer (`null` for 204).
     pub async fn call(&self, method: &str, path: &str, body: Value) -> Value {
-        let url = format!("{}/v1/{path}", self.addr);
-        let request = match method {
-            "GET" => self.http.get(url),
-            "PUT" => self.http.put(url).json(&body),
-            _ => self.http.post(url).json(&body),
-        };
-        let resp = request.header("X-Vault-Token", ROOT_TOKEN).send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        bao::call(&self.http, &self.addr, ROOT_TOKEN, method, path, body).await
     }
 
     /// A token with only the `keycard` policy (encrypt, decrypt, rewrap with the master key).
@@ -101,28 +95,6 @@ impl Bao {
             self.call("POST", "auth/token/create", json!({"policies": ["keycard"], "no_default_policy": true})).await;
         answer["auth"]["client_token"].as_str().unwrap().to_owned()
     }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Without `bao` the tests cannot run: skipped on a laptop, a failure in CI.
-fn missing<T>(why: &str) -> Option<T> {
-    if std::env::var_os("CI").is_some() {
-        panic!("OpenBao (bao) is required in CI: {why}");
-    }
-    eprintln!("skipping: {why}");
-    None
 }
 
 /// Settings of a server whose master key is wrapped by `bao`'s Transit key, logging in with a

@@ -9,7 +9,7 @@
 //! (A dev server keeps its keys in memory: restarted, it would hold other keys.)
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,11 +20,12 @@ use keycard_core::wire::TokenResponse;
 use keycard_server::settings::SigningBackend;
 use serde_json::{Value, json};
 
+use crate::bao;
 use crate::helpers::*;
 
 /// An OpenBao server with raft storage on a free loopback port; killed on drop.
 struct Bao {
-    child: Option<Child>,
+    process: bao::Process,
     dir: tempfile::TempDir,
     addr: String,
     http: reqwest::Client,
@@ -48,7 +49,7 @@ impl Bao {
         );
         std::fs::write(dir.path().join("bao.hcl"), config).unwrap();
         let mut bao = Self {
-            child: None,
+            process: bao::Process::default(),
             dir,
             addr: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
@@ -56,7 +57,7 @@ impl Bao {
             root_token: String::new(),
         };
         if let Err(e) = bao.spawn() {
-            return missing(&format!("bao could not start: {e} (bash .ci/install-openbao.sh)"));
+            return bao::missing(&format!("bao could not start: {e} (bash .ci/install-openbao.sh)"));
         }
         bao.wait_health(|code| code == 501, "to answer uninitialised").await;
         let init = bao
@@ -83,7 +84,7 @@ impl Bao {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        self.child = Some(child);
+        self.process.set(child);
         Ok(())
     }
 
@@ -97,7 +98,7 @@ impl Bao {
             {
                 return;
             }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(status) = self.process.exited() {
                 panic!("bao server exited with {status} while waiting for it {what}");
             }
             assert!(Instant::now() < deadline, "bao did not come {what} within 30 s");
@@ -116,10 +117,7 @@ impl Bao {
 
     /// Stops the server (killed: no goodbye to its clients).
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.stop();
     }
 
     /// Starts it again on the same port from its storage; it comes up sealed.
@@ -129,17 +127,7 @@ impl Bao {
 
     /// A root-token request that must succeed; its JSON answer (`null` for 204).
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
-        let url = format!("{}/v1/{path}", self.addr);
-        let request = match method {
-            "GET" => self.http.get(url),
-            "PUT" => self.http.put(url).json(&body),
-            _ => self.http.post(url).json(&body),
-        };
-        let resp = request.header("X-Vault-Token", &self.root_token).send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        bao::call(&self.http, &self.addr, &self.root_token, method, path, body).await
     }
 
     /// Creates the Transit key `name` of `key_type`, and a token allowed only to read it and
@@ -156,21 +144,6 @@ impl Bao {
             .await;
         answer["auth"]["client_token"].as_str().unwrap().to_owned()
     }
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Without `bao` the tests cannot run: skipped on a laptop, a failure in CI.
-fn missing<T>(why: &str) -> Option<T> {
-    if std::env::var_os("CI").is_some() {
-        panic!("OpenBao (bao) is required in CI: {why}");
-    }
-    eprintln!("skipping: {why}");
-    None
 }
 
 /// Settings of a server whose access tokens Transit key `key` signs, logging in with `token`.
