@@ -35,6 +35,13 @@ pub struct AccessClaims {
     /// tokens and when `email_verification = off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// Confirmation (RFC 7800; RFC 9449 §6.1): `"cnf": {"jkt": "<thumbprint>"}` when the token
+    /// is DPoP-bound to the client key with that RFC 7638 thumbprint. Such a token is accepted
+    /// only with the `DPoP` scheme and a proof made with that key, never as a Bearer token.
+    /// Absent for Bearer tokens. A token whose `cnf` is not a `jkt` binding (say `x5t#S256`)
+    /// fails validation as malformed: keycard cannot check that binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<crate::dpop::Confirmation>,
 }
 
 impl AccessClaims {
@@ -53,6 +60,7 @@ impl AccessClaims {
             scope: None,
             role: None,
             email_verified: None,
+            cnf: None,
         }
     }
 }

@@ -170,6 +170,8 @@ struct RawClaims<'a> {
     #[serde(borrow)]
     role: Option<BorrowedStr<'a>>,
     email_verified: Option<bool>,
+    /// `{"jkt": …}` of a DPoP-bound token; any other form of `cnf` is malformed.
+    cnf: Option<crate::dpop::Confirmation>,
 }
 
 /// Decodes base64url `text` into `stack` when it fits, else into `heap`.
@@ -279,6 +281,7 @@ impl Validator {
             scope: raw.scope.map(|s| s.0.into_owned()),
             role: raw.role.map(|s| s.0.into_owned()),
             email_verified: raw.email_verified,
+            cnf: raw.cnf,
         })
     }
 }
@@ -328,6 +331,25 @@ mod tests {
 
     fn good_claims(now: i64) -> serde_json::Value {
         json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": now + 60, "iat": now, "nbf": now, "jti": "j", "sid": "s"})
+    }
+
+    #[test]
+    fn the_cnf_claim_round_trips_and_another_binding_is_malformed() {
+        let ring = ring();
+        let now = crate::now_unix();
+        let validator = Validator::new(ISS, AUD, 30);
+        let mut claims = AccessClaims::new(ISS, AUD, "u", "s", now, 900);
+        let bearer = validator.validate(&ring, &ring.sign(&claims).unwrap(), now).unwrap();
+        assert_eq!(bearer.cnf, None);
+        assert!(!serde_json::to_string(&bearer).unwrap().contains("cnf"), "absent, not null");
+        claims.cnf = Some(crate::dpop::Confirmation { jkt: "thumb".into() });
+        assert_eq!(serde_json::to_value(&claims).unwrap()["cnf"], json!({"jkt": "thumb"}));
+        let bound = validator.validate(&ring, &ring.sign(&claims).unwrap(), now).unwrap();
+        assert_eq!(bound.cnf, claims.cnf);
+        let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": ring.active().kid()});
+        let mut other = good_claims(now);
+        other["cnf"] = json!({"x5t#S256": "abc"});
+        assert_eq!(validator.validate(&ring, &forge(&ring, header, other), now), Err(TokenError::Malformed));
     }
 
     #[test]

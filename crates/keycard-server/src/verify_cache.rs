@@ -113,6 +113,7 @@ mod tests {
             client_id: None,
             role: None,
             email_verified: None,
+            cnf: None,
         }
     }
 

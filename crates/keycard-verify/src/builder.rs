@@ -8,6 +8,7 @@ use keycard_core::clock::{Clock, SystemClock};
 use keycard_core::keys::PublicKeys;
 use keycard_core::validate::Validator;
 
+use crate::dpop::{DpopOptions, DpopState};
 use crate::error::BuildError;
 use crate::fetch::{discover, discover_metadata, is_safe_url};
 use crate::introspect::{IntrospectionConfig, Introspector};
@@ -54,6 +55,7 @@ pub struct VerifierBuilder {
     allow_plain_http: bool,
     clock: Arc<dyn Clock>,
     introspection: Option<IntrospectionConfig>,
+    dpop: Option<DpopOptions>,
 }
 
 impl VerifierBuilder {
@@ -71,6 +73,7 @@ impl VerifierBuilder {
             allow_plain_http: false,
             clock: Arc::new(SystemClock),
             introspection: None,
+            dpop: None,
         }
     }
 
@@ -157,6 +160,19 @@ impl VerifierBuilder {
         self
     }
 
+    /// Accept DPoP-bound access tokens (RFC 9449): `Authorization: DPoP <token>` with a proof
+    /// in the `DPoP` header, checked by [`Verifier::verify_request`] (and the layer and
+    /// extractors) against the request's method and public URI, the token's `cnf.jkt`, and a
+    /// replay cache of this process. Refusals are 401 with `WWW-Authenticate: DPoP
+    /// error="invalid_dpop_proof"` (proof problems) or `error="invalid_token"` (token problems).
+    /// Behind a proxy, set [`DpopOptions::public_origin`].
+    ///
+    /// With or without this option, a DPoP-bound token presented as Bearer is refused.
+    pub fn dpop(mut self, options: DpopOptions) -> Self {
+        self.dpop = Some(options);
+        self
+    }
+
     /// Allow `http://` URLs to non-loopback hosts (a trusted private network). Off by default:
     /// keys fetched over plain HTTP could be replaced in transit.
     pub fn allow_plain_http(mut self, allow: bool) -> Self {
@@ -194,6 +210,10 @@ impl VerifierBuilder {
         if self.refetch_interval.is_zero() || self.refresh_interval.is_some_and(|p| p.is_zero()) {
             return Err(BuildError::Config("JWKS refetch and refresh intervals must be positive".into()));
         }
+        let dpop = match self.dpop.clone() {
+            Some(options) => Some(DpopState::new(options).map_err(BuildError::Config)?),
+            None => None,
+        };
         let http = match &self.http {
             Some(client) => client.clone(),
             None => self.build_http().map_err(BuildError::Client)?,
@@ -275,7 +295,7 @@ impl VerifierBuilder {
             return Err(BuildError::InsecureUrl(uri.clone()));
         }
         let remote = remote.map(|uri| RemoteKeys::new(uri, self.refetch_interval, self.refresh_interval));
-        let verifier = Verifier::assemble(validator, http, keys, remote, feed, self.clock.clone(), introspector);
+        let verifier = Verifier::assemble(validator, http, keys, remote, feed, self.clock.clone(), introspector, dpop);
         verifier.inner.refresh_keys().await?;
         verifier.inner.sync_feed().await?;
         verifier.spawn_background_tasks();

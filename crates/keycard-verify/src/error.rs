@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum_core::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use keycard_core::dpop::DpopError;
 use keycard_core::{ErrorBody, ErrorCode, TokenError};
 
 /// Why a request's access token was refused. Every variant is 401 `invalid_token` but stale
@@ -46,6 +47,59 @@ pub enum VerifyError {
     /// a programming error, answered 500.
     #[error("no keycard Verifier is installed for this route")]
     NotConfigured,
+    /// The token is DPoP-bound (it carries `cnf`) but was presented as a Bearer token: refused
+    /// by every verifier, with or without DPoP support, so a stolen bound token cannot be used
+    /// without its key. 401 `invalid_token` with the Bearer challenge.
+    #[error("the access token is DPoP-bound: it must be sent with the DPoP scheme and a proof")]
+    DpopBoundAsBearer,
+    /// A request with `Authorization: DPoP` was refused: 401 with the
+    /// `WWW-Authenticate: DPoP error=…, algs=…` challenge.
+    #[error("{reason}")]
+    Dpop {
+        /// What was wrong.
+        reason: DpopFailure,
+        /// The proof algorithms accepted, space-separated (the challenge's `algs`).
+        algs: String,
+    },
+    /// A DPoP request arrived, but its public URI is unknown: no
+    /// [`crate::DpopOptions::public_origin`] is set and the request URI is not absolute. A
+    /// configuration error, answered 500.
+    #[error("the public URI of the request is unknown: set DpopOptions::public_origin")]
+    DpopRequestUriUnknown,
+}
+
+/// Why a request with the `DPoP` scheme was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopFailure {
+    /// No `DPoP` header: `invalid_dpop_proof`.
+    #[error("a DPoP proof is required in one DPoP header")]
+    MissingProof,
+    /// More than one `DPoP` header: `invalid_dpop_proof`.
+    #[error("exactly one DPoP header is allowed")]
+    MultipleProofs,
+    /// The proof failed a check, is made with another key than the token's `cnf.jkt`
+    /// ([`DpopError::KeyMismatch`]), or was seen before ([`DpopError::Replayed`]): its own
+    /// wire error (`invalid_dpop_proof`, or `use_dpop_nonce`).
+    #[error("{0}")]
+    Proof(DpopError),
+    /// The token failed the validation checklist: `invalid_token`.
+    #[error("invalid access token: {0}")]
+    Token(TokenError),
+    /// The token is not DPoP-bound (no `cnf`): `invalid_token`.
+    #[error("the access token is not DPoP-bound")]
+    NotBound,
+}
+
+impl DpopFailure {
+    /// The `error` value sent: `invalid_dpop_proof`, `use_dpop_nonce` or `invalid_token`.
+    pub fn wire_error(&self) -> &'static str {
+        match self {
+            Self::MissingProof | Self::MultipleProofs => "invalid_dpop_proof",
+            Self::Proof(error) => error.code().as_str(),
+            Self::Token(_) | Self::NotBound => "invalid_token",
+        }
+    }
 }
 
 fn describe_age(age: Option<Duration>) -> String {
@@ -59,11 +113,26 @@ impl VerifyError {
     /// The wire error code.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::MissingToken | Self::MalformedHeader | Self::Token(_) | Self::Inactive => ErrorCode::InvalidToken,
+            Self::MissingToken
+            | Self::MalformedHeader
+            | Self::Token(_)
+            | Self::Inactive
+            | Self::DpopBoundAsBearer
+            | Self::Dpop { .. } => ErrorCode::InvalidToken,
             Self::RevocationFeedStale { .. } | Self::IntrospectionUnavailable { .. } => {
                 ErrorCode::TemporarilyUnavailable
             }
-            Self::NotConfigured => ErrorCode::ServerError,
+            Self::NotConfigured | Self::DpopRequestUriUnknown => ErrorCode::ServerError,
+        }
+    }
+
+    /// The `error` value sent in the body and the challenge: [`Self::code`]'s, except for
+    /// DPoP proof refusals, which are `invalid_dpop_proof` (or `use_dpop_nonce`), codes of RFC
+    /// 9449 that [`ErrorCode`] does not have (for those, [`Self::code`] is `invalid_token`).
+    pub fn wire_error(&self) -> &'static str {
+        match self {
+            Self::Dpop { reason, .. } => reason.wire_error(),
+            other => other.code().as_str(),
         }
     }
 
@@ -76,7 +145,7 @@ impl VerifyError {
     /// The JSON error body (`{"error", "error_description"}`).
     pub fn error_body(&self) -> ErrorBody {
         let description = match self {
-            Self::NotConfigured => "internal error".to_owned(),
+            Self::NotConfigured | Self::DpopRequestUriUnknown => "internal error".to_owned(),
             // The reason names keycard's endpoint and what failed: for the logs, not the caller.
             Self::IntrospectionUnavailable { .. } => "the token cannot be checked right now; retry shortly".to_owned(),
             other => other.to_string(),
@@ -95,28 +164,48 @@ impl IntoResponse for VerifyError {
         let status = self.status();
         // Per-request refusals stay at debug: an outage or an attack must not flood the log (the
         // feed poller logs each failed round). A missing verifier is a wiring bug worth a warning.
-        if matches!(self, Self::NotConfigured) {
+        if matches!(self, Self::NotConfigured | Self::DpopRequestUriUnknown) {
             tracing::warn!(error = %self, "refusing request");
         } else {
             tracing::debug!(error = %self, "refusing request");
         }
-        let body = serde_json::to_vec(&self.error_body()).unwrap_or_default();
+        let description = self.error_body().error_description;
+        let body =
+            serde_json::to_vec(&serde_json::json!({"error": self.wire_error(), "error_description": description}))
+                .unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match self {
             // RFC 6750 §3; SPEC.md answers every token failure with the invalid_token challenge.
-            Self::MissingToken | Self::MalformedHeader | Self::Token(_) | Self::Inactive => {
+            Self::MissingToken | Self::MalformedHeader | Self::Token(_) | Self::Inactive | Self::DpopBoundAsBearer => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            }
+            // RFC 9449 §7.1. The description is one of this crate's fixed texts, quoted safely.
+            Self::Dpop { ref reason, ref algs } => {
+                let challenge = format!(
+                    "DPoP error=\"{}\", error_description=\"{}\", algs=\"{}\"",
+                    reason.wire_error(),
+                    quotable(&description),
+                    quotable(algs)
+                );
+                let value = HeaderValue::from_str(&challenge)
+                    .unwrap_or_else(|_| HeaderValue::from_static("DPoP error=\"invalid_token\""));
+                headers.insert(header::WWW_AUTHENTICATE, value);
             }
             Self::RevocationFeedStale { .. } | Self::IntrospectionUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Self::NotConfigured => {}
+            Self::NotConfigured | Self::DpopRequestUriUnknown => {}
         }
         response
     }
+}
+
+/// `text` fit for a quoted-string: printable ASCII without `"` and `\`.
+fn quotable(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' }).collect()
 }
 
 /// Fetching a document from keycard (discovery, JWKS, revocation feed) failed.

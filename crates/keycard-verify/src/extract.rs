@@ -17,6 +17,12 @@ pub struct VerifiedToken {
 }
 
 impl VerifiedToken {
+    /// Whether the request was DPoP-bound: the token carries `cnf` and came with a valid proof
+    /// of its key (a bound token is never accepted as Bearer).
+    pub fn is_dpop_bound(&self) -> bool {
+        self.claims.cnf.is_some()
+    }
+
     /// Whether the token's space-separated `scope` claim holds `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.claims.scope.as_deref().is_some_and(|s| s.split(' ').any(|s| s == scope))
@@ -42,7 +48,7 @@ async fn verified(parts: &Parts) -> Result<VerifiedToken, VerifyError> {
         return Ok(token.clone());
     }
     let verifier = parts.extensions.get::<Verifier>().ok_or(VerifyError::NotConfigured)?;
-    verifier.verify_headers(&parts.headers).await.map(|claims| VerifiedToken { claims })
+    verifier.verify_request(&parts.method, &parts.uri, &parts.headers).await.map(|claims| VerifiedToken { claims })
 }
 
 fn carries_token(parts: &Parts) -> bool {

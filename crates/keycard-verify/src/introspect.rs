@@ -444,6 +444,8 @@ impl Introspector {
             scope: answer.scope,
             role: answer.role,
             email_verified: None,
+            // Only `token_type` Bearer passes above: a DPoP-bound opaque token is refused.
+            cnf: None,
         })
     }
 }

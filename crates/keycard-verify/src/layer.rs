@@ -14,7 +14,7 @@ use crate::extract::VerifiedToken;
 use crate::verifier::Verifier;
 
 /// Wraps a service so that only requests with a valid `Authorization: Bearer` access token
-/// reach it; others get the 401 (or 503) of [`crate::VerifyError`]. With axum, prefer
+/// (or, with [`crate::VerifierBuilder::dpop`], a DPoP-bound token and its proof) reach it; others get the 401 (or 503) of [`crate::VerifyError`]. With axum, prefer
 /// `Router::route_layer`, so unknown paths stay 404.
 #[derive(Debug, Clone)]
 pub struct VerifierLayer {
@@ -63,7 +63,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
         Box::pin(async move {
-            match verifier.verify_headers(request.headers()).await {
+            match verifier.verify_request(request.method(), request.uri(), request.headers()).await {
                 Ok(claims) => {
                     request.extensions_mut().insert(VerifiedToken { claims });
                     inner.call(request).await

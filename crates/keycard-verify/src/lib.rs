@@ -68,11 +68,43 @@
 //! # }
 //! ```
 //!
+//! # DPoP (opt-in)
+//! [`VerifierBuilder::dpop`] with [`DpopOptions`] accepts DPoP-bound tokens (RFC 9449):
+//! `Authorization: DPoP <token>` plus exactly one `DPoP` header holding a proof for the
+//! request's method and public URI, with `ath` the hash of the token, made with the key of the
+//! token's `cnf.jkt`, and never seen before by this process (the replay cache keeps each
+//! `(jkt, jti)` for the proof's 60 s lifetime). The token itself passes the same checklist as a
+//! Bearer token, revocation feed included; the proof is never cached. Refusals answer 401 with
+//! `WWW-Authenticate: DPoP error="invalid_dpop_proof"` (proof missing, repeated, invalid, from
+//! another key, replayed) or `error="invalid_token"` (the token), and `algs="EdDSA ES256"`.
+//!
+//! - **No downgrade.** A token carrying `cnf` is refused as a Bearer token by *every*
+//!   verifier, including one built without DPoP support.
+//! - **Public origin.** Behind a proxy the `Host` header is not to be trusted: give the URL
+//!   clients use with [`DpopOptions::public_origin`] (`https://api.example`). Without it, only
+//!   an absolute request URI is used; otherwise DPoP requests are refused with 500.
+//! - **Replay cache per process.** Several instances each keep their own: a proof replayed to
+//!   *another* instance within its 60 s is accepted there.
+//! - Handlers see the binding in the claims: `claims.cnf` is `Some` exactly for DPoP requests
+//!   ([`VerifiedToken::is_dpop_bound`]).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use keycard_verify::{DpopOptions, Verifier};
+//! let verifier = Verifier::builder("https://auth.example.com", "keycard")
+//!     .dpop(DpopOptions::new().public_origin("https://api.example.com"))
+//!     .build()
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Layout:
 //! - [`verifier`]: [`Verifier`] (verify, key cache, refetch limit, stats).
 //! - [`builder`]: [`VerifierBuilder`] and the defaults.
 //! - [`revocation`]: the feed follower, [`RevocationConfig`], [`WhenStale`].
 //! - [`layer`], [`extract`]: the tower layer and the axum extractors.
+//! - [`dpop`]: [`DpopOptions`], DPoP-bound tokens and their proofs.
 //! - [`introspect`]: [`IntrospectionConfig`], the opt-in RFC 7662 fallback for opaque tokens.
 //! - [`error`]: [`VerifyError`] (knows its HTTP answer), [`FetchError`], [`BuildError`].
 //! - `fetch`: discovery, JWKS and feed requests with size caps.
@@ -80,6 +112,7 @@
 #![warn(missing_docs)]
 
 pub mod builder;
+pub mod dpop;
 pub mod error;
 pub mod extract;
 mod fetch;
@@ -89,7 +122,8 @@ pub mod revocation;
 pub mod verifier;
 
 pub use builder::VerifierBuilder;
-pub use error::{BuildError, FetchError, VerifyError};
+pub use dpop::DpopOptions;
+pub use error::{BuildError, DpopFailure, FetchError, VerifyError};
 pub use extract::{Claims, VerifiedToken};
 pub use introspect::IntrospectionConfig;
 pub use keycard_core::claims::AccessClaims;

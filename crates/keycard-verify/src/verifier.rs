@@ -10,11 +10,13 @@ use keycard_core::clock::Clock;
 use http::HeaderMap;
 use keycard_core::TokenError;
 use keycard_core::claims::AccessClaims;
+use keycard_core::dpop::{JtiCache, ProofExpectations, verify_proof};
 use keycard_core::keys::PublicKeys;
 use keycard_core::validate::Validator;
 
 use crate::builder::VerifierBuilder;
-use crate::error::{FetchError, VerifyError};
+use crate::dpop::DpopState;
+use crate::error::{DpopFailure, FetchError, VerifyError};
 use crate::fetch::fetch_keys;
 use crate::introspect::{Introspector, looks_like_jws};
 use crate::revocation::Feed;
@@ -45,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) feed: Option<Feed>,
     /// The opt-in introspection fallback for opaque tokens.
     pub(crate) introspector: Option<Arc<Introspector>>,
+    /// DPoP support ([`VerifierBuilder::dpop`]), with its replay cache.
+    pub(crate) dpop: Option<DpopState>,
     pub(crate) stats: Counters,
 }
 
@@ -137,9 +141,10 @@ impl Verifier {
     pub fn from_static_keys(issuer: impl Into<String>, audience: impl Into<String>, keys: PublicKeys) -> Self {
         let builder = Self::builder(issuer, audience);
         let clock = Arc::new(keycard_core::clock::SystemClock);
-        Self::assemble(builder.validator(), builder.http_client_or_default(), keys, None, None, clock, None)
+        Self::assemble(builder.validator(), builder.http_client_or_default(), keys, None, None, clock, None, None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn assemble(
         validator: Validator,
         http: reqwest::Client,
@@ -148,10 +153,11 @@ impl Verifier {
         feed: Option<Feed>,
         clock: Arc<dyn Clock>,
         introspector: Option<Arc<Introspector>>,
+        dpop: Option<DpopState>,
     ) -> Self {
         let keys = RwLock::new(KeySnapshot { keys: Arc::new(keys), generation: 0 });
         let stats = Counters::default();
-        Self { inner: Arc::new(Inner { validator, http, keys, remote, feed, clock, introspector, stats }) }
+        Self { inner: Arc::new(Inner { validator, http, keys, remote, feed, clock, introspector, dpop, stats }) }
     }
 
     /// The accepted issuer.
@@ -164,18 +170,83 @@ impl Verifier {
         self.inner.validator.audience()
     }
 
-    /// Verifies the Bearer token of a request's headers.
+    /// Verifies the Bearer token of a request's headers. A request with `Authorization: DPoP`
+    /// is refused here ([`VerifyError::MalformedHeader`]): use [`Verifier::verify_request`],
+    /// which needs the method and URI.
     pub async fn verify_headers(&self, headers: &HeaderMap) -> Result<AccessClaims, VerifyError> {
         let token = bearer_token(headers)?;
         self.verify(token).await
     }
 
-    /// Runs the whole checklist on `token`: signature with the key its `kid` names (refetching
-    /// the JWKS once if the kid is unknown and no refetch happened within the refetch interval),
-    /// `typ`, `iss`, `aud`, `exp`, `nbf`, `iat`, `sub`/`sid`/`jti`, size, and the revocation feed.
-    /// With [`VerifierBuilder::introspection`], a token that is not a JWT at all is introspected
-    /// instead (cached briefly), then checked against the revocation feed.
+    /// Whether this verifier accepts DPoP-bound tokens ([`VerifierBuilder::dpop`]).
+    pub fn supports_dpop(&self) -> bool {
+        self.inner.dpop.is_some()
+    }
+
+    /// Verifies a request's access token, by its `Authorization` scheme:
+    ///
+    /// - `Bearer <token>`: [`Verifier::verify`] (a DPoP-bound token is refused);
+    /// - `DPoP <token>`, when the verifier supports DPoP ([`VerifierBuilder::dpop`]): the token
+    ///   passes the same checklist (the revocation feed included) and must carry `cnf.jkt`;
+    ///   exactly one `DPoP` header must hold a proof (RFC 9449 §4.3) for `method` and the
+    ///   request's public URI ([`crate::DpopOptions::public_origin`], else `uri` if absolute)
+    ///   with `ath` the hash of the token, made with the key of `cnf.jkt`, and not seen before
+    ///   by this verifier (the `(jkt, jti)` pair is remembered until the proof's age limit).
+    ///   The token's verification may be cached like a Bearer token's; the proof never is.
+    ///   Without DPoP support the scheme is refused as [`VerifyError::MalformedHeader`].
+    ///
+    /// The returned claims' `cnf` is set exactly when the request was DPoP-bound.
+    pub async fn verify_request(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Result<AccessClaims, VerifyError> {
+        let Some(dpop) = &self.inner.dpop else { return self.verify_headers(headers).await };
+        let token = match dpop_token(headers)? {
+            None => return self.verify_headers(headers).await,
+            Some(token) => token,
+        };
+        let refuse = |reason| VerifyError::Dpop { reason, algs: dpop.algs.clone() };
+        let mut proofs = headers.get_all("dpop").iter();
+        let proof = match (proofs.next(), proofs.next()) {
+            (None, _) => return Err(refuse(DpopFailure::MissingProof)),
+            (Some(_), Some(_)) => return Err(refuse(DpopFailure::MultipleProofs)),
+            (Some(proof), None) => {
+                proof.to_str().map_err(|_| refuse(DpopFailure::Proof(keycard_core::dpop::DpopError::Malformed)))?
+            }
+        };
+        let htu = dpop.request_uri(uri).ok_or(VerifyError::DpopRequestUriUnknown)?;
+        let claims = match self.verify_any(token).await {
+            Ok(claims) => claims,
+            Err(VerifyError::Token(error)) => return Err(refuse(DpopFailure::Token(error))),
+            Err(other) => return Err(other),
+        };
+        let Some(cnf) = &claims.cnf else { return Err(refuse(DpopFailure::NotBound)) };
+        let now = self.inner.clock.now();
+        let expect = ProofExpectations::new(&dpop.policy, method.as_str(), &htu).with_access_token(token);
+        let proof = verify_proof(proof, &expect, now).map_err(|e| refuse(DpopFailure::Proof(e)))?;
+        cnf.check(&proof).map_err(|e| refuse(DpopFailure::Proof(e)))?;
+        // Last, so a proof refused for any other reason is not spent.
+        if !dpop.replay.check_and_insert(&proof.jkt, &proof.jti, proof.replay_until, now) {
+            return Err(refuse(DpopFailure::Proof(keycard_core::dpop::DpopError::Replayed)));
+        }
+        Ok(claims)
+    }
+
+    /// Runs the whole checklist on a Bearer `token`: signature with the key its `kid` names
+    /// (refetching the JWKS once if the kid is unknown and no refetch happened within the
+    /// refetch interval), `typ`, `iss`, `aud`, `exp`, `nbf`, `iat`, `sub`/`sid`/`jti`, size, and
+    /// the revocation feed. With [`VerifierBuilder::introspection`], a token that is not a JWT
+    /// at all is introspected instead (cached briefly), then checked against the revocation
+    /// feed. A DPoP-bound token (with `cnf`) is refused ([`VerifyError::DpopBoundAsBearer`]),
+    /// with or without DPoP support: it is only accepted through [`Verifier::verify_request`].
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        refuse_bound(self.verify_any(token).await?)
+    }
+
+    /// [`Verifier::verify`] whatever the token's binding.
+    async fn verify_any(&self, token: &str) -> Result<AccessClaims, VerifyError> {
         let now = self.inner.clock.now();
         let snapshot = self.inner.snapshot();
         let claims = match self.inner.validator.validate(&snapshot.keys, token, now) {
@@ -196,8 +267,13 @@ impl Verifier {
     }
 
     /// Like [`Verifier::verify`], but never fetches: an unknown `kid` is simply refused, and an
-    /// opaque token passes only on a cached introspection verdict.
+    /// opaque token passes only on a cached introspection verdict. A DPoP-bound token is
+    /// refused too.
     pub fn verify_cached(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        refuse_bound(self.verify_cached_any(token)?)
+    }
+
+    fn verify_cached_any(&self, token: &str) -> Result<AccessClaims, VerifyError> {
         let now = self.inner.clock.now();
         let claims = match self.inner.validator.validate(&self.inner.snapshot().keys, token, now) {
             Err(TokenError::Malformed) if !looks_like_jws(token) => {
@@ -356,6 +432,27 @@ impl Inner {
             }
         }
     }
+}
+
+/// Claims of a token presented as Bearer: refused when DPoP-bound.
+fn refuse_bound(claims: AccessClaims) -> Result<AccessClaims, VerifyError> {
+    if claims.cnf.is_some() { Err(VerifyError::DpopBoundAsBearer) } else { Ok(claims) }
+}
+
+/// The token of the one `Authorization: DPoP <token>` header; `None` when the scheme is another
+/// (or the header is missing or repeated: the Bearer path reports that).
+fn dpop_token(headers: &HeaderMap) -> Result<Option<&str>, VerifyError> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return Ok(None) };
+    let Some((scheme, token)) = value.to_str().ok().and_then(|v| v.split_once(' ')) else { return Ok(None) };
+    if !scheme.eq_ignore_ascii_case("dpop") {
+        return Ok(None);
+    }
+    let token = token.trim();
+    if token.is_empty() || token.contains(' ') {
+        return Err(VerifyError::MalformedHeader);
+    }
+    Ok(Some(token))
 }
 
 /// The token of the one `Authorization: Bearer <token>` header.

@@ -3,6 +3,7 @@
 //! the revocation feed's staleness guarantee, and the opt-in introspection of opaque tokens.
 
 mod attacks;
+mod dpop;
 mod end_to_end;
 mod helpers;
 mod introspection;

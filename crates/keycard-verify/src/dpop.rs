@@ -1,0 +1,135 @@
+//! DPoP (RFC 9449) for resource servers: [`DpopOptions`] turns on `Authorization: DPoP <token>`
+//! with a proof in the `DPoP` header, checked by [`crate::Verifier::verify_request`] (and so by
+//! [`crate::VerifierLayer`] and the extractors).
+//!
+//! A request with the `DPoP` scheme is accepted when the token passes the whole checklist (as a
+//! Bearer token would, revocation feed included), carries `cnf.jkt`, and exactly one `DPoP`
+//! header holds a proof that passes [`keycard_core::dpop::verify_proof`] for the request's
+//! method and public URI and for that token (`ath`), made with the key the token is bound to,
+//! and not seen before (a per-process replay cache). The proof is never cached.
+//!
+//! A DPoP-bound token (one with `cnf`) is always refused as a Bearer token, with or without
+//! these options: a stolen bound token cannot be downgraded.
+
+use keycard_core::dpop::{DpopPolicy, MemoryJtiCache, normalize_htu};
+
+/// Default number of `(jkt, jti)` pairs the replay cache holds (each 32 bytes of hash plus
+/// bookkeeping): proofs live 60 s, so this serves about 1,600 DPoP requests a second. When full
+/// of live pairs, new proofs are refused (fail closed) until some expire.
+pub const DEFAULT_REPLAY_CACHE_CAPACITY: usize = 100_000;
+
+/// How a [`crate::Verifier`] accepts DPoP-bound tokens; see [`crate::VerifierBuilder::dpop`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DpopOptions {
+    pub(crate) policy: DpopPolicy,
+    pub(crate) public_origin: Option<String>,
+    pub(crate) replay_capacity: usize,
+}
+
+impl Default for DpopOptions {
+    fn default() -> Self {
+        Self { policy: DpopPolicy::default(), public_origin: None, replay_capacity: DEFAULT_REPLAY_CACHE_CAPACITY }
+    }
+}
+
+impl DpopOptions {
+    /// EdDSA and ES256 proofs, 60 s old at most, 5 s of clock skew (keycard-core's
+    /// [`DpopPolicy::default`]); no public origin; a replay cache of
+    /// [`DEFAULT_REPLAY_CACHE_CAPACITY`] pairs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The URL clients address this service by (`https://api.example`, or with a path prefix
+    /// the proxy strips: `https://example.com/api`): a proof's `htu` must be this followed by
+    /// the request's path. Set it whenever the service runs behind a proxy or load balancer:
+    /// the `Host` header is not to be trusted. Without it, the request URI must be absolute
+    /// (HTTP/2 and most HTTP/1.1 servers give only the path), otherwise every DPoP request is
+    /// refused with 500 ([`crate::VerifyError::DpopRequestUriUnknown`]).
+    ///
+    /// The path is the one the layer sees: with axum, a layer inside a `nest("/prefix", …)`
+    /// sees the path without the prefix, so put the prefix in the origin, or the layer outside.
+    pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
+        self.public_origin = Some(origin.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The algorithms, proof age, clock skew and size accepted.
+    pub fn policy(mut self, policy: DpopPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How many `(jkt, jti)` pairs the replay cache holds at most.
+    pub fn replay_cache_capacity(mut self, capacity: usize) -> Self {
+        self.replay_capacity = capacity;
+        self
+    }
+}
+
+/// A verifier's DPoP settings and its replay cache.
+pub(crate) struct DpopState {
+    pub(crate) policy: DpopPolicy,
+    pub(crate) public_origin: Option<String>,
+    /// `algs` of the `WWW-Authenticate: DPoP` challenge.
+    pub(crate) algs: String,
+    pub(crate) replay: MemoryJtiCache,
+}
+
+impl DpopState {
+    /// Checks the options; `Err` says what is wrong.
+    pub(crate) fn new(options: DpopOptions) -> Result<Self, String> {
+        if let Some(origin) = &options.public_origin
+            && normalize_htu(origin).is_none()
+        {
+            return Err(format!("the DPoP public origin {origin:?} is not an absolute http(s) URL"));
+        }
+        let algs: Vec<&str> =
+            options.policy.algs.iter().filter(|a| options.policy.allows(**a)).map(|a| a.as_str()).collect();
+        if algs.is_empty() {
+            return Err("the DPoP policy accepts no asymmetric algorithm".into());
+        }
+        if options.replay_capacity == 0 {
+            return Err("the DPoP replay cache capacity must be positive".into());
+        }
+        Ok(Self {
+            algs: algs.join(" "),
+            policy: options.policy,
+            public_origin: options.public_origin,
+            replay: MemoryJtiCache::new(options.replay_capacity),
+        })
+    }
+
+    /// The URI the client addressed (what `htu` must be): the public origin and the request's
+    /// path, or the request URI itself when it is absolute. `None` when neither is known.
+    pub(crate) fn request_uri(&self, uri: &http::Uri) -> Option<String> {
+        match (&self.public_origin, uri.scheme(), uri.authority()) {
+            (Some(origin), _, _) => Some(format!("{origin}{}", uri.path())),
+            (None, Some(scheme), Some(authority)) => Some(format!("{scheme}://{authority}{}", uri.path())),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_uri_comes_from_the_public_origin_or_an_absolute_uri_only() {
+        let with_origin = DpopState::new(DpopOptions::new().public_origin("https://api.example/")).unwrap();
+        let relative: http::Uri = "/a/b?x=1".parse().unwrap();
+        let absolute: http::Uri = "http://internal:8080/a/b?x=1".parse().unwrap();
+        assert_eq!(with_origin.request_uri(&relative).as_deref(), Some("https://api.example/a/b"));
+        assert_eq!(with_origin.request_uri(&absolute).as_deref(), Some("https://api.example/a/b"), "Host ignored");
+        let without = DpopState::new(DpopOptions::new()).unwrap();
+        assert_eq!(without.request_uri(&relative), None);
+        assert_eq!(without.request_uri(&absolute).as_deref(), Some("http://internal:8080/a/b"));
+        assert_eq!(without.algs, "EdDSA ES256");
+        assert!(DpopState::new(DpopOptions::new().public_origin("api.example")).is_err());
+        assert!(DpopState::new(DpopOptions::new().replay_cache_capacity(0)).is_err());
+        let hs_only = DpopPolicy { algs: vec![keycard_core::keys::KeyAlg::Hs256], ..DpopPolicy::default() };
+        assert!(DpopState::new(DpopOptions::new().policy(hs_only)).is_err());
+    }
+}
