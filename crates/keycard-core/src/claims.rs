@@ -42,6 +42,14 @@ pub struct AccessClaims {
     /// fails validation as malformed: keycard cannot check that binding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<crate::dpop::Confirmation>,
+    /// How the user signed in (RFC 8176): `pwd`, `otp`, `hwk`/`swk`, `mfa`. Left out when
+    /// empty (client tokens).
+    #[serde(default, skip_serializing_if = "crate::amr::Amr::is_empty")]
+    pub amr: crate::amr::Amr,
+    /// When the user last proved who they are (OpenID Connect's `auth_time`): the login, or the
+    /// latest step-up of the session. Absent for client tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 impl AccessClaims {
@@ -61,6 +69,8 @@ impl AccessClaims {
             role: None,
             email_verified: None,
             cnf: None,
+            amr: crate::amr::Amr::EMPTY,
+            auth_time: None,
         }
     }
 }

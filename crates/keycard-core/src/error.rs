@@ -30,6 +30,12 @@ pub enum ErrorCode {
     /// 403: the password is right but the address is not verified yet (`email_verification =
     /// required`).
     EmailNotVerified,
+    /// 401: the route needs a more recent or stronger sign-in (RFC 9470): a second factor, or a
+    /// sign-in within the last `max_age` seconds; `POST /auth/step-up` gives one.
+    InsufficientUserAuthentication,
+    /// 400: the second-factor answer (TOTP code, recovery code) is wrong or already used, or the
+    /// `mfa_token` is unknown, spent or expired.
+    InvalidMfa,
     /// 403: the CSRF double-submit or Origin check failed.
     CsrfFailed,
     /// 403: authenticated, but not allowed.
@@ -68,11 +74,13 @@ impl ErrorCode {
             | Self::InvalidResetToken
             | Self::InvalidVerificationToken
             | Self::InvalidEmailChangeToken
+            | Self::InvalidMfa
             | Self::UnauthorizedClient
             | Self::UnsupportedGrantType
             | Self::InvalidScope => 400,
             Self::InvalidClient => 401,
             Self::InvalidCredentials | Self::InvalidToken | Self::InvalidGrant | Self::RefreshTokenReused => 401,
+            Self::InsufficientUserAuthentication => 401,
             Self::CsrfFailed | Self::Forbidden | Self::EmailNotVerified => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
@@ -97,6 +105,8 @@ impl ErrorCode {
             Self::InvalidVerificationToken => "invalid_verification_token",
             Self::InvalidEmailChangeToken => "invalid_email_change_token",
             Self::EmailNotVerified => "email_not_verified",
+            Self::InsufficientUserAuthentication => "insufficient_user_authentication",
+            Self::InvalidMfa => "invalid_mfa",
             Self::CsrfFailed => "csrf_failed",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",

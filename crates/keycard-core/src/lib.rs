@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod amr;
 pub mod claims;
 pub mod clock;
 pub mod dpop;

@@ -86,6 +86,12 @@ secret_token! {
     EmailCancelToken, EMAIL_CANCEL_TOKEN_PREFIX = "kcex_", EMAIL_CANCEL_TOKEN_LEN
 }
 
+secret_token! {
+    /// The token of a login waiting for its second factor (`mfa_token`): `kcmf_`, 256 bits,
+    /// single use, five minutes.
+    MfaToken, MFA_TOKEN_PREFIX = "kcmf_", MFA_TOKEN_LEN
+}
+
 /// SHA-256 of a secret token: what the store indexes by.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TokenHash(pub [u8; 32]);

@@ -172,6 +172,9 @@ struct RawClaims<'a> {
     email_verified: Option<bool>,
     /// `{"jkt": …}` of a DPoP-bound token; any other form of `cnf` is malformed.
     cnf: Option<crate::dpop::Confirmation>,
+    #[serde(default)]
+    amr: crate::amr::Amr,
+    auth_time: Option<i64>,
 }
 
 /// Decodes base64url `text` into `stack` when it fits, else into `heap`.
@@ -282,6 +285,8 @@ impl Validator {
             role: raw.role.map(|s| s.0.into_owned()),
             email_verified: raw.email_verified,
             cnf: raw.cnf,
+            amr: raw.amr,
+            auth_time: raw.auth_time,
         })
     }
 }

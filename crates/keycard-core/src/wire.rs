@@ -4,6 +4,8 @@
 //!
 //! Request bodies deny unknown fields: a typo such as `pasword` is a 400, not a silent default.
 
+pub mod mfa;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 

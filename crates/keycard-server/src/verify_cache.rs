@@ -114,6 +114,8 @@ mod tests {
             role: None,
             email_verified: None,
             cnf: None,
+            amr: Default::default(),
+            auth_time: None,
         }
     }
 

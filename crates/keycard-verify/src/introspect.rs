@@ -446,6 +446,8 @@ impl Introspector {
             email_verified: None,
             // Only `token_type` Bearer passes above: a DPoP-bound opaque token is refused.
             cnf: None,
+            amr: Default::default(),
+            auth_time: None,
         })
     }
 }
