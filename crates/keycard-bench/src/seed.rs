@@ -50,6 +50,8 @@ pub async fn seed_sessions(path: &Path, count: usize) -> anyhow::Result<i64> {
             absolute_expires_at: now + ABSOLUTE_TTL,
             user_agent: Some("keycard-bench seed".into()),
             ip: Some("127.0.0.1".into()),
+            amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+            auth_time: now,
         };
         let login = AuditEvent {
             user_id: Some(session.user_id.clone()),

@@ -162,6 +162,8 @@ pub async fn change(
     req: ChangeEmailRequest,
 ) -> Result<Accepted, ApiError> {
     let Email(new_email) = Email::parse(&req.new_email)?;
+    // With a second factor on the account, the password alone is not enough (issue 17).
+    state.factors().require_recent(auth, true).await?;
     state.sessions().confirm_password(auth, client, req.password).await?;
     if new_email == auth.user.email {
         return Err(ApiError::new(ErrorCode::InvalidRequest, "new_email is the account's address already"));

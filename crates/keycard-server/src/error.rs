@@ -30,6 +30,15 @@ pub enum ApiError {
     /// unreachable or refuses. 503 with `Retry-After`; the cause is logged, never sent.
     #[error("cannot sign access tokens: {0}")]
     SigningUnavailable(String),
+    /// The route needs a more recent sign-in (`max_age` seconds), with a second factor when
+    /// the account has one: 401 `insufficient_user_authentication` with RFC 9470's challenge.
+    #[error("step-up required")]
+    StepUp {
+        /// `step_up_max_age`, in seconds.
+        max_age: i64,
+        /// Whether the sign-in must include the account's second factor.
+        second_factor: bool,
+    },
     /// Anything else that failed inside keycard.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -70,6 +79,14 @@ impl ApiError {
             ),
             Self::Store(StoreError::EmailTaken) => (ErrorCode::EmailTaken, "an account with this email exists".into()),
             Self::Store(StoreError::UserDisabled) => (ErrorCode::Forbidden, "this account is disabled".into()),
+            Self::StepUp { second_factor: true, .. } => (
+                ErrorCode::InsufficientUserAuthentication,
+                "this change needs a recent sign-in with your second factor: POST /auth/step-up with a code".into(),
+            ),
+            Self::StepUp { second_factor: false, .. } => (
+                ErrorCode::InsufficientUserAuthentication,
+                "this change needs a recent sign-in: POST /auth/step-up with your password".into(),
+            ),
             Self::Store(_) | Self::Internal(_) => (ErrorCode::ServerError, "internal error".into()),
         }
     }
@@ -81,7 +98,15 @@ impl IntoResponse for ApiError {
         if code.status() >= 500 {
             tracing::error!(error = %self, "request failed");
         }
-        error_response(code, description, self.retry_after())
+        let mut response = error_response(code, description, self.retry_after());
+        if let Self::StepUp { max_age, .. } = self {
+            // RFC 9470 §3: the error and the freshness the route wants.
+            let challenge = format!("Bearer error=\"insufficient_user_authentication\", max_age={max_age}");
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
     }
 }
 

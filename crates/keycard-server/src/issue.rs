@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
+use keycard_core::amr::Amr;
 use keycard_core::claims::AccessClaims;
 use keycard_core::wire::{Delivery, TokenResponse};
 use keycard_store::SessionRecord;
@@ -19,14 +20,25 @@ pub async fn access_token(state: &AppState, session: &SessionRecord, now: i64) -
 
 /// The claims of a user's access token for `session`, valid from `now`.
 pub fn user_claims(state: &AppState, session: &SessionRecord, now: i64) -> AccessClaims {
-    claims_for(state, &session.user_id, &session.id, session.email_verified, now)
+    claims_for(state, &session.user_id, &session.id, session.email_verified, session.amr, session.auth_time, now)
 }
 
-/// The claims of `user_id`'s access token for session `session_id`, valid from `now`.
-pub fn claims_for(state: &AppState, user_id: &str, session_id: &str, email_verified: bool, now: i64) -> AccessClaims {
+/// The claims of `user_id`'s access token for session `session_id`, valid from `now`: how and
+/// when the user signed in (`amr`, `auth_time`) as the session keeps them.
+pub fn claims_for(
+    state: &AppState,
+    user_id: &str,
+    session_id: &str,
+    email_verified: bool,
+    amr: Amr,
+    auth_time: i64,
+    now: i64,
+) -> AccessClaims {
     let c = &state.config;
     let mut claims = AccessClaims::new(&c.issuer, &c.audience, user_id, session_id, now, c.access_ttl);
     claims.client_id = Some(crate::oauth::PUBLIC_CLIENT.to_owned());
+    claims.amr = amr;
+    claims.auth_time = Some(auth_time);
     if c.email_verification != crate::email::EmailVerification::Off {
         claims.email_verified = Some(email_verified);
     }
@@ -36,7 +48,11 @@ pub fn claims_for(state: &AppState, user_id: &str, session_id: &str, email_verif
 /// Whether two sessions give the same access-token claims (those [`user_claims`] reads): an
 /// access token signed for one serves the other.
 pub fn same_claims(a: &SessionRecord, b: &SessionRecord) -> bool {
-    a.id == b.id && a.user_id == b.user_id && a.email_verified == b.email_verified
+    a.id == b.id
+        && a.user_id == b.user_id
+        && a.email_verified == b.email_verified
+        && a.amr == b.amr
+        && a.auth_time == b.auth_time
 }
 
 /// The 200 token response: the access token signed for the session in the body; the refresh

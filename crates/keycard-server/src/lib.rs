@@ -22,6 +22,7 @@ pub mod issue;
 pub mod key_files;
 pub mod keys;
 pub mod mail;
+pub mod mfa;
 pub mod middleware;
 pub mod oauth;
 pub mod openapi;

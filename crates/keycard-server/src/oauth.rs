@@ -390,8 +390,15 @@ impl OAuth<'_> {
         if form.get("scope").is_some() {
             return Err(OAuthError::new(ErrorCode::InvalidScope, "keycard sessions have no scopes"));
         }
-        let (issued, _user) = self.state.sessions().login(username, password.to_owned(), None, client).await?;
-        self.user_tokens(issued)
+        let delivery = keycard_core::wire::Delivery::Body;
+        match self.state.sessions().login(username, password.to_owned(), None, delivery, client).await? {
+            crate::mfa::LoginStep::Done(issued, _user) => self.user_tokens(*issued),
+            // RFC 6749's password grant has no second step: such accounts use keycard's login.
+            crate::mfa::LoginStep::Mfa(_) => Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "this account has a second factor: sign in with POST /auth/login and /auth/mfa/verify",
+            )),
+        }
     }
 
     fn user_tokens(&self, issued: Issued) -> Result<OAuthTokenResponse, OAuthError> {

@@ -61,6 +61,13 @@ use crate::assets::{ASSET_CSP, asset};
         paths::email_cancel_page,
         paths::link_js,
         paths::delete_account,
+        paths::mfa_verify,
+        paths::step_up,
+        paths::list_factors,
+        paths::begin_totp,
+        paths::confirm_totp,
+        paths::remove_factor,
+        paths::regenerate_recovery_codes,
         paths::revocations,
         paths::jwks,
         paths::openid_configuration,
@@ -86,6 +93,7 @@ use crate::assets::{ASSET_CSP, asset};
     tags(
         (name = "auth", description = "Accounts, login, token refresh and logout."),
         (name = "account", description = "The signed-in user's own resources (Bearer access token)."),
+        (name = "mfa", description = "Second factors: the login's second step, step-up (RFC 9470), authenticator apps (RFC 6238) and recovery codes."),
         (name = "oauth", description = "Standard OAuth 2.0 beside the JSON API: the token endpoint (RFC 6749), revocation (RFC 7009) and introspection (RFC 7662), form-encoded, with RFC 6749 §5.2 errors."),
         (name = "discovery", description = "Public keys, authorization-server metadata and the revocation feed, for resource servers."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
@@ -146,6 +154,10 @@ pub async fn swagger_ui_css() -> Response {
 #[allow(dead_code, clippy::unused_async)]
 mod paths {
     use keycard_core::keys::JwkSet;
+    use keycard_core::wire::mfa::{
+        FactorList, MfaChallenge, MfaVerifyRequest, RecoveryCodes, StepUpRequest, StepUpResponse, TotpConfirmRequest,
+        TotpConfirmed, TotpEnrollment,
+    };
     use keycard_core::wire::{
         Accepted, ChangeEmailRequest, DeleteAccountRequest, Discovery, EmailLinkDone, EmailTokenRequest,
         ForgotPasswordRequest, Introspection, LoginRequest, LogoutRequest, OAuthTokenResponse, PasswordChangeRequest,
@@ -198,6 +210,18 @@ mod paths {
         client_assertion: Option<String>,
     }
 
+    /// The answer to a right password: a token response, or (an account with a second factor)
+    /// the second step.
+    #[derive(serde::Serialize, utoipa::ToSchema)]
+    #[serde(untagged)]
+    #[allow(dead_code)]
+    pub enum LoginAnswer {
+        /// Signed in.
+        Tokens(TokenResponse),
+        /// `POST /auth/mfa/verify` next.
+        Mfa(MfaChallenge),
+    }
+
     /// Creates an account.
     ///
     /// The email is trimmed and lower-cased; the password must meet the policy (length, not a
@@ -217,15 +241,99 @@ mod paths {
     /// CLIs, services): the refresh token is in the body as `refresh_token`, and no cookie is set.
     /// Unknown email and wrong password answer the same. Rate-limited per IP and per account, with
     /// backoff after repeated failures.
+    ///
+    /// An account with a second factor answers a right password with `{mfa_required: true,
+    /// mfa_token, methods, expires_in}` (`MfaChallenge`) and no tokens; `POST /auth/mfa/verify`
+    /// completes the login in the delivery asked for here.
     #[utoipa::path(
         post, path = "/auth/login", tag = "auth",
         request_body = LoginRequest,
         responses((
-            status = 200, description = "Signed in: a token response.", body = TokenResponse,
+            status = 200, description = "Signed in: a token response; or, with a second factor on the account, the second step.",
+            body = inline(LoginAnswer),
             headers(("Set-Cookie" = String, description = "With cookie delivery: the refresh and CSRF cookies."))
         )),
     )]
     pub async fn login() {}
+
+    /// Completes a login with its second factor: the `mfa_token` and exactly one of `code` (the
+    /// authenticator app's, each code good once) or `recovery_code` (spent).
+    ///
+    /// The `mfa_token` works for 5 minutes and 5 answers, and once; wrong answers count toward the
+    /// login's backoff. The session's access tokens carry `amr: ["pwd", "otp", "mfa"]` and
+    /// `auth_time`. 400 `invalid_mfa` for a wrong, used or expired answer or token.
+    #[utoipa::path(
+        post, path = "/auth/mfa/verify", tag = "mfa",
+        request_body = MfaVerifyRequest,
+        responses((
+            status = 200, description = "Signed in: a token response in the login's delivery.", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "With cookie delivery: the refresh and CSRF cookies."))
+        )),
+    )]
+    pub async fn mfa_verify() {}
+
+    /// Signs the user in again on the current session (RFC 9470 step-up).
+    ///
+    /// An account with a second factor answers with it (`code` or `recovery_code`; `password`
+    /// optional); one without, with its `password`. The answer is a new access token with
+    /// `auth_time` now; the session keeps it, so later refreshes carry it too. Routes that need a
+    /// recent sign-in answer 401 `insufficient_user_authentication` with `WWW-Authenticate:
+    /// Bearer error="insufficient_user_authentication", max_age=<step_up_max_age>`.
+    #[utoipa::path(
+        post, path = "/auth/step-up", tag = "mfa",
+        request_body = StepUpRequest,
+        security(("bearer" = [])),
+        responses((status = 200, description = "A new access token for the session.", body = StepUpResponse)),
+    )]
+    pub async fn step_up() {}
+
+    /// The caller's active second factors and how many recovery codes are left.
+    #[utoipa::path(
+        get, path = "/auth/mfa", tag = "mfa",
+        security(("bearer" = [])),
+        responses((status = 200, description = "Factors, oldest first.", body = FactorList)),
+    )]
+    pub async fn list_factors() {}
+
+    /// Starts an authenticator-app (TOTP) enrolment: a new secret, as base32, an `otpauth://`
+    /// URI and a QR code (SVG data URL). Shown once; active after `POST /auth/mfa/totp/confirm`.
+    ///
+    /// Needs a recent sign-in (`step_up_max_age`; with a second factor already, one with it).
+    #[utoipa::path(
+        post, path = "/auth/mfa/totp", tag = "mfa",
+        security(("bearer" = [])),
+        responses((status = 200, description = "The pending factor.", body = TotpEnrollment)),
+    )]
+    pub async fn begin_totp() {}
+
+    /// Activates a pending authenticator app with its current code. The account's first factor
+    /// also gets ten recovery codes, returned this once.
+    #[utoipa::path(
+        post, path = "/auth/mfa/totp/confirm", tag = "mfa",
+        request_body = TotpConfirmRequest,
+        security(("bearer" = [])),
+        responses((status = 200, description = "The factor is active.", body = TotpConfirmed)),
+    )]
+    pub async fn confirm_totp() {}
+
+    /// Removes a factor. Needs a recent sign-in with a second factor (a pending factor excepted).
+    /// With the last factor the recovery codes go too.
+    #[utoipa::path(
+        delete, path = "/auth/mfa/factors/{id}", tag = "mfa",
+        params(("id" = String, Path, description = "The factor id.")),
+        security(("bearer" = [])),
+        responses((status = 204, description = "The factor is removed.")),
+    )]
+    pub async fn remove_factor() {}
+
+    /// Ten new recovery codes replace every earlier one; shown this once. Needs a recent sign-in
+    /// with a second factor.
+    #[utoipa::path(
+        post, path = "/auth/mfa/recovery-codes", tag = "mfa",
+        security(("bearer" = [])),
+        responses((status = 200, description = "The new codes.", body = RecoveryCodes)),
+    )]
+    pub async fn regenerate_recovery_codes() {}
 
     /// Rotates a refresh token: the presented one becomes used and a new pair is issued.
     ///
@@ -682,6 +790,7 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
                 PayloadTooLarge,
                 InvalidToken,
                 InvalidCredentials,
+                InsufficientUserAuthentication,
                 WeakPassword,
                 RateLimited,
                 TemporarilyUnavailable,
@@ -696,7 +805,15 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
         (
             "post",
             "/auth/email",
-            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, RateLimited, TemporarilyUnavailable],
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidToken,
+                InvalidCredentials,
+                InsufficientUserAuthentication,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
         ),
         (
             "post",
@@ -724,7 +841,15 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
         (
             "delete",
             "/auth/account",
-            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidCredentials, RateLimited, TemporarilyUnavailable],
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidToken,
+                InvalidCredentials,
+                InsufficientUserAuthentication,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
         ),
         (
             "post",
@@ -751,6 +876,41 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
             "/oauth/introspect",
             &[InvalidRequest, PayloadTooLarge, InvalidClient, RateLimited, TemporarilyUnavailable],
         ),
+        (
+            "post",
+            "/auth/mfa/verify",
+            &[InvalidRequest, PayloadTooLarge, InvalidMfa, RateLimited, TemporarilyUnavailable],
+        ),
+        (
+            "post",
+            "/auth/step-up",
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidToken,
+                InvalidCredentials,
+                InvalidMfa,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
+        ),
+        ("get", "/auth/mfa", &[InvalidToken, TemporarilyUnavailable]),
+        ("post", "/auth/mfa/totp", &[InvalidToken, InsufficientUserAuthentication, TemporarilyUnavailable]),
+        (
+            "post",
+            "/auth/mfa/totp/confirm",
+            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidMfa, NotFound, TemporarilyUnavailable],
+        ),
+        (
+            "delete",
+            "/auth/mfa/factors/{id}",
+            &[InvalidRequest, InvalidToken, InsufficientUserAuthentication, NotFound, TemporarilyUnavailable],
+        ),
+        (
+            "post",
+            "/auth/mfa/recovery-codes",
+            &[InvalidToken, InsufficientUserAuthentication, NotFound, TemporarilyUnavailable],
+        ),
         ("get", "/metrics", &[InvalidToken, NotFound]),
         ("get", "/auth/revocations", &[InvalidRequest, TemporarilyUnavailable]),
         ("get", "/readyz", &[TemporarilyUnavailable]),
@@ -775,6 +935,10 @@ fn example_description(code: ErrorCode) -> &'static str {
             "the link is invalid, expired, already used, replaced by a newer change, or its change was cancelled"
         }
         ErrorCode::EmailNotVerified => "the account's address is not verified yet",
+        ErrorCode::InsufficientUserAuthentication => {
+            "this change needs a recent sign-in with your second factor: POST /auth/step-up with a code"
+        }
+        ErrorCode::InvalidMfa => "the code is wrong, expired or already used",
         ErrorCode::CsrfFailed => "the X-CSRF-Token header must match the CSRF cookie",
         ErrorCode::Forbidden => "not allowed",
         ErrorCode::NotFound => "no such resource",

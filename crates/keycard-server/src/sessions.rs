@@ -10,14 +10,16 @@
 //! ```
 
 use keycard_core::ErrorCode;
+use keycard_core::amr::{Amr, AuthMethod};
 use keycard_core::refresh::RefreshToken;
-use keycard_core::wire::LogoutScope;
+use keycard_core::wire::{Delivery, LogoutScope};
 use keycard_store::{AuditKind, NewSession, RevocationReason, RotateOutcome, Rotation, SessionRecord, UserRecord};
 
 use crate::devices;
 use crate::email::EmailVerification;
 use crate::error::ApiError;
 use crate::extract::{Authenticated, ClientInfo};
+use crate::mfa::LoginStep;
 use crate::password::MAX_PASSWORD_BYTES;
 use crate::ratelimit::Rule;
 use crate::routes::Email;
@@ -71,13 +73,17 @@ impl Sessions<'_> {
     /// IP; failures are counted per known device when the client presents a valid device token
     /// for this account, and otherwise in one budget shared by every unknown device of the
     /// account. A success clears its own count.
+    ///
+    /// An account with a second factor gets no session yet: [`LoginStep::Mfa`], completed by
+    /// `POST /auth/mfa/verify` in `delivery` ([`crate::mfa`]).
     pub async fn login(
         &self,
         email: &str,
         password: String,
         device_token: Option<&str>,
+        delivery: Delivery,
         client: &ClientInfo,
-    ) -> Result<(Issued, UserRecord), ApiError> {
+    ) -> Result<LoginStep, ApiError> {
         let state = self.state;
         // A malformed email cannot belong to an account: same answer as a wrong password.
         let email = Email::parse(email).map(|e| e.0).unwrap_or_default();
@@ -115,7 +121,6 @@ impl Sessions<'_> {
                 return Err(ApiError::invalid_credentials());
             }
         };
-        state.limits.reset_failures(&failure_key).await?;
         if user.disabled_at.is_some() {
             // Only the right password learns that the account is disabled (`keycard users`).
             metrics::counter!("keycard_logins_total", "outcome" => "disabled").increment(1);
@@ -133,21 +138,32 @@ impl Sessions<'_> {
                 "the account's address is not verified yet: follow the link mailed to it, or ask for a new one",
             ));
         }
+        let factors = state.factors().active(&user.id).await?;
+        if !factors.is_empty() {
+            // The failures are not cleared by the password: the code's failures count on
+            // (a stolen password must not buy a fresh set of guesses per login).
+            metrics::counter!("keycard_logins_total", "outcome" => "mfa_required").increment(1);
+            let challenge =
+                state.factors().begin_login(&user, delivery, device.is_some(), failure_key, &factors).await?;
+            return Ok(LoginStep::Mfa(challenge));
+        }
+        state.limits.reset_failures(&failure_key).await?;
         // A login without a valid device token for this account: sent as `new_device_login`.
         let detail = device.is_none().then(|| keycard_store::NEW_DEVICE_DETAIL.to_owned());
-        let issued = self.start(&user, client, detail, now).await?;
+        let issued = self.start(&user, client, detail, Amr::of(&[AuthMethod::Pwd]), now).await?;
         metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
-        Ok((issued, user))
+        Ok(LoginStep::Done(Box::new(issued), user))
     }
 
-    /// Starts a session for `user` at `now`, its `login` audit event (with `detail`) written in
-    /// the same transaction. Its access token is signed first: when the signer (Transit) is
-    /// unavailable the login fails with 503 and no session is created.
-    async fn start(
+    /// Starts a session for `user` at `now`, signed in with `amr`, its `login` audit event (with
+    /// `detail`) written in the same transaction. Its access token is signed first: when the
+    /// signer (Transit) is unavailable the login fails with 503 and no session is created.
+    pub(crate) async fn start(
         &self,
         user: &UserRecord,
         client: &ClientInfo,
         detail: Option<String>,
+        amr: Amr,
         now: i64,
     ) -> Result<Issued, ApiError> {
         let c = &self.state.config;
@@ -160,10 +176,12 @@ impl Sessions<'_> {
             absolute_expires_at,
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
+            amr,
+            auth_time: now,
         };
         let refresh = RefreshToken::generate();
         let email_verified = user.email_verified_at.is_some();
-        let claims = crate::issue::claims_for(self.state, &new.user_id, &new.id, email_verified, now);
+        let claims = crate::issue::claims_for(self.state, &new.user_id, &new.id, email_verified, amr, now, now);
         let access_token = self.state.sign(&claims).await?;
         let event = client.event(AuditKind::Login, Some(new.user_id.clone()), Some(new.id.clone()), detail, now);
         self.state.store.create_session(&new, &refresh.hash(), &event).await?;
@@ -178,6 +196,8 @@ impl Sessions<'_> {
             user_agent: new.user_agent,
             ip: new.ip,
             email_verified,
+            amr,
+            auth_time: now,
         };
         Ok(Issued { session, refresh, now, access_token })
     }

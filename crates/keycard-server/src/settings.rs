@@ -198,6 +198,12 @@ pub struct Settings {
     pub email_verify_resend_per_address_per_minute: u32,
     /// Verification links asked for again per client IP per minute.
     pub email_verify_resend_per_ip_per_minute: u32,
+    /// How recent a sign-in (a login or `POST /auth/step-up`) must be for sensitive changes:
+    /// factor changes, and, on accounts with a second factor, password and address changes and
+    /// deletion.
+    pub step_up_max_age: HumanDuration,
+    /// The issuer label authenticator apps show next to the account (`otpauth://` URI).
+    pub totp_issuer: String,
     /// Mailed links followed (verify, confirm, cancel) per client IP per minute.
     pub email_link_per_ip_per_minute: u32,
     /// A folder of mail templates replacing the built-in ones file by file (`keycard mail
@@ -306,6 +312,8 @@ impl Default for Settings {
             email_change_cancel_ttl: HumanDuration::secs(7 * 86_400),
             email_verify_resend_per_address_per_minute: 3,
             email_verify_resend_per_ip_per_minute: 10,
+            step_up_max_age: HumanDuration::secs(10 * 60),
+            totp_issuer: "keycard".into(),
             email_link_per_ip_per_minute: 30,
             mail_templates: None,
         }
@@ -460,6 +468,12 @@ impl Settings {
             if ttl.as_secs_i64() < 60 {
                 return Err(SettingsError(format!("{name} must be at least 1m")));
             }
+        }
+        if self.step_up_max_age.as_secs_i64() < 60 {
+            return Err(SettingsError("step_up_max_age must be at least 1m".into()));
+        }
+        if self.totp_issuer.is_empty() || self.totp_issuer.contains(':') || self.totp_issuer.len() > 64 {
+            return Err(SettingsError("totp_issuer must be 1 to 64 characters without ':'".into()));
         }
         if self.mail_max_attempts == 0 {
             return Err(SettingsError("mail_max_attempts must be at least 1".into()));

@@ -113,6 +113,10 @@ pub struct RuntimeConfig {
     pub email_change_ttl: i64,
     /// How long an address-change cancel token works, seconds.
     pub email_change_cancel_ttl: i64,
+    /// How recent a sign-in must be for sensitive changes (seconds).
+    pub step_up_max_age: i64,
+    /// The `otpauth://` issuer label.
+    pub totp_issuer: String,
     /// Webhook delivery: timeout, retries.
     pub webhooks: crate::webhooks::WebhookConfig,
     /// The mail templates (built in, or overridden from `mail_templates`).
@@ -135,6 +139,8 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
             email_verification_ttl: settings.email_verification_ttl.as_secs_i64(),
             email_change_ttl: settings.email_change_ttl.as_secs_i64(),
             email_change_cancel_ttl: settings.email_change_cancel_ttl.as_secs_i64(),
+            step_up_max_age: settings.step_up_max_age.as_secs_i64(),
+            totp_issuer: settings.totp_issuer.clone(),
             templates: Arc::new(
                 crate::templates::MailTemplates::load(settings.mail_templates.as_deref())
                     .map_err(SettingsError::new)?,

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod mfa;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use keycard_core::refresh::TokenHash;
 
 pub use keycard_core::events::{AuditKind, ReuseVerdict, RevocationReason};
+pub use mfa::*;
 pub use model::*;
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
@@ -312,4 +314,47 @@ pub trait Store: Send + Sync + 'static {
     /// Deliveries, newest first: one endpoint's or every endpoint's, at most `limit` (0 or less
     /// means 100).
     async fn webhook_deliveries(&self, endpoint_id: Option<&str>, limit: i64) -> Result<Vec<WebhookDelivery>>;
+
+    /// Every factor of the user, pending ones included, oldest first.
+    async fn factors(&self, user_id: &str) -> Result<Vec<FactorRecord>>;
+    /// Adds a pending factor, replacing the user's other pending factors of its kind (an
+    /// enrolment started again).
+    async fn add_factor(&self, factor: &FactorRecord) -> Result<()>;
+    /// Activates a pending factor with its first code: spends the code's step, stores the
+    /// recovery codes when the account has none, and writes the event, in one transaction.
+    async fn confirm_factor(&self, confirmation: &FactorConfirmation) -> Result<FactorConfirmed>;
+    /// Accepts TOTP time `step` of an active factor at `now`: true only when it is newer than
+    /// every step accepted before (a code is good once, across every instance).
+    async fn use_totp_step(&self, factor_id: &str, step: i64, now: i64) -> Result<bool>;
+    /// Removes one of the user's factors (pending or active) with its event; when no active
+    /// factor is left the recovery codes go too. False when there is no such factor.
+    async fn remove_factor(&self, user_id: &str, factor_id: &str, audit: &AuditEvent) -> Result<bool>;
+    /// Replaces all of the user's recovery codes, with the event; false (nothing written) when
+    /// the account has no active factor.
+    async fn replace_recovery_codes(&self, user_id: &str, codes: &[TokenHash], audit: &AuditEvent) -> Result<bool>;
+    /// Spends one unused recovery code of the user, with the event; false when it is not one.
+    async fn spend_recovery_code(&self, user_id: &str, code: &TokenHash, audit: &AuditEvent) -> Result<bool>;
+    /// How many unused recovery codes the user has.
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<i64>;
+    /// Stores a login waiting for its second factor (and forgets expired ones).
+    async fn create_mfa_challenge(&self, challenge: &MfaChallengeRecord) -> Result<()>;
+    /// Counts one answer against a live challenge and returns it, attempts included; `None` when
+    /// it is unknown, expired, completed, or has had `max_attempts` answers already.
+    async fn attempt_mfa_challenge(
+        &self,
+        token: &TokenHash,
+        now: i64,
+        max_attempts: i64,
+    ) -> Result<Option<MfaChallengeRecord>>;
+    /// Completes a challenge: true for the one caller that deletes it.
+    async fn finish_mfa_challenge(&self, token: &TokenHash) -> Result<bool>;
+    /// Records a step-up on a live session of the user: its `amr` and `auth_time`, which the
+    /// access tokens of its later refreshes carry. False when the session is not live.
+    async fn set_session_auth(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        amr: keycard_core::amr::Amr,
+        auth_time: i64,
+    ) -> Result<bool>;
 }

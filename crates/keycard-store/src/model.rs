@@ -90,6 +90,10 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     /// Client IP at login.
     pub ip: Option<String>,
+    /// How the user signed in (RFC 8176).
+    pub amr: keycard_core::amr::Amr,
+    /// When the user signed in (usually `created_at`).
+    pub auth_time: i64,
 }
 
 /// A stored session.
@@ -114,6 +118,10 @@ pub struct SessionRecord {
     /// Whether the user's address is verified (kept up to date on the session, so a refresh
     /// reads it without looking the user up): the `email_verified` claim.
     pub email_verified: bool,
+    /// How the user signed in (RFC 8176): the `amr` claim.
+    pub amr: keycard_core::amr::Amr,
+    /// When the user last proved who they are (the login or a step-up): `auth_time`.
+    pub auth_time: i64,
 }
 
 /// Refresh-token binding: what must stay the same between login and each refresh. Carried by

@@ -142,6 +142,8 @@ impl Model {
             user_agent: None,
             ip: None,
             email_verified: false,
+            amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+            auth_time: s.created_at,
         }
     }
 
@@ -212,6 +214,8 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
                 absolute_expires_at: now + ABSOLUTE,
                 user_agent: None,
                 ip: None,
+                amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+                auth_time: now,
             };
             let first = RefreshToken::generate();
             let created = store.create_session(&new, &first.hash(), &audited()).await;
@@ -454,6 +458,8 @@ fn a_used_token_yields_again_only_inside_the_reuse_interval() {
             absolute_expires_at: T0 + ABSOLUTE,
             user_agent: None,
             ip: None,
+            amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+            auth_time: T0,
         };
         let t0 = RefreshToken::generate();
         store.create_session(&session, &t0.hash(), &audited()).await.unwrap();

@@ -20,6 +20,8 @@ pub async fn delete_account(
     client: ClientInfo,
     ApiJson(req): ApiJson<DeleteAccountRequest>,
 ) -> Result<Response, ApiError> {
+    // With a second factor on the account, the password alone is not enough (issue 17).
+    state.factors().require_recent(&auth, true).await?;
     state.sessions().confirm_password(&auth, &client, req.password).await?;
     let now = state.now();
     let detail = format!("revoked {} sessions", keycard_store::REVOKED_COUNT);

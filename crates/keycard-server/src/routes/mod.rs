@@ -11,6 +11,7 @@ mod health;
 mod login;
 mod logout;
 mod me;
+mod mfa;
 mod oauth_introspect;
 mod oauth_revoke;
 mod oauth_token;
@@ -61,6 +62,13 @@ pub fn router() -> Router<AppState> {
         .route(crate::email::CANCEL_PATH, get(web::email_cancel_page))
         .route("/link.js", get(web::link_js))
         .route("/auth/account", delete(account::delete_account))
+        .route("/auth/mfa", get(mfa::list))
+        .route("/auth/mfa/verify", post(mfa::verify))
+        .route("/auth/mfa/totp", post(mfa::begin_totp))
+        .route("/auth/mfa/totp/confirm", post(mfa::confirm_totp))
+        .route("/auth/mfa/factors/{id}", delete(mfa::remove))
+        .route("/auth/mfa/recovery-codes", post(mfa::regenerate_codes))
+        .route("/auth/step-up", post(mfa::step_up))
         .route("/auth/revocations", get(revocations::feed))
         .route("/oauth/token", post(oauth_token::token))
         .route("/oauth/revoke", post(oauth_revoke::revoke))

@@ -18,6 +18,8 @@ pub async fn change_password(
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> Result<StatusCode, ApiError> {
     Passwords::check_policy(&req.new_password)?;
+    // With a second factor on the account, the password alone is not enough (issue 17).
+    state.factors().require_recent(&auth, true).await?;
     state.sessions().confirm_password(&auth, &client, req.current_password).await?;
     let hash = state.passwords.hash(req.new_password).await?;
     let now = state.now();

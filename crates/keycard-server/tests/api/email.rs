@@ -33,12 +33,6 @@ async fn next_token(smtp: &SmtpServer, email: &str, subject: &str, before: &[(St
     links(smtp, email, subject).into_iter().find(|l| !before.contains(l)).expect("the new message")
 }
 
-fn claims(jwt: &str) -> Value {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
 async fn me(app: &TestApp, access: &str) -> Value {
     let resp = app.get_authed("/auth/me", access).await;
     assert_eq!(resp.status(), StatusCode::OK);

@@ -191,6 +191,13 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> r
     headers
 }
 
+/// The claims of a JWT, unverified (tests read what the server put in them).
+pub fn claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
 pub fn secs(n: u64) -> HumanDuration {
     HumanDuration::secs(n)
 }

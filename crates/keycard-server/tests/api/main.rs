@@ -15,6 +15,7 @@ mod keys;
 mod lifecycle;
 mod logout;
 mod mail;
+mod mfa;
 mod oauth;
 mod oauth_crate;
 mod password_reset;

@@ -62,10 +62,6 @@ async fn revocation_feed(app: &TestApp) -> Value {
     app.client.get(app.url("/auth/revocations")).send().await.unwrap().json().await.unwrap()
 }
 
-fn claims(jwt: &str) -> Value {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
-}
-
 async fn refresh_grant(app: &TestApp, refresh: &str) -> reqwest::Response {
     post_form(
         app,

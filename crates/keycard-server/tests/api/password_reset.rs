@@ -39,7 +39,7 @@ fn reset_tokens(smtp: &SmtpServer, email: &str) -> Vec<String> {
 }
 
 /// Asks for a reset of `email` and returns the link and token of the mail it sends.
-async fn request_link(app: &TestApp, smtp: &SmtpServer, email: &str) -> (String, String) {
+pub(crate) async fn request_link(app: &TestApp, smtp: &SmtpServer, email: &str) -> (String, String) {
     let seen = reset_tokens(smtp, email);
     let resp = app.post_json("/auth/password/forgot", json!({"email": email})).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
@@ -99,7 +99,7 @@ async fn the_whole_flow_by_mail_and_link_resets_the_password_and_ends_every_sess
     assert_error(app.get_authed("/auth/me", &tokens.access_token).await, 401, "invalid_token").await;
     let feed: Value = app.client.get(app.url("/auth/revocations")).send().await.unwrap().json().await.unwrap();
     let entries = feed["revocations"].as_array().expect("feed entries").clone();
-    let claims: Value = decode_claims(&tokens.access_token);
+    let claims: Value = claims(&tokens.access_token);
     assert!(entries.iter().any(|e| e["sid"] == claims["sid"]), "{feed}");
     // The notice went out, and both events are audited.
     eventually("the notice", async || {
@@ -113,13 +113,6 @@ async fn the_whole_flow_by_mail_and_link_resets_the_password_and_ends_every_sess
 
     // Used once: refused the second time.
     assert_error(reset(&app, &token, "yet another passphrase 43").await, 400, "invalid_reset_token").await;
-}
-
-/// The claims of a JWT, unverified (the test only reads `sid`).
-fn decode_claims(jwt: &str) -> Value {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! Row locks are always taken in the same order — user, then sessions (by id), then refresh
 //! tokens, then the revocation feed — so two writers can wait for each other but never deadlock.
 
+mod mfa;
 mod queries;
 mod revoke;
 mod rotate;

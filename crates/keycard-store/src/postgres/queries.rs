@@ -9,6 +9,7 @@ use sqlx::AssertSqlSafe;
 use super::PgStore;
 use super::revoke::{self, Which};
 use super::rotate::{self, SESSION_COLUMNS, SessionRow, session};
+use crate::mfa::*;
 use crate::model::*;
 use crate::webhook::*;
 use crate::{Result, Store, StoreError};
@@ -227,8 +228,8 @@ impl Store for PgStore {
         let verified = state.is_some_and(|(_, verified)| verified);
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip,
-                                   email_verified)
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+                                   email_verified, amr, auth_time)
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -238,6 +239,8 @@ impl Store for PgStore {
         .bind(&s.user_agent)
         .bind(&s.ip)
         .bind(verified)
+        .bind(i16::from(s.amr.bits()))
+        .bind(s.auth_time)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
@@ -1028,6 +1031,65 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(mail).collect()
+    }
+
+    async fn factors(&self, user_id: &str) -> Result<Vec<FactorRecord>> {
+        self.mfa_factors(user_id).await
+    }
+
+    async fn add_factor(&self, factor: &FactorRecord) -> Result<()> {
+        self.mfa_add_factor(factor).await
+    }
+
+    async fn confirm_factor(&self, confirmation: &FactorConfirmation) -> Result<FactorConfirmed> {
+        self.mfa_confirm_factor(confirmation).await
+    }
+
+    async fn use_totp_step(&self, factor_id: &str, step: i64, now: i64) -> Result<bool> {
+        self.mfa_use_totp_step(factor_id, step, now).await
+    }
+
+    async fn remove_factor(&self, user_id: &str, factor_id: &str, audit: &AuditEvent) -> Result<bool> {
+        self.mfa_remove_factor(user_id, factor_id, audit).await
+    }
+
+    async fn replace_recovery_codes(&self, user_id: &str, codes: &[TokenHash], audit: &AuditEvent) -> Result<bool> {
+        self.mfa_replace_recovery_codes(user_id, codes, audit).await
+    }
+
+    async fn spend_recovery_code(&self, user_id: &str, code: &TokenHash, audit: &AuditEvent) -> Result<bool> {
+        self.mfa_spend_recovery_code(user_id, code, audit).await
+    }
+
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<i64> {
+        self.mfa_recovery_codes_left(user_id).await
+    }
+
+    async fn create_mfa_challenge(&self, challenge: &MfaChallengeRecord) -> Result<()> {
+        self.mfa_create_challenge(challenge).await
+    }
+
+    async fn attempt_mfa_challenge(
+        &self,
+        token: &TokenHash,
+        now: i64,
+        max_attempts: i64,
+    ) -> Result<Option<MfaChallengeRecord>> {
+        self.mfa_attempt_challenge(token, now, max_attempts).await
+    }
+
+    async fn finish_mfa_challenge(&self, token: &TokenHash) -> Result<bool> {
+        self.mfa_finish_challenge(token).await
+    }
+
+    async fn set_session_auth(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        amr: keycard_core::amr::Amr,
+        auth_time: i64,
+    ) -> Result<bool> {
+        self.mfa_set_session_auth(user_id, session_id, amr, auth_time).await
     }
 }
 

@@ -21,16 +21,27 @@ use crate::Result;
 use crate::model::{AuditEvent, Presenter, RotateOutcome, Rotation, SessionRecord};
 
 /// A session row as selected by [`SESSION_COLUMNS`].
-pub(super) type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>, bool);
+pub(super) type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>, bool, i16, i64);
 
 /// The columns of a [`SessionRow`], on the table alias `s`.
 pub(super) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip, \
-     s.email_verified";
+     s.email_verified, s.amr, s.auth_time";
 
 /// A row as a record.
 pub(super) fn session(row: SessionRow) -> SessionRecord {
-    let (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip, email_verified) =
-        row;
+    let (
+        id,
+        user_id,
+        created_at,
+        last_used_at,
+        idle_expires_at,
+        absolute_expires_at,
+        user_agent,
+        ip,
+        email_verified,
+        amr,
+        auth_time,
+    ) = row;
     SessionRecord {
         id,
         user_id,
@@ -41,6 +52,8 @@ pub(super) fn session(row: SessionRow) -> SessionRecord {
         user_agent,
         ip,
         email_verified,
+        amr: keycard_core::amr::Amr::from_bits(amr as u8),
+        auth_time,
     }
 }
 

@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0008_wrapped_master_key.sql"),
     },
     Migration { version: 9, description: "webhooks", sql: include_str!("../../migrations/sqlite/0009_webhooks.sql") },
+    Migration {
+        version: 10,
+        description: "second factors",
+        sql: include_str!("../../migrations/sqlite/0010_second_factors.sql"),
+    },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::SqliteStore;
 use super::rotate::rotate;
 use super::writer::Done;
+use crate::mfa::*;
 use crate::model::*;
 use crate::webhook::*;
 use crate::{Result, Store, StoreError};
@@ -20,8 +21,9 @@ const USER_BY_EMAIL: &str =
 const USER_BY_ID: &str =
     "SELECT id, email, password_hash, created_at, disabled_at, email_verified_at FROM users WHERE id = ?1";
 const INSERT_SESSION: &str = "INSERT INTO sessions
-     (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip, email_verified)
-     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8)";
+     (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip, email_verified, amr,
+      auth_time)
+     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 pub(super) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)";
 const SESSION_BY_REFRESH: &str = concat!(
     "SELECT ",
@@ -135,6 +137,8 @@ pub(super) fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         user_agent: row.get(6)?,
         ip: row.get(7)?,
         email_verified: row.get(8)?,
+        amr: keycard_core::amr::Amr::from_bits(row.get(9)?),
+        auth_time: row.get(10)?,
     })
 }
 
@@ -322,7 +326,9 @@ impl Store for SqliteStore {
                 s.absolute_expires_at,
                 s.user_agent,
                 s.ip,
-                verified
+                verified,
+                s.amr.bits(),
+                s.auth_time
             ])?;
             c.prepare_cached(INSERT_TOKEN)?.execute(params![first_token.as_bytes(), s.id, s.created_at])?;
             append_audit(c, &audit.completed(&s.user_id, 0))?;
@@ -950,6 +956,65 @@ impl Store for SqliteStore {
         );
         let state = f.state.map(MailState::as_str);
         self.read(|c| c.prepare_cached(&sql)?.query_map(params![state, page(f.limit)], mail)?.collect())
+    }
+
+    async fn factors(&self, user_id: &str) -> Result<Vec<FactorRecord>> {
+        self.mfa_factors(user_id).await
+    }
+
+    async fn add_factor(&self, factor: &FactorRecord) -> Result<()> {
+        self.mfa_add_factor(factor).await
+    }
+
+    async fn confirm_factor(&self, confirmation: &FactorConfirmation) -> Result<FactorConfirmed> {
+        self.mfa_confirm_factor(confirmation).await
+    }
+
+    async fn use_totp_step(&self, factor_id: &str, step: i64, now: i64) -> Result<bool> {
+        self.mfa_use_totp_step(factor_id, step, now).await
+    }
+
+    async fn remove_factor(&self, user_id: &str, factor_id: &str, audit: &AuditEvent) -> Result<bool> {
+        self.mfa_remove_factor(user_id, factor_id, audit).await
+    }
+
+    async fn replace_recovery_codes(&self, user_id: &str, codes: &[TokenHash], audit: &AuditEvent) -> Result<bool> {
+        self.mfa_replace_recovery_codes(user_id, codes, audit).await
+    }
+
+    async fn spend_recovery_code(&self, user_id: &str, code: &TokenHash, audit: &AuditEvent) -> Result<bool> {
+        self.mfa_spend_recovery_code(user_id, code, audit).await
+    }
+
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<i64> {
+        self.mfa_recovery_codes_left(user_id).await
+    }
+
+    async fn create_mfa_challenge(&self, challenge: &MfaChallengeRecord) -> Result<()> {
+        self.mfa_create_challenge(challenge).await
+    }
+
+    async fn attempt_mfa_challenge(
+        &self,
+        token: &TokenHash,
+        now: i64,
+        max_attempts: i64,
+    ) -> Result<Option<MfaChallengeRecord>> {
+        self.mfa_attempt_challenge(token, now, max_attempts).await
+    }
+
+    async fn finish_mfa_challenge(&self, token: &TokenHash) -> Result<bool> {
+        self.mfa_finish_challenge(token).await
+    }
+
+    async fn set_session_auth(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        amr: keycard_core::amr::Amr,
+        auth_time: i64,
+    ) -> Result<bool> {
+        self.mfa_set_session_auth(user_id, session_id, amr, auth_time).await
     }
 }
 

@@ -23,7 +23,7 @@ const RETIRE_UNUSED: &str = "UPDATE refresh_tokens SET used_at = ?1 WHERE sessio
 const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = ?3, idle_expires_at = MIN(?2 + ?3, absolute_expires_at)
      WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
      RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip,
-               email_verified";
+               email_verified, amr, auth_time";
 
 /// Where the rotation that spent a token came from: its `refresh` event (same user, session and
 /// second). Only read when a used token comes back.

@@ -99,6 +99,8 @@ pub async fn session_at(store: &dyn Store, user_id: &str, at: i64) -> (String, T
         absolute_expires_at: at + ABSOLUTE,
         user_agent: Some("conformance".into()),
         ip: Some("192.0.2.1".into()),
+        amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+        auth_time: at,
     };
     store.create_session(&new, &first, &audited()).await.expect("session created");
     (id, first)

@@ -14,6 +14,7 @@ mod harness;
 mod clients;
 mod concurrency;
 mod email;
+mod factors;
 mod keys_audit;
 mod mail;
 mod operators;
@@ -126,4 +127,10 @@ conformance! {
     webhooks::deliveries_are_claimed_with_a_lease_retried_and_given_up_on,
     webhooks::concurrent_claimers_never_get_the_same_delivery,
     webhooks::changes_write_their_event_and_webhook_in_their_own_transaction,
+
+    factors::a_factor_is_active_only_once_confirmed_and_its_first_confirmation_brings_the_codes,
+    factors::a_totp_step_is_accepted_once_and_never_an_older_one,
+    factors::recovery_codes_are_spent_once_replaced_together_and_go_with_the_last_factor,
+    factors::a_waiting_login_takes_a_bounded_number_of_answers_and_completes_once,
+    factors::a_step_up_is_kept_on_the_session_and_carried_by_its_rotations,
 }

@@ -68,6 +68,8 @@ pub async fn a_disabled_users_access_tokens_are_refused_and_no_session_of_theirs
         absolute_expires_at: NOW + 200,
         user_agent: None,
         ip: None,
+        amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+        auth_time: NOW + 12,
     };
     let refused = store.create_session(&new, &token(), &audited()).await;
     assert!(matches!(refused, Err(StoreError::UserDisabled)), "{refused:?}");
@@ -250,6 +252,8 @@ pub async fn disabling_a_user_while_their_sessions_rotate_and_log_in_leaves_none
             absolute_expires_at: NOW + ABSOLUTE,
             user_agent: None,
             ip: None,
+            amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+            auth_time: NOW + 10,
         };
         let store = store.clone();
         tasks.spawn(async move {

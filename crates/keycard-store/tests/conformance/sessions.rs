@@ -19,6 +19,8 @@ pub async fn a_new_session_is_listed_and_found_by_its_refresh_token(store: Arc<d
         user_agent: Some("conformance".into()),
         ip: Some("192.0.2.1".into()),
         email_verified: false,
+        amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+        auth_time: NOW,
     };
 
     assert_eq!(store.session_by_refresh(&first, NOW + 1).await.unwrap(), Some(expected.clone()));
