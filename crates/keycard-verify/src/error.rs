@@ -8,9 +8,12 @@ use http::{HeaderValue, StatusCode, header};
 use keycard_core::dpop::DpopError;
 use keycard_core::{ErrorBody, ErrorCode, TokenError};
 
-/// Why a request's access token was refused. Every variant is 401 `invalid_token` but stale
-/// revocation data and unavailable introspection (503) and a missing verifier (500); the text is
-/// safe to log (it never holds the token or a secret).
+use crate::step_up::StepUp;
+
+/// Why a request's access token was refused. Every variant is 401 `invalid_token` but a step-up
+/// requirement not met (401 `insufficient_user_authentication`), stale revocation data and
+/// unavailable introspection (503) and a missing verifier (500); the text is safe to log (it
+/// never holds the token or a secret).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
@@ -66,6 +69,18 @@ pub enum VerifyError {
     /// configuration error, answered 500.
     #[error("the public URI of the request is unknown: set DpopOptions::public_origin")]
     DpopRequestUriUnknown,
+    /// The token is valid, but the user's sign-in does not meet the route's [`StepUp`]
+    /// requirement (RFC 9470): no second factor, too long ago, or no `auth_time`. 401
+    /// `insufficient_user_authentication` with the challenge's `max_age` when a time was
+    /// required; the client has the user step up at keycard and retries with the new token.
+    #[error("this request needs {required}")]
+    InsufficientUserAuthentication {
+        /// What the route requires.
+        required: StepUp,
+        /// `Some` when the token is DPoP-bound: the challenge then uses the `DPoP` scheme with
+        /// these `algs` (the proof algorithms accepted); `None`: the `Bearer` scheme.
+        dpop_algs: Option<String>,
+    },
 }
 
 /// Why a request with the `DPoP` scheme was refused.
@@ -123,6 +138,7 @@ impl VerifyError {
                 ErrorCode::TemporarilyUnavailable
             }
             Self::NotConfigured | Self::DpopRequestUriUnknown => ErrorCode::ServerError,
+            Self::InsufficientUserAuthentication { .. } => ErrorCode::InsufficientUserAuthentication,
         }
     }
 
@@ -136,8 +152,8 @@ impl VerifyError {
         }
     }
 
-    /// The HTTP status: 401, 503 (stale revocation data, introspection unavailable) or 500 (not
-    /// configured).
+    /// The HTTP status: 401 (an invalid token, or a step-up requirement not met), 503 (stale
+    /// revocation data, introspection unavailable) or 500 (not configured).
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -196,6 +212,24 @@ impl IntoResponse for VerifyError {
             }
             Self::RevocationFeedStale { .. } | Self::IntrospectionUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 9470 §3, in the token's own scheme (RFC 9449 §7.1 for a DPoP-bound one).
+            Self::InsufficientUserAuthentication { ref required, ref dpop_algs } => {
+                let scheme = if dpop_algs.is_some() { "DPoP" } else { "Bearer" };
+                let mut challenge = format!(
+                    "{scheme} error=\"{}\", error_description=\"{}\"",
+                    self.wire_error(),
+                    quotable(&description)
+                );
+                if let Some(max_age) = required.max_age_secs() {
+                    challenge.push_str(&format!(", max_age={max_age}"));
+                }
+                if let Some(algs) = dpop_algs {
+                    challenge.push_str(&format!(", algs=\"{}\"", quotable(algs)));
+                }
+                let value = HeaderValue::from_str(&challenge)
+                    .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"insufficient_user_authentication\""));
+                headers.insert(header::WWW_AUTHENTICATE, value);
             }
             Self::NotConfigured | Self::DpopRequestUriUnknown => {}
         }

@@ -191,6 +191,13 @@ struct Answer {
     scope: Option<String>,
     #[serde(default)]
     role: Option<String>,
+    /// RFC 8176 methods, when the server says (extra members are allowed by RFC 7662 §2.2). Read
+    /// leniently: a malformed `amr` counts as none (it can only fail step-up checks), rather
+    /// than making the whole answer unreadable.
+    #[serde(default)]
+    amr: Option<serde_json::Value>,
+    #[serde(default)]
+    auth_time: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -446,8 +453,8 @@ impl Introspector {
             email_verified: None,
             // Only `token_type` Bearer passes above: a DPoP-bound opaque token is refused.
             cnf: None,
-            amr: Default::default(),
-            auth_time: None,
+            amr: answer.amr.and_then(|amr| serde_json::from_value(amr).ok()).unwrap_or_default(),
+            auth_time: answer.auth_time,
         })
     }
 }
@@ -479,6 +486,38 @@ mod tests {
         let header = client_secret_basic("a b:c", "p@ss+/");
         let decoded = STANDARD.decode(header.strip_prefix("Basic ").unwrap()).unwrap();
         assert_eq!(String::from_utf8(decoded).unwrap(), "a+b%3Ac:p%40ss%2B%2F");
+    }
+
+    #[test]
+    fn amr_and_auth_time_come_from_the_answer_and_a_malformed_amr_counts_as_none() {
+        use keycard_core::amr::{Amr, AuthMethod};
+        let settings = Settings {
+            issuer: "https://auth.example".into(),
+            audience: "api".into(),
+            leeway: 30,
+            http: reqwest::Client::new(),
+            clock: Arc::new(keycard_core::clock::ManualClock::at(1_000)),
+        };
+        let introspector = Introspector::new(
+            "https://auth.example/introspect".into(),
+            &IntrospectionConfig::new("api", "s"),
+            settings,
+        );
+        let answer = |extra: serde_json::Value| {
+            let mut answer = serde_json::json!({
+                "active": true, "token_type": "Bearer", "iss": "https://auth.example", "aud": "api",
+                "sub": "user-1", "sid": "session-1", "exp": 2_000,
+            });
+            answer.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<Answer>(answer).unwrap()
+        };
+        let claims = introspector
+            .claims_of(answer(serde_json::json!({"amr": ["pwd", "otp", "mfa"], "auth_time": 900})), 1_000)
+            .unwrap();
+        assert_eq!(claims.amr, Amr::of(&[AuthMethod::Pwd, AuthMethod::Otp, AuthMethod::Mfa]));
+        assert_eq!(claims.auth_time, Some(900));
+        let claims = introspector.claims_of(answer(serde_json::json!({"amr": "mfa"})), 1_000).unwrap();
+        assert_eq!((claims.amr, claims.auth_time), (Amr::EMPTY, None));
     }
 
     #[test]

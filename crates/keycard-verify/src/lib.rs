@@ -99,12 +99,59 @@
 //! # }
 //! ```
 //!
+//! # Step-up (RFC 9470)
+//! Access tokens say how and when the user signed in: `amr` (RFC 8176: `pwd`, `otp`,
+//! `hwk`/`swk`, and `mfa` whenever two factors were used) and `auth_time`
+//! ([`VerifiedToken::amr`], [`VerifiedToken::auth_time`], [`VerifiedToken::has_second_factor`]).
+//! A [`StepUp`] states what a route needs — [`StepUp::second_factor`], [`StepUp::max_age`], or
+//! both with [`StepUp::within`] — and is checked in one line: in a handler with
+//! [`VerifiedToken::require`], for a route group with [`VerifierLayer::require`], or on claims
+//! from [`Verifier::verify_request`] with [`Verifier::require`]. A valid token that falls short
+//! is refused with 401 `{"error":"insufficient_user_authentication",…}` and
+//! `WWW-Authenticate: Bearer error="insufficient_user_authentication", error_description="…",
+//! max_age=600` ([`VerifyError::InsufficientUserAuthentication`]; `max_age` only with a time
+//! requirement, the `DPoP` scheme and `algs` for a DPoP-bound token): the client has the user
+//! step up at keycard and retries with the new token.
+//!
+//! - **Time** is the verifier's clock ([`VerifierBuilder::clock`]) when it accepted the token.
+//!   A token without `auth_time`, or with one more than the leeway in the future, fails a time
+//!   requirement; the leeway never lengthens `max_age`.
+//! - **Client tokens** carry neither claim, so they meet no requirement.
+//! - **Stacked layers** verify once: a `VerifierLayer` inside another reuses the outer one's
+//!   [`VerifiedToken`] and only adds its requirement.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{Router, routing::{get, post}};
+//! use keycard_verify::{StepUp, VerifiedToken, Verifier, VerifierLayer, VerifyError};
+//!
+//! const SENSITIVE: StepUp = StepUp::second_factor().within(Duration::from_secs(600));
+//!
+//! async fn transfer(token: VerifiedToken) -> Result<String, VerifyError> {
+//!     token.require(&SENSITIVE)?; // 401 insufficient_user_authentication, max_age=600
+//!     Ok(format!("transferred for {}", token.claims.sub))
+//! }
+//!
+//! # fn app(verifier: Verifier) -> Router {
+//! // Or for a whole route group, with the layer:
+//! let admin: Router = Router::new()
+//!     .route("/admin/keys", post(|| async { "rotated" }))
+//!     .route_layer(VerifierLayer::new(verifier.clone()).require(SENSITIVE));
+//! Router::new()
+//!     .route("/transfer", post(transfer))
+//!     .route("/hello", get(|| async { "hello" }))
+//!     .merge(admin)
+//!     .route_layer(VerifierLayer::new(verifier))
+//! # }
+//! ```
+//!
 //! Layout:
 //! - [`verifier`]: [`Verifier`] (verify, key cache, refetch limit, stats).
 //! - [`builder`]: [`VerifierBuilder`] and the defaults.
 //! - [`revocation`]: the feed follower, [`RevocationConfig`], [`WhenStale`].
 //! - [`layer`], [`extract`]: the tower layer and the axum extractors.
 //! - [`dpop`]: [`DpopOptions`], DPoP-bound tokens and their proofs.
+//! - [`step_up`]: [`StepUp`], RFC 9470 step-up requirements on `amr` and `auth_time`.
 //! - [`introspect`]: [`IntrospectionConfig`], the opt-in RFC 7662 fallback for opaque tokens.
 //! - [`error`]: [`VerifyError`] (knows its HTTP answer), [`FetchError`], [`BuildError`].
 //! - `fetch`: discovery, JWKS and feed requests with size caps.
@@ -119,6 +166,7 @@ mod fetch;
 pub mod introspect;
 pub mod layer;
 pub mod revocation;
+pub mod step_up;
 pub mod verifier;
 
 pub use builder::VerifierBuilder;
@@ -126,8 +174,10 @@ pub use dpop::DpopOptions;
 pub use error::{BuildError, DpopFailure, FetchError, VerifyError};
 pub use extract::{Claims, VerifiedToken};
 pub use introspect::IntrospectionConfig;
+pub use keycard_core::amr::{Amr, AuthMethod};
 pub use keycard_core::claims::AccessClaims;
 pub use keycard_core::keys::{KeyAlg, PublicKeys, VerifyingKey};
 pub use layer::{RequireToken, VerifierLayer};
 pub use revocation::{RevocationConfig, WhenStale};
+pub use step_up::StepUp;
 pub use verifier::{Verifier, VerifierStats, bearer_token};

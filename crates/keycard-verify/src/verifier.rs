@@ -17,9 +17,11 @@ use keycard_core::validate::Validator;
 use crate::builder::VerifierBuilder;
 use crate::dpop::DpopState;
 use crate::error::{DpopFailure, FetchError, VerifyError};
+use crate::extract::VerifiedToken;
 use crate::fetch::fetch_keys;
 use crate::introspect::{Introspector, looks_like_jws};
 use crate::revocation::Feed;
+use crate::step_up::{Stamp, StepUp};
 
 /// Verifies keycard access tokens. Cheap to clone (one `Arc`); background tasks (revocation
 /// feed, periodic JWKS refresh) stop when the last clone is dropped.
@@ -286,6 +288,30 @@ impl Verifier {
         };
         self.check_revocation(&claims)?;
         Ok(claims)
+    }
+
+    /// Checks a step-up requirement (RFC 9470) on `claims` this verifier accepted, by its clock
+    /// now and its leeway: a second factor (`amr` holds `mfa`), a sign-in within `max_age`
+    /// (`auth_time`; none, or one more than the leeway in the future, fails). For handlers that
+    /// call [`Verifier::verify_request`] themselves; with the axum integration use
+    /// [`VerifiedToken::require`] or [`crate::VerifierLayer::require`].
+    pub fn require(&self, claims: &AccessClaims, required: &StepUp) -> Result<(), VerifyError> {
+        required.check(claims, &self.stamp(claims))
+    }
+
+    /// What a later step-up check of `claims` needs: the clock now, the leeway, and the DPoP
+    /// challenge's `algs` when the token is bound.
+    fn stamp(&self, claims: &AccessClaims) -> Stamp {
+        Stamp {
+            now: self.inner.clock.now(),
+            leeway: self.inner.validator.leeway_secs(),
+            dpop_algs: claims.cnf.as_ref().and(self.inner.dpop.as_ref()).map(|dpop| dpop.algs.clone()),
+        }
+    }
+
+    /// `claims` this verifier accepted, stamped for step-up checks.
+    pub(crate) fn verified_token(&self, claims: AccessClaims) -> VerifiedToken {
+        VerifiedToken { stamp: self.stamp(&claims), claims }
     }
 
     fn check_revocation(&self, claims: &AccessClaims) -> Result<(), VerifyError> {
