@@ -216,3 +216,37 @@ async fn a_run_that_tested_nothing_fails_and_signup_makes_a_throwaway_account_to
     assert!(passed >= 10, "{text}");
     assert!(!text.contains("FAIL "), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_with_a_second_factor_passes_the_mfa_probe_and_skips_the_session_probes() {
+    let server = spawn(|_| {}).await;
+    let email = "mfa-check@example.com";
+    let client = reqwest::Client::new();
+    let post = |path: &str| client.post(format!("{}{path}", server.base));
+    assert_eq!(
+        post("/auth/signup").json(&json!({"email": email, "password": PASSWORD})).send().await.unwrap().status(),
+        201
+    );
+    let login: Value = post("/auth/login")
+        .json(&json!({"email": email, "password": PASSWORD, "delivery": "body"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap();
+    let enrolment: Value = post("/auth/mfa/totp").bearer_auth(access).send().await.unwrap().json().await.unwrap();
+    let app = totp_rs::Totp::from_url(enrolment["otpauth_uri"].as_str().unwrap()).unwrap();
+    let code = app.generate(keycard_core::now_unix() as u64).to_string();
+    let confirm = json!({"factor_id": enrolment["factor_id"], "code": code});
+    let confirmed = post("/auth/mfa/totp/confirm").bearer_auth(access).json(&confirm).send().await.unwrap();
+    assert_eq!(confirmed.status(), 200);
+
+    let (ok, text) = keycard(&["check", &server.base, "--email", email, "--password", PASSWORD]).await;
+    assert!(ok, "{text}");
+    let mfa = lines_with(&text, "PASS").into_iter().find(|l| l.contains("mfa")).unwrap_or_default().to_owned();
+    assert!(mfa.contains("a second factor is demanded after the right password"), "{text}");
+    assert!(text.contains("asks for a second factor"), "the skips say why:\n{text}");
+    assert!(!text.contains("FAIL "), "{text}");
+}

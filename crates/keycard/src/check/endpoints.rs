@@ -14,6 +14,8 @@ pub(super) struct Endpoints {
     pub(super) login: String,
     pub(super) refresh: String,
     pub(super) logout: String,
+    /// The second step of a login (keycard's `/auth/mfa/verify`).
+    pub(super) mfa_verify: String,
     pub(super) me: Option<String>,
     pub(super) jwks: Option<String>,
 }
@@ -45,6 +47,7 @@ impl Endpoints {
             login: pick(&args.login_path, "login_endpoint", "/auth/login"),
             refresh: pick(&args.refresh_path, "refresh_endpoint", "/auth/refresh"),
             logout: pick(&args.logout_path, "logout_endpoint", "/auth/logout"),
+            mfa_verify: from_doc("mfa_verify_endpoint").unwrap_or_else(|| "/auth/mfa/verify".to_owned()),
             me: args.me_path.clone().or_else(|| from_doc("me_endpoint")).or_else(|| from_doc("userinfo_endpoint")),
             jwks: Some(pick(&args.jwks, "jwks_uri", "/.well-known/jwks.json")),
         }

@@ -21,3 +21,4 @@ pub(super) const LOGOUT: &str =
     "Logout must end the session server-side; otherwise a copied refresh token outlives the user's logout.";
 pub(super) const CSRF: &str = "A cookie-authenticated refresh is an ambient credential: without a CSRF token and an Origin check, another site (or a sibling subdomain, which SameSite does not stop) can make the browser refresh and, with a permissive CORS policy, read the tokens.";
 pub(super) const COOKIES: &str = "The refresh cookie must be HttpOnly (no script access, so XSS cannot steal it), Secure (never over plain HTTP) and SameSite (not sent on cross-site requests), ideally scoped to the auth path.";
+pub(super) const MFA: &str = "On an account with a second factor, a right password must give no token and no session cookie, only a short-lived, single-use challenge: otherwise the password alone is the account. A wrong code must be refused, and the challenge must not work as a refresh token.";

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::http::Resp;
-use super::meanings::{LOGOUT, REUSE, REVOKE_ACCESS, ROTATION, SERVER_ERROR, SKIPPED};
+use super::meanings::{LOGOUT, MFA, REUSE, REVOKE_ACCESS, ROTATION, SERVER_ERROR, SKIPPED};
 use super::{Audit, Finding, Status};
 
 /// Where a refresh token travels: a JSON body field, or a cookie.
@@ -22,6 +22,14 @@ pub(super) enum Via {
 pub(super) struct Refresh {
     pub(super) value: String,
     pub(super) via: Via,
+}
+
+/// A login's answer to the right password.
+pub(super) enum Login {
+    /// Signed in.
+    Session(Issued),
+    /// The account asks for a second factor: the challenge.
+    SecondFactor(Resp),
 }
 
 /// What a login or refresh answered.
@@ -130,6 +138,14 @@ impl Audit {
     /// Logs the test account in, asking for body delivery of the refresh token when
     /// `body_delivery` (and retrying without the field if the server refuses it).
     pub(super) async fn login(&self, body_delivery: bool) -> anyhow::Result<Issued> {
+        match self.login_answer(body_delivery).await? {
+            Login::Session(issued) => Ok(issued),
+            Login::SecondFactor(_) => anyhow::bail!("the account asks for a second factor"),
+        }
+    }
+
+    /// The login's answer: a session, or (`{"mfa_required": true}`) the second step.
+    pub(super) async fn login_answer(&self, body_delivery: bool) -> anyhow::Result<Login> {
         let (Some(email), Some(password)) = (&self.args.email, &self.args.password) else {
             anyhow::bail!("no credentials");
         };
@@ -143,7 +159,46 @@ impl Audit {
             resp = self.http.post_json(&self.ep.login, &json!({"email": email, "password": password})).await?;
         }
         anyhow::ensure!(resp.status == 200, "login answered {}", resp.brief());
-        Ok(Issued::from(resp, None))
+        if resp.json["mfa_required"] == true {
+            return Ok(Login::SecondFactor(resp));
+        }
+        Ok(Login::Session(Issued::from(resp, None)))
+    }
+
+    /// The probe of a login that asks for a second factor (`{mfa_required, mfa_token}`): the
+    /// answer to the right password holds no token and sets no session cookie, a wrong code is
+    /// refused at the verify endpoint, and the challenge is not a refresh token.
+    pub(super) async fn mfa_probe(&mut self, challenge: &Resp) -> anyhow::Result<()> {
+        let leaked = challenge.json.get("access_token").is_some()
+            || challenge.json.get("refresh_token").is_some()
+            || !challenge.cookies.iter().all(|c| c.value.is_empty());
+        let token = challenge.json["mfa_token"].as_str().unwrap_or("").to_owned();
+        if leaked {
+            let detail = "the answer to the right password already holds a token or a session cookie";
+            self.add("mfa", Status::Fail, detail, MFA);
+            return Ok(());
+        }
+        // A code no authenticator shows right now is very unlikely to be right; "000000" would
+        // be right once in a million logins, so try two.
+        let mut wrong = Vec::new();
+        for code in ["000000", "999999"] {
+            let resp = self.http.post_json(&self.ep.mfa_verify, &json!({"mfa_token": token, "code": code})).await?;
+            wrong.push(resp);
+        }
+        let as_refresh = self.http.post_json(&self.ep.refresh, &json!({"refresh_token": token})).await?;
+        let accepted = wrong.iter().filter(|r| r.status == 200).count();
+        let (status, detail) = if accepted == 2 {
+            (Status::Fail, "the verify endpoint accepted two different wrong codes".to_owned())
+        } else if as_refresh.status == 200 {
+            (Status::Fail, "the mfa_token works as a refresh token".to_owned())
+        } else if wrong.iter().any(|r| r.status >= 500) || as_refresh.status >= 500 {
+            (Status::Fail, format!("a wrong code or a misused challenge crashed the server ({})", as_refresh.brief()))
+        } else {
+            let seen = wrong.first().map(Resp::brief).unwrap_or_default();
+            (Status::Pass, format!("a second factor is demanded after the right password; wrong codes get {seen}"))
+        };
+        self.add("mfa", status, detail, MFA);
+        Ok(())
     }
 
     /// Presents `r` to the refresh endpoint: in the body, or as a cookie dressed as `dress` says.
