@@ -10,20 +10,20 @@ use totp_rs::Totp;
 use crate::helpers::*;
 
 /// An account with an active authenticator app: its address, the app, and the recovery codes.
-struct Enrolled {
-    email: String,
-    app: Totp,
-    recovery_codes: Vec<String>,
+pub(crate) struct Enrolled {
+    pub(crate) email: String,
+    pub(crate) app: Totp,
+    pub(crate) recovery_codes: Vec<String>,
     /// The access token of the session that enrolled.
-    access: String,
+    pub(crate) access: String,
 }
 
-async fn post_authed(app: &TestApp, path: &str, access: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post_authed(app: &TestApp, path: &str, access: &str, body: Value) -> reqwest::Response {
     app.client.post(app.url(path)).bearer_auth(access).json(&body).send().await.unwrap()
 }
 
 /// The code the app shows at the server's time.
-fn code(app: &TestApp, totp: &Totp) -> String {
+pub(crate) fn code(app: &TestApp, totp: &Totp) -> String {
     totp.generate(app.now() as u64).to_string()
 }
 
@@ -33,7 +33,7 @@ fn wrong(code: &str) -> String {
     format!("{}{}", &code[..5], (last + 1) % 10)
 }
 
-async fn enrol(app: &TestApp) -> Enrolled {
+pub(crate) async fn enrol(app: &TestApp) -> Enrolled {
     let (email, tokens) = app.user().await;
     let resp = post_authed(app, "/auth/mfa/totp", &tokens.access_token, json!({})).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -68,7 +68,7 @@ async fn enrol(app: &TestApp) -> Enrolled {
 }
 
 /// A login's first step: the `mfa_token`.
-async fn password_step(app: &TestApp, email: &str) -> String {
+pub(crate) async fn password_step(app: &TestApp, email: &str) -> String {
     let resp = app.post_json("/auth/login", json!({"email": email, "password": PASSWORD, "delivery": "body"})).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
@@ -79,7 +79,7 @@ async fn password_step(app: &TestApp, email: &str) -> String {
     body["mfa_token"].as_str().unwrap().to_owned()
 }
 
-async fn verify(app: &TestApp, mfa_token: &str, answer: Value) -> reqwest::Response {
+pub(crate) async fn verify(app: &TestApp, mfa_token: &str, answer: Value) -> reqwest::Response {
     let mut body = answer;
     body["mfa_token"] = json!(mfa_token);
     app.post_json("/auth/mfa/verify", body).await

@@ -152,7 +152,26 @@ async fn every_security_event_arrives_once_and_verifies_with_the_standard_webhoo
     let delete = app.client.delete(app.url("/auth/account")).bearer_auth(d["access_token"].as_str().unwrap());
     assert_eq!(delete.json(&json!({"password": RESET_PASSWORD})).send().await.unwrap().status(), 204);
 
-    // Every kind the API can cause today (factor changes wait for the second-factor flows).
+    // The factor changes, on a second account: mfa_enrolled (its enrolment logs in twice without
+    // a device token), recovery_codes_regenerated after a step-up with a code,
+    // recovery_code_used in a login (a third login without a device token), mfa_removed.
+    let user = crate::mfa::enrol(&app).await;
+    let code = crate::mfa::code(&app, &user.app);
+    let stepped: Value =
+        crate::mfa::post_authed(&app, "/auth/step-up", &user.access, json!({"code": code})).await.json().await.unwrap();
+    let stepped = stepped["access_token"].as_str().unwrap();
+    let codes: Value =
+        crate::mfa::post_authed(&app, "/auth/mfa/recovery-codes", stepped, json!({})).await.json().await.unwrap();
+    let mfa_token = crate::mfa::password_step(&app, &user.email).await;
+    let answer = json!({"recovery_code": codes["recovery_codes"][0]});
+    let signed_in: Value = crate::mfa::verify(&app, &mfa_token, answer).await.json().await.unwrap();
+    let factors: Value = app.get_authed("/auth/mfa", stepped).await.json().await.unwrap();
+    let remove =
+        app.client.delete(app.url(&format!("/auth/mfa/factors/{}", factors["factors"][0]["id"].as_str().unwrap())));
+    let removed = remove.bearer_auth(signed_in["access_token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+
+    // Every kind the API can cause today (passkeys wait for their flows).
     let all_kinds: BTreeSet<&str> = [
         WebhookEvent::NewDeviceLogin,
         WebhookEvent::RefreshTokenReused,
@@ -160,6 +179,10 @@ async fn every_security_event_arrives_once_and_verifies_with_the_standard_webhoo
         WebhookEvent::PasswordChanged,
         WebhookEvent::PasswordReset,
         WebhookEvent::AccountDeleted,
+        WebhookEvent::MfaEnrolled,
+        WebhookEvent::RecoveryCodesRegenerated,
+        WebhookEvent::RecoveryCodeUsed,
+        WebhookEvent::MfaRemoved,
     ]
     .iter()
     .map(|e| e.as_str())
@@ -183,7 +206,7 @@ async fn every_security_event_arrives_once_and_verifies_with_the_standard_webhoo
     let queued: HashSet<String> = deliveries(&app).await.into_iter().map(|d| d.id).collect();
     assert_eq!(unique, queued.iter().collect(), "exactly the events queued arrived");
     let logins = records.iter().filter(|r| r["type"] == "new_device_login").count();
-    assert_eq!((logins, received.len()), (4, 9), "4 logins without a device token, 5 other events");
+    assert_eq!((logins, received.len()), (7, 16), "7 logins without a device token, 9 other events");
     let reuse = records.iter().find(|r| r["type"] == "refresh_token_reused").unwrap();
     assert_eq!(reuse["data"]["verdict"], "race", "the verdict travels with the event: {reuse}");
     assert_eq!(reuse["data"]["session_id"].as_str(), Some(a.session_id.as_str()));
