@@ -121,7 +121,29 @@ async fn a_full_lifecycle_leaves_no_secret_in_the_logs() {
     assert_eq!(changed.status(), 202);
     let (confirm, cancel) = (mailed_token(&mail_dir, "kcec_").await, mailed_token(&mail_dir, "kcex_").await);
     assert_eq!(post("/auth/email/confirm", json!({"token": confirm})).await.unwrap().status(), 200);
-    secrets.extend([verify, confirm, cancel, access]);
+    secrets.extend([verify, confirm, cancel, access.clone()]);
+
+    // Second factors: an authenticator app enrolled and confirmed, a login's second step with a
+    // wrong code then a recovery code, a step-up with another recovery code.
+    let authed = |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(&access).json(&body).send();
+    let enrolment: Value = authed("/auth/mfa/totp", json!({})).await.unwrap().json().await.unwrap();
+    let app = totp_rs::Totp::from_url(enrolment["otpauth_uri"].as_str().unwrap()).unwrap();
+    let code = app.generate(keycard_core::now_unix() as u64).to_string();
+    let confirm = json!({"factor_id": enrolment["factor_id"], "code": code});
+    let confirmed: Value = authed("/auth/mfa/totp/confirm", confirm).await.unwrap().json().await.unwrap();
+    let codes: Vec<String> =
+        confirmed["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    let body = json!({"email": "logs2@example.com", "password": NEW_PASSWORD, "delivery": "body"});
+    let challenge: Value = post("/auth/login", body).await.unwrap().json().await.unwrap();
+    let mfa_token = challenge["mfa_token"].as_str().unwrap().to_owned();
+    post("/auth/mfa/verify", json!({"mfa_token": mfa_token, "code": "000000"})).await.unwrap();
+    let done = post("/auth/mfa/verify", json!({"mfa_token": mfa_token, "recovery_code": codes[0]})).await.unwrap();
+    assert_eq!(done.status(), 200);
+    let stepped = authed("/auth/step-up", json!({"recovery_code": codes[1]})).await.unwrap();
+    assert_eq!(stepped.status(), 200);
+    // (The 6-digit code is left out: six digits turn up in any log's timestamps.)
+    secrets.extend([enrolment["secret"].as_str().unwrap().to_owned(), mfa_token]);
+    secrets.extend(codes);
 
     // A graceful stop (SIGTERM) flushes every log line written so far; reading stderr to its end
     // then waits for exactly that, with no guess at how long the writes take.
@@ -140,7 +162,7 @@ async fn a_full_lifecycle_leaves_no_secret_in_the_logs() {
         assert!(!logs.contains(probe), "a secret ({}…) reached the logs", &probe[..8]);
     }
     assert!(!logs.contains("kcrt_"), "a refresh token reached the logs");
-    for prefix in ["kcpr_", "kcev_", "kcec_", "kcex_", "#token="] {
+    for prefix in ["kcpr_", "kcev_", "kcec_", "kcex_", "kcmf_", "#token=", "otpauth:"] {
         assert!(!logs.contains(prefix), "a mailed token or link ({prefix}) reached the logs");
     }
     assert!(!logs.contains("eyJ"), "a JWT reached the logs");
