@@ -69,6 +69,16 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove every second factor and recovery code of the account, for a user who lost both
+    /// the device and the codes (make sure who is asking first). Sessions stay; the next login
+    /// asks only for the password. Each removal is audited (`mfa_removed`) and sent as a webhook.
+    ResetFactors {
+        /// User id or email.
+        user: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<()> {
@@ -147,6 +157,24 @@ pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<(
             report(json, &user, state, &revoked, || {
                 println!("logged out: {} ({}); revoked {} live session(s)", user.email, user.id, revoked.len());
             })?;
+        }
+        UsersCommand::ResetFactors { user, json } => {
+            let user = find(store, &user).await?;
+            let mut removed = Vec::new();
+            for factor in store.factors(&user.id).await? {
+                let detail = format!("by operator; {} factor {}", factor.kind, factor.id);
+                let event = operator_event(AuditKind::MfaRemoved, Some(&user.id), None, detail);
+                if store.remove_factor(&user.id, &factor.id, &event).await? {
+                    removed.push(factor.id);
+                }
+            }
+            if json {
+                let out = json!({"id": user.id, "email": user.email, "removed_factors": removed});
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("removed {} factor(s) and the recovery codes of {} ({})", removed.len(), user.email, user.id);
+                println!("the next login asks only for the password; sessions are untouched");
+            }
         }
     }
     Ok(())

@@ -406,3 +406,42 @@ async fn mail_list_shows_the_outbox_with_states_and_the_last_reply() {
         "no body"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_reset_factors_lets_a_user_who_lost_the_device_and_the_codes_back_in_with_the_password() {
+    let server = spawn().await;
+    let ada = server.signup("ada@example.com").await;
+    let login = server.login("ada@example.com").await;
+    let enrol = server.http.post(format!("{}/auth/mfa/totp", server.base)).bearer_auth(&login.access);
+    let enrolment: Value = enrol.send().await.unwrap().json().await.unwrap();
+    let app = totp_rs::Totp::from_url(enrolment["otpauth_uri"].as_str().unwrap()).unwrap();
+    let confirm =
+        json!({"factor_id": enrolment["factor_id"], "code": app.generate(keycard_core::now_unix() as u64).to_string()});
+    let confirmed = server.http.post(format!("{}/auth/mfa/totp/confirm", server.base)).bearer_auth(&login.access);
+    assert_eq!(confirmed.json(&confirm).send().await.unwrap().status(), 200);
+    let (status, body) =
+        server.post("/auth/login", json!({"email": "ada@example.com", "password": PASSWORD, "delivery": "body"})).await;
+    assert_eq!((status, &body["mfa_required"]), (200, &json!(true)), "the password alone no longer signs in: {body}");
+
+    let out = server.json(&["users", "reset-factors", "ada@example.com"]).await;
+    assert_eq!(out["removed_factors"], json!([enrolment["factor_id"]]), "{out}");
+
+    let again = server.login("ada@example.com").await;
+    assert_eq!(server.me(&again.access).await, 200);
+    assert_eq!(server.me(&login.access).await, 200, "sessions are untouched");
+    let audited = server.audit("mfa_removed").await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].0.as_deref(), Some(ada.as_str()));
+    assert!(audited[0].2.as_deref().is_some_and(|d| d.starts_with("by operator")), "{audited:?}");
+    let listed: Value = server
+        .http
+        .get(format!("{}/auth/mfa", server.base))
+        .bearer_auth(&again.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!({"factors": [], "recovery_codes_left": 0}));
+}
