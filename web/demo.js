@@ -26,13 +26,18 @@ function log(text, kind = 'info') {
 }
 
 const explain = {
-  'POST /auth/login': 'access token in the body, refresh token in an HttpOnly cookie',
+  'POST /auth/login': 'password right: the tokens (access token in the body, refresh token in an HttpOnly cookie), or the code step',
   'POST /auth/refresh': 'cookie rotated: the old refresh token is now spent',
   'POST /auth/logout': 'session revoked, cookies cleared',
   'POST /auth/signup': 'account created',
   'POST /auth/password/forgot': 'a reset link is mailed if the address has an account',
   'POST /auth/email/verify/resend': 'a verification link is mailed if the address needs one',
   'POST /auth/email': 'a confirmation link goes to the new address, a cancel link to the old one',
+  'POST /auth/mfa/verify': 'second factor accepted: the same cookies as a login',
+  'POST /auth/mfa/totp': 'a new authenticator app, pending until its first code',
+  'POST /auth/mfa/totp/confirm': 'authenticator app active',
+  'POST /auth/mfa/recovery-codes': 'ten new recovery codes; the earlier ones stop working',
+  'POST /auth/step-up': 'a new access token with a fresh auth_time (same session, same cookie)',
 };
 
 keycard.subscribe((event) => {
@@ -41,6 +46,8 @@ keycard.subscribe((event) => {
     const ok = event.status < 400;
     const note = ok && explain[what] ? ` · ${explain[what]}` : '';
     log(`${what} → ${event.status}${note}`, ok ? 'ok' : 'bad');
+  } else if (event.type === 'mfa') {
+    log('password right; this account has a second factor: no tokens until the code', 'info');
   } else if (event.type === 'adopted') {
     log('took the token another tab just refreshed (no second refresh)', 'info');
   } else if (event.type === 'session') {
@@ -67,8 +74,12 @@ function render() {
   $('status').dataset.state = signedIn ? 'in' : 'out';
   $('status').className = `pill ${signedIn ? 'pill-in' : 'pill-out'}`;
   $('status').textContent = signedIn ? `Signed in${email ? ` · ${email}` : ''}` : 'Signed out';
-  $('auth-form').hidden = signedIn;
+  const mfaStep = !signedIn && keycard.mfaPending() !== null;
+  $('auth-form').hidden = signedIn || mfaStep;
+  $('mfa-form').hidden = !mfaStep;
   $('signed-in').hidden = !signedIn;
+  $('mfa-signed-out').hidden = signedIn;
+  $('mfa-signed-in').hidden = !signedIn;
   $('who').textContent = email || session?.claims?.sub || '…';
   $('no-token').hidden = signedIn;
   $('token').hidden = !signedIn;
@@ -82,6 +93,7 @@ function render() {
     $('me-output').hidden = true;
     $('sessions').hidden = true;
     $('no-sessions').hidden = false;
+    resetFactors();
   }
   tick();
 }
@@ -208,10 +220,215 @@ async function signIn(withSignup) {
   const address = $('email').value.trim();
   const password = $('password').value;
   if (withSignup) await keycard.signup(address, password);
-  await keycard.login(address, password);
+  const step = await keycard.login(address, password);
   $('password').value = '';
+  if (step && step.mfaRequired) {
+    showMfaStep(false);
+    return;
+  }
+  await signedInNow();
+}
+
+async function signedInNow() {
   await loadMe();
   await loadSessions();
+  await loadFactors();
+}
+
+// --- the login's second step ------------------------------------------------------------------
+
+let recoveryMode = false;
+
+function showMfaStep(useRecovery) {
+  recoveryMode = useRecovery;
+  $('mfa-code').value = '';
+  $('mfa-label').textContent = useRecovery ? 'Recovery code' : 'Code from your authenticator app';
+  $('mfa-prompt').textContent = useRecovery
+    ? 'Enter one of your recovery codes (each works once).'
+    : 'Enter the code your authenticator app shows.';
+  $('mfa-code').placeholder = useRecovery ? 'xxxxx-xxxxx-xxxxx-xxxxx' : '123456';
+  $('mfa-code').inputMode = useRecovery ? 'text' : 'numeric';
+  $('mfa-use-recovery').textContent = useRecovery ? 'Use the authenticator app' : 'Use a recovery code';
+  render();
+  $('mfa-code').focus();
+}
+
+$('mfa-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  action(async () => {
+    const value = $('mfa-code').value.trim();
+    try {
+      await keycard.verifyMfa(recoveryMode ? { recoveryCode: value } : { code: value });
+    } catch (err) {
+      $('mfa-code').value = '';
+      // No more answers for this login (expired, five tries): back to the password.
+      if (!keycard.mfaPending()) render();
+      throw err;
+    }
+    $('mfa-code').value = '';
+    await signedInNow();
+  });
+});
+$('mfa-use-recovery').addEventListener('click', () => showMfaStep(!recoveryMode));
+$('mfa-cancel').addEventListener('click', () => {
+  keycard.cancelMfa();
+  showError(null);
+  render();
+});
+
+// --- the authenticator app ------------------------------------------------------------------
+
+let factors = [];
+let enrolling = null; // the pending factor's id
+
+function showMfaNotice(text) {
+  $('mfa-status').hidden = !text;
+  $('mfa-status').textContent = text || '';
+}
+
+function resetFactors() {
+  factors = [];
+  enrolling = null;
+  $('mfa-enrolment').hidden = true;
+  $('mfa-secret').textContent = '';
+  $('mfa-qr').removeAttribute('src');
+  showRecoveryCodes(null);
+  $('step-up-form').hidden = true;
+  if (stepUpWaiter) stepUpWaiter.reject(new Error('signed out'));
+  showMfaNotice(null);
+  showError(null, 'mfa-error');
+}
+
+async function loadFactors() {
+  const list = await keycard.mfa.list();
+  factors = list.factors || [];
+  const rows = factors.map((f) => el('tr', { dataset: { id: f.id } },
+    el('td', {}, f.kind === 'totp' ? 'Authenticator app' : f.kind, el('div', { className: 'muted mono', textContent: f.name || f.id.slice(0, 8) })),
+    el('td', { textContent: when(f.created_at) }),
+    el('td', { textContent: f.last_used_at ? when(f.last_used_at) : 'never' }),
+    el('td', {}, el('button', {
+      type: 'button', className: 'small danger remove-factor', textContent: 'Remove',
+      onclick: () => action(() => removeFactor(f.id), 'mfa-error'),
+    }))));
+  $('mfa-factors').tBodies[0].replaceChildren(...rows);
+  $('mfa-factors').hidden = rows.length === 0;
+  $('mfa-none').hidden = rows.length > 0;
+  $('mfa-regenerate').hidden = rows.length === 0;
+  $('mfa-codes-left').hidden = rows.length === 0;
+  $('mfa-codes-left').textContent = `${list.recovery_codes_left} recovery code${list.recovery_codes_left === 1 ? '' : 's'} left`;
+  $('mfa-codes-left').dataset.left = String(list.recovery_codes_left);
+}
+
+function showRecoveryCodes(codes) {
+  $('mfa-recovery').hidden = !codes;
+  $('mfa-recovery-codes').replaceChildren(...(codes || []).map((c) => el('li', { textContent: c })));
+}
+
+// A change keycard wants a recent sign-in for (401 insufficient_user_authentication): ask for a
+// code (or the password), step up, then send the change again, once.
+async function withStepUp(fn) {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!err.stepUpRequired) throw err;
+    await askStepUp(err);
+    return fn();
+  }
+}
+
+let stepUpWaiter = null;
+
+function askStepUp(err) {
+  if (stepUpWaiter) stepUpWaiter.reject(new Error('asked again'));
+  $('step-up-reason').textContent = err.description || 'This change needs a recent sign-in.';
+  $('step-up-method').value = factors.length > 0 ? 'code' : 'password';
+  $('step-up-answer').value = '';
+  $('step-up-form').hidden = false;
+  $('step-up-form').scrollIntoView({ block: 'nearest' });
+  $('step-up-answer').focus();
+  document.body.classList.remove('busy');
+  log('this change needs a recent sign-in: step up', 'info');
+  return new Promise((resolve, reject) => {
+    stepUpWaiter = { resolve, reject };
+  }).finally(() => {
+    stepUpWaiter = null;
+    $('step-up-form').hidden = true;
+    $('step-up-answer').value = '';
+  });
+}
+
+$('step-up-method').addEventListener('change', () => {
+  $('step-up-answer').type = $('step-up-method').value === 'password' ? 'password' : 'text';
+});
+$('step-up-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  showError(null, 'mfa-error');
+  const method = $('step-up-method').value;
+  const value = $('step-up-answer').value;
+  try {
+    await keycard.stepUp({ [method]: method === 'password' ? value : value.trim() });
+    stepUpWaiter?.resolve();
+  } catch (err) {
+    $('step-up-answer').value = '';
+    showError(err, 'mfa-error');
+  }
+});
+$('step-up-cancel').addEventListener('click', () => {
+  const err = new Error('cancelled: nothing changed');
+  stepUpWaiter?.reject(err);
+});
+
+$('mfa-enrol').addEventListener('click', () => action(async () => {
+  showMfaNotice(null);
+  showRecoveryCodes(null);
+  const enrolment = await withStepUp(() => keycard.mfa.enrolTotp());
+  enrolling = enrolment.factor_id;
+  $('mfa-qr').src = enrolment.qr_code;
+  $('mfa-secret').textContent = enrolment.secret;
+  $('mfa-confirm-code').value = '';
+  $('mfa-enrolment').hidden = false;
+  $('mfa-confirm-code').focus();
+}, 'mfa-error'));
+
+$('mfa-confirm-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  action(async () => {
+    const answer = await keycard.mfa.confirmTotp(enrolling, $('mfa-confirm-code').value);
+    enrolling = null;
+    $('mfa-enrolment').hidden = true;
+    $('mfa-secret').textContent = '';
+    $('mfa-qr').removeAttribute('src');
+    showRecoveryCodes(answer.recovery_codes || null);
+    showMfaNotice('Authenticator app active: the next login asks for its code.');
+    await loadFactors();
+  }, 'mfa-error');
+});
+
+$('mfa-enrol-cancel').addEventListener('click', () => action(async () => {
+  // A pending factor proves nothing: removing it needs no step-up.
+  if (enrolling) await keycard.mfa.remove(enrolling);
+  enrolling = null;
+  $('mfa-enrolment').hidden = true;
+  $('mfa-secret').textContent = '';
+  $('mfa-qr').removeAttribute('src');
+}, 'mfa-error'));
+
+$('mfa-recovery-done').addEventListener('click', () => showRecoveryCodes(null));
+
+$('mfa-regenerate').addEventListener('click', () => action(async () => {
+  showMfaNotice(null);
+  const answer = await withStepUp(() => keycard.mfa.regenerateRecoveryCodes());
+  showRecoveryCodes(answer.recovery_codes);
+  showMfaNotice('New recovery codes: the earlier ones no longer work.');
+  await loadFactors();
+}, 'mfa-error'));
+
+async function removeFactor(id) {
+  showMfaNotice(null);
+  await withStepUp(() => keycard.mfa.remove(id));
+  showRecoveryCodes(null);
+  showMfaNotice('Authenticator app removed.');
+  await loadFactors();
 }
 
 $('auth-form').addEventListener('submit', (e) => {
@@ -259,7 +476,8 @@ $('change-email-form').addEventListener('submit', (e) => {
   action(async () => {
     showNotice(null);
     const newEmail = $('new-email').value.trim();
-    const answer = await keycard.changeEmail(newEmail, $('change-password').value);
+    const password = $('change-password').value;
+    const answer = await withStepUp(() => keycard.changeEmail(newEmail, password));
     $('change-password').value = '';
     showNotice(answer?.message || `Open the link mailed to ${newEmail} to confirm the change.`);
   }, 'email-error');
@@ -270,8 +488,7 @@ action(async () => {
   const session = await keycard.restore();
   if (session) {
     log('session restored from the cookie by a silent refresh', 'ok');
-    await loadMe();
-    await loadSessions();
+    await signedInNow();
   } else {
     render();
   }

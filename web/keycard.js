@@ -3,10 +3,12 @@
 //   import { createKeycard } from '/keycard.js';
 //   const keycard = createKeycard();                 // same origin as the page
 //   await keycard.restore();                         // after a reload: silent refresh from the cookie
-//   await keycard.login('ada@example.com', 'correct horse battery');
+//   let step = await keycard.login('ada@example.com', 'correct horse battery');
+//   if (step.mfaRequired) step = await keycard.verifyMfa({ code: '123456' });  // second factor
 //   const res = await keycard.fetch('/auth/me');     // Bearer added, refreshed when needed
 //   await keycard.logout();                          // 'local' (default), 'global' or 'others'
 //   await keycard.forgotPassword('ada@example.com');  // mailed links: see "mailed links" below
+//   await keycard.mfa.enrolTotp();                   // second factors: see "second factors" below
 //
 // Where the tokens live:
 // - The refresh token is in the `__Secure-keycard_refresh` cookie: HttpOnly, so no script
@@ -51,10 +53,19 @@ const ELECTION_TIMEOUT_MS = 10000;
 const REQUEST_TIMEOUT_MS = 30000;
 /// Where the tabs share the time before which nobody refreshes (after a 429/503/5xx/network error).
 const BACKOFF_KEY = 'keycard-refresh-not-before';
+/// The error of a route that needs a recent sign-in (RFC 9470).
+const STEP_UP_ERROR = 'insufficient_user_authentication';
 /// The `retry` option's defaults (seconds).
+/// Answers keycard takes for one mfa_token.
+const MFA_ANSWERS = 5;
 const DEFAULT_RETRY = { attempts: 4, baseDelay: 0.5, maxDelay: 10, maxRetryAfter: 60, maxTotalWait: 60 };
 
-/** An error answered by keycard (or a network failure): `status`, `code`, `description`. */
+/**
+ * An error answered by keycard (or a network failure): `status`, `code`, `description`.
+ * `stepUpRequired` is true for 401 `insufficient_user_authentication` (the change needs a recent
+ * sign-in: call `stepUp(…)`, then try again); `maxAge` is then the freshness keycard asks for, in
+ * seconds, when its `WWW-Authenticate` header was readable.
+ */
 export class KeycardError extends Error {
   constructor(status, code, description) {
     super(description ? `${code}: ${description}` : code);
@@ -62,6 +73,11 @@ export class KeycardError extends Error {
     this.status = status;
     this.code = code;
     this.description = description || '';
+  }
+
+  /** Whether a recent sign-in would let this call through (`stepUp`, then retry). */
+  get stepUpRequired() {
+    return this.code === STEP_UP_ERROR;
   }
 }
 
@@ -94,6 +110,9 @@ export function createKeycard(options = {}) {
   let inflight = null; // this tab's refresh, shared by every caller
   let timer = null;
   let notBeforeHere = 0; // this tab's copy of the shared backoff (where localStorage is unusable)
+  // A login waiting for its second factor: { token, methods, expiresAt, answersLeft }. The
+  // mfa_token lives here only: never in storage, a URL, an event or an error.
+  let pendingMfa = null;
   const listeners = new Set();
   const adoptWaiters = new Set();
   const election = { claims: new Map(), busyUntil: 0 }; // fallback without Web Locks
@@ -258,7 +277,12 @@ export function createKeycard(options = {}) {
     } catch {
       // not JSON: keep the status only
     }
-    return new KeycardError(res.status, body.error || `http_${res.status}`, body.error_description || '');
+    const err = new KeycardError(res.status, body.error || `http_${res.status}`, body.error_description || '');
+    if (err.stepUpRequired) {
+      const maxAge = /max_age=(\d+)/.exec(res.headers.get('WWW-Authenticate') || '');
+      if (maxAge) err.maxAge = Number(maxAge[1]);
+    }
+    return err;
   }
 
   function json(body, extra = {}) {
@@ -528,6 +552,40 @@ export function createKeycard(options = {}) {
     return res;
   }
 
+  /// A Bearer call to keycard (through `fetch`, so refreshed as needed) with an optional JSON
+  /// body: the answer's JSON (`null` for 204), or a thrown `KeycardError`.
+  async function bearerJson(method, path, body) {
+    if (!current && !readCsrf()) throw new KeycardError(0, 'not_signed_in', 'log in first');
+    const init = body === undefined ? { method } : { method, ...json(body) };
+    const res = await authorizedFetch(path, init);
+    if (!res.ok) throw await failure(res);
+    if (res.status === 204) return null;
+    return res.json().catch(() => null);
+  }
+
+  /// `{code}`, `{recoveryCode}` (and for step-up `{password}`) as keycard's wire names.
+  function answerBody(answer, { password = false } = {}) {
+    const body = {};
+    if (answer && answer.code !== undefined && answer.code !== null) body.code = String(answer.code).trim();
+    if (answer && answer.recoveryCode !== undefined && answer.recoveryCode !== null) body.recovery_code = String(answer.recoveryCode).trim();
+    if (password && answer && typeof answer.password === 'string') body.password = answer.password;
+    if (Object.keys(body).length === 0) {
+      throw new KeycardError(0, 'invalid_request', password ? 'give a code, a recoveryCode or a password' : 'give a code or a recoveryCode');
+    }
+    return body;
+  }
+
+  /// What the app may see of a pending second step (never the mfa_token).
+  function mfaStep() {
+    if (!pendingMfa) return null;
+    return { mfaRequired: true, methods: [...pendingMfa.methods], expiresAt: pendingMfa.expiresAt };
+  }
+
+  function livePendingMfa() {
+    if (pendingMfa && (Date.now() >= pendingMfa.expiresAt || pendingMfa.answersLeft <= 0)) pendingMfa = null;
+    return pendingMfa;
+  }
+
   /// A cookie-less JSON POST: the body's answer (`null` for 204), or a thrown `KeycardError`.
   async function postJson(path, body) {
     const res = await call(path, { method: 'POST', credentials: 'omit', ...json(body) });
@@ -544,12 +602,116 @@ export function createKeycard(options = {}) {
       return res.json();
     },
 
-    /** Logs in: the refresh token arrives as the HttpOnly cookie, the access token stays here. */
+    /**
+     * Logs in: the refresh token arrives as the HttpOnly cookie, the access token stays here.
+     * Resolves to the session (`{sessionId, expiresAt, claims}`), or, when the account has a
+     * second factor, to `{mfaRequired: true, methods, expiresAt}` (`methods`: `'totp'`,
+     * `'recovery_code'`; `expiresAt`: ms, local clock) and no session yet: finish with
+     * `verifyMfa(…)`. The second step's token stays inside this client.
+     */
     async login(email, password) {
+      pendingMfa = null;
       const res = await call('/auth/login', { method: 'POST', ...json({ email, password }) });
       if (!res.ok) throw await failure(res);
+      const body = await res.json();
+      if (body.mfa_required) {
+        pendingMfa = {
+          token: body.mfa_token,
+          methods: Array.isArray(body.methods) ? body.methods : [],
+          expiresAt: Date.now() + (Number(body.expires_in) || 300) * 1000,
+          answersLeft: MFA_ANSWERS,
+        };
+        const step = mfaStep();
+        emit({ type: 'mfa', methods: step.methods, expiresAt: step.expiresAt });
+        return step;
+      }
+      setSession(body, { broadcast: true });
+      return snapshot();
+    },
+
+    /**
+     * The second step of a login that resolved `{mfaRequired: true}`: `{code}` (the
+     * authenticator app's six digits) or `{recoveryCode}`. Resolves to the session, exactly as
+     * `login` does (cookies set, other tabs told). Throws `invalid_mfa` for a wrong code: ask
+     * again while `mfaPending()` is not `null` (keycard takes five answers within five minutes);
+     * `mfa_not_pending` (status 0) when no login waits for a second factor (log in again).
+     */
+    async verifyMfa(answer) {
+      const pending = livePendingMfa();
+      if (!pending) throw new KeycardError(0, 'mfa_not_pending', 'no login is waiting for a second factor: log in again');
+      const body = { mfa_token: pending.token, ...answerBody(answer) };
+      pending.answersLeft -= 1;
+      const res = await call('/auth/mfa/verify', { method: 'POST', ...json(body) });
+      if (!res.ok) {
+        const err = await failure(res);
+        // Refused for good (not a wrong code nor a passing failure): the token is spent.
+        if (err.code !== 'invalid_mfa' && !isTransient(err) && err.status !== 429) pendingMfa = null;
+        livePendingMfa();
+        throw err;
+      }
+      if (pendingMfa === pending) pendingMfa = null;
       setSession(await res.json(), { broadcast: true });
       return snapshot();
+    },
+
+    /** The login waiting for its second factor: `{mfaRequired: true, methods, expiresAt}`, or `null`. */
+    mfaPending() {
+      livePendingMfa();
+      return mfaStep();
+    },
+
+    /** Forgets a login waiting for its second factor (a "back" button). */
+    cancelMfa() {
+      pendingMfa = null;
+    },
+
+    /**
+     * Proves the signed-in user again on this session, for changes that need a recent sign-in
+     * (401 `insufficient_user_authentication`, `err.stepUpRequired`): `{code}` or
+     * `{recoveryCode}` on an account with a second factor, `{password}` on one without. The new
+     * access token (fresh `auth_time`) replaces the held one, in every tab; the refresh cookie
+     * stays. Resolves to the session. Throws `invalid_mfa`, `invalid_credentials`.
+     */
+    async stepUp(answer) {
+      const body = answerBody(answer, { password: true });
+      const token = await bearerJson('POST', '/auth/step-up', body);
+      if (!current) throw new KeycardError(0, 'not_signed_in', 'the session ended');
+      setSession({ ...token, session_id: current.sessionId }, { broadcast: true });
+      return snapshot();
+    },
+
+    /**
+     * Second factors of the signed-in account (Bearer, like `fetch`). Enrolling, removing and
+     * new recovery codes need a recent sign-in: they throw `insufficient_user_authentication`
+     * (`err.stepUpRequired`) otherwise; `stepUp(…)` and try again.
+     */
+    mfa: {
+      /** `{factors: [{id, kind, name, created_at, last_used_at}], recovery_codes_left}`. */
+      list() {
+        return bearerJson('GET', '/auth/mfa');
+      },
+      /**
+       * Starts an authenticator app: `{factor_id, secret, otpauth_uri, qr_code}` (`qr_code`: a
+       * `data:image/svg+xml` URL to show as an image). Pending until `confirmTotp`.
+       */
+      enrolTotp() {
+        return bearerJson('POST', '/auth/mfa/totp');
+      },
+      /**
+       * Activates it with a first code: `{factor_id, recovery_codes?}`; the account's first
+       * factor comes with ten recovery codes, shown this once. Throws `invalid_mfa`.
+       */
+      confirmTotp(factorId, code) {
+        return bearerJson('POST', '/auth/mfa/totp/confirm', { factor_id: factorId, code: String(code).trim() });
+      },
+      /** Removes a factor (the last one takes the recovery codes with it). Resolves to `null`. */
+      remove(factorId) {
+        return bearerJson('DELETE', `/auth/mfa/factors/${encodeURIComponent(factorId)}`);
+      },
+      /** Ten new recovery codes replace every earlier one: `{recovery_codes}`. */
+      regenerateRecoveryCodes() {
+        return bearerJson('POST', '/auth/mfa/recovery-codes');
+      },
     },
 
     /**
@@ -558,6 +720,7 @@ export function createKeycard(options = {}) {
      * access token; holds the refresh lock so it never races another tab's rotation.
      */
     async logout(scope = 'local') {
+      if (scope !== 'others') pendingMfa = null;
       const body = json({ scope });
       let res = null;
       try {
@@ -642,11 +805,8 @@ export function createKeycard(options = {}) {
      * address is taken); throws `invalid_credentials` for a wrong password, `not_signed_in`
      * without a session.
      */
-    async changeEmail(newEmail, password) {
-      if (!current && !readCsrf()) throw new KeycardError(0, 'not_signed_in', 'log in first');
-      const res = await authorizedFetch('/auth/email', { method: 'POST', ...json({ new_email: newEmail, password }) });
-      if (!res.ok) throw await failure(res);
-      return res.json();
+    changeEmail(newEmail, password) {
+      return bearerJson('POST', '/auth/email', { new_email: newEmail, password });
     },
 
     /** Confirms an address change with the token of the link mailed to the new address. Resolves to `{status: 'changed'}`. */
@@ -671,7 +831,7 @@ export function createKeycard(options = {}) {
       return current ? decodeClaims(current.accessToken) : null;
     },
 
-    /** Calls `listener(event)` on `session` changes, `request`s, `refreshed`, `adopted` and `error`s. Returns an unsubscribe function. */
+    /** Calls `listener(event)` on `session` changes, `request`s, `refreshed`, `adopted`, `mfa` (a login waits for its second factor: `{methods, expiresAt}`) and `error`s. Returns an unsubscribe function. */
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
