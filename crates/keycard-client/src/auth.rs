@@ -2,13 +2,17 @@
 
 use std::time::Duration;
 
-use keycard_core::wire::{Delivery, LoginRequest, LogoutRequest, LogoutScope, SignupRequest, TokenResponse, UserInfo};
+use keycard_core::wire::{
+    Delivery, LoginRequest, LogoutRequest, LogoutScope, SignupRequest, TokenResponse, UserInfo, mfa,
+};
 
-use crate::client::{Client, check_status, decode};
+use crate::client::{Client, Inner, check_status, decode};
 use crate::error::ClientError;
-use crate::session::Tokens;
+use crate::mfa::MfaChallenge;
+use crate::session::{SessionState, Tokens};
 
-/// A session just started by [`Client::login`].
+/// A session just started by [`Client::login`] (or [`Client::login_with_mfa`],
+/// [`Client::complete_mfa`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Login {
@@ -35,6 +39,10 @@ impl Client {
     /// Logs in with body delivery: the refresh token comes in the JSON body and, like the access
     /// token, is kept in memory only. Replaces any session the client held. Requests made
     /// meanwhile wait for the login to finish.
+    ///
+    /// An account with a second factor answers a right password with
+    /// [`ClientError::MfaRequired`]: no session yet (an earlier one is kept); complete it with
+    /// [`Client::complete_mfa`], or log in with [`Client::login_with_mfa`] instead.
     pub async fn login(&self, email: &str, password: &str) -> Result<Login, ClientError> {
         let mut state = self.inner.session.lock().await;
         let body = LoginRequest {
@@ -45,20 +53,13 @@ impl Client {
         };
         let sent_at = self.inner.clock.now_ms();
         let response = self.inner.http.post(self.inner.url("/auth/login")?).json(&body).send().await?;
-        let mut response: TokenResponse = decode(check_status(response).await?).await?;
-        if let Some(device) = response.device_token.take() {
-            state.device_token = Some(crate::session::Secret::new(device));
+        let answer: serde_json::Value = decode(check_status(response).await?).await?;
+        if answer.get("mfa_required").and_then(serde_json::Value::as_bool) == Some(true) {
+            let challenge: mfa::MfaChallenge = serde_json::from_value(answer).map_err(ClientError::Decode)?;
+            return Err(ClientError::MfaRequired(Box::new(MfaChallenge::from_wire(challenge, sent_at))));
         }
-        let login = Login {
-            session_id: response.session_id.clone(),
-            expires_in: secs(response.expires_in),
-            refresh_expires_in: secs(response.refresh_expires_in),
-        };
-        let tokens = Tokens::from_response(response, sent_at, self.inner.refresh_margin);
-        // keycard always returns the refresh token with body delivery.
-        let tokens = tokens.ok_or_else(|| ClientError::Decode(serde::de::Error::missing_field("refresh_token")))?;
-        state.set(Some(tokens));
-        Ok(login)
+        let response: TokenResponse = serde_json::from_value(answer).map_err(ClientError::Decode)?;
+        self.inner.start_session(&mut state, response, sent_at)
     }
 
     /// Ends this session (`Local`), every session of the user (`Global`), or every other one
@@ -83,5 +84,30 @@ impl Client {
     /// The logged-in user (`GET /auth/me`).
     pub async fn me(&self) -> Result<UserInfo, ClientError> {
         self.get_json("/auth/me").await
+    }
+}
+
+impl Inner {
+    /// Starts the session of a login's token response (a password login, or its second step
+    /// sent at `sent_at`): keeps the device token, stores the tokens, replacing any session.
+    pub(crate) fn start_session(
+        &self,
+        state: &mut SessionState,
+        mut response: TokenResponse,
+        sent_at: i64,
+    ) -> Result<Login, ClientError> {
+        if let Some(device) = response.device_token.take() {
+            state.device_token = Some(crate::session::Secret::new(device));
+        }
+        let login = Login {
+            session_id: response.session_id.clone(),
+            expires_in: secs(response.expires_in),
+            refresh_expires_in: secs(response.refresh_expires_in),
+        };
+        let tokens = Tokens::from_response(response, sent_at, self.refresh_margin);
+        // keycard always returns the refresh token with body delivery.
+        let tokens = tokens.ok_or_else(|| ClientError::Decode(serde::de::Error::missing_field("refresh_token")))?;
+        state.set(Some(tokens));
+        Ok(login)
     }
 }

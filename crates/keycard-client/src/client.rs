@@ -216,7 +216,9 @@ impl Client {
     /// token is due. On a 401 `invalid_token` it refreshes once (shared with concurrent
     /// requests) and retries once, if the request can be cloned (a streaming body cannot: then the
     /// 401 is returned and the next request carries the refreshed token).
-    /// Error statuses become [`ClientError::Api`] with keycard's decoded error body.
+    /// Error statuses become [`ClientError::Api`] with keycard's decoded error body; a 401
+    /// `insufficient_user_authentication` (a route wanting a recent sign-in) becomes
+    /// [`ClientError::StepUpRequired`]: [`Client::step_up`], then send again.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
         let retry = request.try_clone();
         let (token, generation) = self.inner.access_token().await?;
@@ -301,12 +303,15 @@ pub(crate) async fn check_status(response: Response) -> Result<Response, ClientE
 /// whose only sign is `WWW-Authenticate: Bearer error="invalid_token"` gets that code.
 async fn error_of(mut response: Response) -> ClientError {
     let status = response.status();
-    let challenge_says_invalid_token = response
+    let challenges: Vec<String> = response
         .headers()
         .get_all(reqwest::header::WWW_AUTHENTICATE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("error=\"invalid_token\""));
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    let challenge_says = |code: &str| challenges.iter().any(|v| v.contains(&format!("error=\"{code}\"")));
+    let challenge_says_invalid_token = challenge_says("invalid_token");
+    let step_up = challenge_says("insufficient_user_authentication");
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
         if body.len() + chunk.len() > ERROR_BODY_LIMIT {
@@ -317,11 +322,49 @@ async fn error_of(mut response: Response) -> ClientError {
     let error = serde_json::from_slice::<ErrorBody>(&body).ok().or_else(|| {
         challenge_says_invalid_token.then(|| ErrorBody::new(ErrorCode::InvalidToken, "the access token was refused"))
     });
+    // RFC 9470: keycard's body, or any resource server's challenge.
+    let step_up_body = match &error {
+        _ if status != StatusCode::UNAUTHORIZED => None,
+        Some(body) if body.error == ErrorCode::InsufficientUserAuthentication => Some(body.clone()),
+        _ if step_up => {
+            Some(ErrorBody::new(ErrorCode::InsufficientUserAuthentication, "a more recent sign-in is needed"))
+        }
+        _ => None,
+    };
+    if let Some(error) = step_up_body {
+        let max_age = challenges.iter().find_map(|v| max_age(v));
+        return ClientError::StepUpRequired { max_age, error };
+    }
     ClientError::Api { status, error }
+}
+
+/// The `max_age` parameter of a `WWW-Authenticate` challenge (RFC 9470 §3), in seconds.
+fn max_age(challenge: &str) -> Option<Duration> {
+    challenge.split(',').find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        let name = name.trim().rsplit(' ').next()?;
+        if !name.eq_ignore_ascii_case("max_age") {
+            return None;
+        }
+        value.trim().trim_matches('"').parse().ok().map(Duration::from_secs)
+    })
 }
 
 /// Decodes a JSON success body.
 pub(crate) async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
     let bytes = response.bytes().await?;
     serde_json::from_slice(&bytes).map_err(ClientError::Decode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_the_challenge() {
+        let header = "Bearer error=\"insufficient_user_authentication\", max_age=600";
+        assert_eq!(max_age(header), Some(Duration::from_secs(600)));
+        assert_eq!(max_age("Bearer max_age=\"30\", error=\"x\""), Some(Duration::from_secs(30)));
+        assert_eq!(max_age("Bearer error=\"insufficient_user_authentication\""), None);
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use keycard_core::{ErrorBody, ErrorCode};
 use reqwest::StatusCode;
 
+use crate::mfa::{MfaChallenge, MfaMethod};
 use crate::oauth::{OAuthError, OAuthErrorCode};
 
 /// A failed client call.
@@ -57,6 +58,25 @@ pub enum ClientError {
     /// another issuer or no token endpoint, a token type other than `Bearer`.
     #[error("unexpected answer from the authorization server: {0}")]
     Protocol(String),
+    /// The password was right and the account has a second factor: no session yet (one the
+    /// client held is kept). Answer with [`crate::Client::complete_mfa`], or log in with
+    /// [`crate::Client::login_with_mfa`]. The challenge's token is never printed.
+    #[error("the account has a second factor: complete the login with a code ({})", methods(.0))]
+    MfaRequired(Box<MfaChallenge>),
+    /// The second-factor callback of [`crate::Client::login_with_mfa`] gave up (return it from
+    /// the callback to cancel the login).
+    #[error("the second-factor step was cancelled")]
+    MfaCancelled,
+    /// The route wants a more recent sign-in, or one with the second factor (401
+    /// `insufficient_user_authentication`, RFC 9470): [`crate::Client::step_up`], then call it
+    /// again. The session is fine; this is no logout.
+    #[error("HTTP 401 {}: {}{}", .error.error, .error.error_description, describe_max_age(.max_age))]
+    StepUpRequired {
+        /// The `max_age` of the `WWW-Authenticate` challenge: how recent the sign-in must be.
+        max_age: Option<std::time::Duration>,
+        /// keycard's error body (made up from the challenge when the server sent none).
+        error: ErrorBody,
+    },
     /// A failure of a token request shared by every caller that waited on it
     /// ([`crate::ServiceClient::token`] makes one request for all of them). Transport and decoding
     /// failures cannot be copied, so each caller gets this handle on the one error; the helper
@@ -72,11 +92,31 @@ fn describe(error: &Option<ErrorBody>) -> String {
     }
 }
 
+fn methods(challenge: &MfaChallenge) -> String {
+    let names: Vec<&str> = challenge
+        .methods()
+        .iter()
+        .map(|m| match m {
+            MfaMethod::Totp => "totp",
+            MfaMethod::RecoveryCode => "recovery_code",
+        })
+        .collect();
+    names.join(", ")
+}
+
+fn describe_max_age(max_age: &Option<std::time::Duration>) -> String {
+    match max_age {
+        Some(age) => format!(" (a sign-in within {} s)", age.as_secs()),
+        None => String::new(),
+    }
+}
+
 impl ClientError {
     /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Self::Api { status, .. } | Self::OAuth { status, .. } => Some(*status),
+            Self::StepUpRequired { .. } => Some(StatusCode::UNAUTHORIZED),
             Self::Http(e) => e.status(),
             Self::Shared(inner) => inner.status(),
             _ => None,
@@ -88,6 +128,7 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Api { error: Some(body), .. } => Some(body.error),
+            Self::StepUpRequired { error, .. } => Some(error.error),
             Self::OAuth { error, .. } => serde_json::from_value(error.error.as_str().into()).ok(),
             Self::Shared(inner) => inner.code(),
             _ => None,
@@ -120,6 +161,9 @@ impl ClientError {
             Self::Protocol(what) => Self::Protocol(what.clone()),
             Self::RefreshInterrupted => Self::RefreshInterrupted,
             Self::RefreshDeferred { retry_in } => Self::RefreshDeferred { retry_in: *retry_in },
+            Self::MfaRequired(challenge) => Self::MfaRequired(challenge.clone()),
+            Self::MfaCancelled => Self::MfaCancelled,
+            Self::StepUpRequired { max_age, error } => Self::StepUpRequired { max_age: *max_age, error: error.clone() },
             Self::Shared(inner) => Self::Shared(inner.clone()),
             Self::Http(_) | Self::Decode(_) => Self::Shared(error.clone()),
         }
@@ -129,5 +173,40 @@ impl ClientError {
     pub fn is_session_ended(&self) -> bool {
         matches!(self, Self::NotLoggedIn)
             || matches!(self.code(), Some(ErrorCode::InvalidGrant | ErrorCode::RefreshTokenReused))
+    }
+
+    /// Whether the call needs a more recent sign-in ([`ClientError::StepUpRequired`]): step up
+    /// with [`crate::Client::step_up`] and call again.
+    pub fn is_step_up_required(&self) -> bool {
+        match self {
+            Self::StepUpRequired { .. } => true,
+            Self::Shared(inner) => inner.is_step_up_required(),
+            _ => false,
+        }
+    }
+
+    /// The `max_age` of an `insufficient_user_authentication` challenge: the sign-in must be
+    /// at most this old.
+    pub fn step_up_max_age(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::StepUpRequired { max_age, .. } => *max_age,
+            Self::Shared(inner) => inner.step_up_max_age(),
+            _ => None,
+        }
+    }
+
+    /// The challenge of a login that needs its second step ([`ClientError::MfaRequired`]).
+    pub fn mfa_challenge(&self) -> Option<&MfaChallenge> {
+        match self {
+            Self::MfaRequired(challenge) => Some(challenge),
+            Self::Shared(inner) => inner.mfa_challenge(),
+            _ => None,
+        }
+    }
+
+    /// Whether keycard refused a second-factor answer (400 `invalid_mfa`): a wrong or already
+    /// used code, or a spent or expired login challenge.
+    pub fn is_invalid_mfa(&self) -> bool {
+        self.code() == Some(ErrorCode::InvalidMfa)
     }
 }

@@ -29,6 +29,45 @@
 //! # }
 //! ```
 //!
+//! # Second factors and step-up
+//!
+//! On an account with a second factor, a right password is not a session yet: [`Client::login`]
+//! returns [`ClientError::MfaRequired`] with the [`MfaChallenge`] (the methods the account can
+//! answer with), which [`Client::complete_mfa`] completes with an [`MfaAnswer`] (an
+//! authenticator-app code or a recovery code). [`Client::login_with_mfa`] does both, asking a
+//! callback for the answer, and asking again after a wrong code (keycard takes five answers per
+//! challenge). The session then starts as with `login`. A route that wants a recent sign-in
+//! answers [`ClientError::StepUpRequired`] (401 `insufficient_user_authentication`, with the
+//! `max_age` it wants); [`Client::step_up`] proves the user again (a code, a recovery code, or
+//! the password of an account without a factor) and replaces the access token, keeping the
+//! refresh token. Codes, passwords and the challenge's token never appear in `Debug` output or
+//! errors.
+//!
+//! ```no_run
+//! use keycard_client::{Client, ClientError, MfaAnswer};
+//!
+//! # fn ask(prompt: &str) -> String { String::new() }
+//! # async fn run(client: Client) -> Result<(), ClientError> {
+//! client
+//!     .login_with_mfa("alice@example.com", "correct horse battery staple", |challenge| async move {
+//!         let prompt = if challenge.failed_answers() == 0 { "code: " } else { "wrong code, again: " };
+//!         Ok(MfaAnswer::Code(ask(prompt)))
+//!     })
+//!     .await?;
+//! let remove = || client.delete("/auth/mfa/factors/f1");
+//! match client.send(remove()).await {
+//!     Err(e) if e.is_step_up_required() => {
+//!         client.step_up(MfaAnswer::Code(ask("code: "))).await?;
+//!         client.send(remove()).await?;
+//!     }
+//!     other => {
+//!         other?;
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Services: OAuth 2.0 client credentials
 //!
 //! A service calling other services has no user: it authenticates as a registered confidential
@@ -72,6 +111,7 @@
 //! Layout:
 //! - [`client`]: [`Client`], [`ClientBuilder`], authenticated requests with refresh and retry.
 //! - [`auth`]: signup, login, logout, `me`.
+//! - [`mfa`]: the login's second step ([`MfaChallenge`], [`MfaAnswer`]) and step-up.
 //! - `session`: the in-memory tokens and the single-flight refresh.
 //! - [`retry`]: [`RetryPolicy`], how refreshes that fail for a passing reason are tried again.
 //! - [`service`]: [`ServiceClient`], client-credentials tokens for services.
@@ -83,6 +123,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod mfa;
 pub mod oauth;
 pub mod retry;
 pub mod service;
@@ -93,6 +134,7 @@ pub use client::{Client, ClientBuilder, ClientStats};
 pub use error::ClientError;
 pub use keycard_core::wire::{LogoutScope, UserInfo};
 pub use keycard_core::{ErrorBody, ErrorCode};
+pub use mfa::{MfaAnswer, MfaChallenge, MfaMethod, StepUpAnswer};
 pub use oauth::{OAuthError, OAuthErrorCode};
 pub use retry::RetryPolicy;
 pub use service::{AccessToken, ServiceClient, ServiceClientBuilder, ServiceClientStats};

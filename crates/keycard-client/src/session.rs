@@ -64,16 +64,23 @@ impl Tokens {
     /// lifetime, so short-lived tokens are not refreshed on every request.
     pub(crate) fn from_response(response: TokenResponse, sent_at: i64, margin: Duration) -> Option<Self> {
         let lifetime = Duration::from_secs(u64::try_from(response.expires_in).unwrap_or(0));
-        let margin = margin.min(lifetime / 2);
-        let expires_at = sent_at.saturating_add(millis(lifetime));
+        let (refresh_at, expires_at) = due_times(sent_at, lifetime, margin);
         Some(Self {
             access: Secret::new(response.access_token),
             refresh: Secret::new(response.refresh_token?),
             session_id: response.session_id,
-            refresh_at: expires_at.saturating_sub(millis(margin)),
+            refresh_at,
             expires_at,
         })
     }
+}
+
+/// When a token of `lifetime` got by a request sent at `sent_at` is due for refresh and when it
+/// expires (Unix ms). The margin is at most half the lifetime.
+fn due_times(sent_at: i64, lifetime: Duration, margin: Duration) -> (i64, i64) {
+    let margin = margin.min(lifetime / 2);
+    let expires_at = sent_at.saturating_add(millis(lifetime));
+    (expires_at.saturating_sub(millis(margin)), expires_at)
 }
 
 /// `duration` in whole milliseconds, saturating.
@@ -100,6 +107,17 @@ impl SessionState {
         self.tokens = tokens;
         self.generation += 1;
         self.refresh_not_before = None;
+    }
+
+    /// Replaces the access token of the session held (a step-up's), keeping its refresh token.
+    /// Counts as a change: a request refused with the old token retries with this one.
+    pub(crate) fn replace_access(&mut self, access: Secret, sent_at: i64, lifetime: Duration, margin: Duration) {
+        let Some(tokens) = self.tokens.as_mut() else { return };
+        let (refresh_at, expires_at) = due_times(sent_at, lifetime, margin);
+        tokens.access = access;
+        tokens.refresh_at = refresh_at;
+        tokens.expires_at = expires_at;
+        self.generation += 1;
     }
 
     fn current(&self) -> Result<(Secret, u64), ClientError> {
