@@ -160,6 +160,8 @@ impl Server {
             user_agent: None,
             ip: None,
             email_verified: false,
+            amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
+            auth_time: now,
         };
         let store: Arc<dyn keycard_store::Store> = self.state.store.clone();
         self.rt.block_on(async {
@@ -179,6 +181,8 @@ impl Server {
                 absolute_expires_at: session.absolute_expires_at,
                 user_agent: None,
                 ip: None,
+                amr: session.amr,
+                auth_time: now,
             };
             let login = AuditEvent { user_id: Some(user_id.clone()), ..AuditEvent::new(AuditKind::Login, now) };
             store.create_session(&new, &refresh.hash(), &login).await.expect("create session");
