@@ -348,6 +348,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<MfaChallengeRecord>>;
     /// Completes a challenge: true for the one caller that deletes it.
     async fn finish_mfa_challenge(&self, token: &TokenHash) -> Result<bool>;
+    /// Records a passkey's use at `now`: its new `credential` state and signature `counter`.
+    /// Accepted only when the counter moves forward (or stays 0 on an authenticator that keeps
+    /// none), so a cloned authenticator's older counter is refused on every instance. False when
+    /// it was not accepted or the factor is not active.
+    async fn use_passkey(&self, factor_id: &str, counter: i64, credential: &[u8], now: i64) -> Result<bool>;
+    /// Renames one of the user's factors; false when there is no such factor.
+    async fn rename_factor(&self, user_id: &str, factor_id: &str, name: &str) -> Result<bool>;
+    /// Stores a WebAuthn ceremony waiting for its answer (and forgets expired ones).
+    async fn create_webauthn_challenge(&self, challenge: &WebauthnChallengeRecord) -> Result<()>;
+    /// Takes (deletes) a ceremony: `Some` for the one caller that deletes it while it is live,
+    /// `None` when it is unknown, taken already or expired.
+    async fn take_webauthn_challenge(&self, token: &TokenHash, now: i64) -> Result<Option<WebauthnChallengeRecord>>;
     /// Records a step-up on a live session of the user: its `amr` and `auth_time`, which the
     /// access tokens of its later refreshes carry. False when the session is not live.
     async fn set_session_auth(

@@ -107,3 +107,31 @@ impl std::fmt::Debug for MfaChallengeRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// A WebAuthn ceremony waiting for its answer (a passkey registration, a passwordless sign-in,
+/// a step-up). Taken once by [`Store::take_webauthn_challenge`](crate::Store::take_webauthn_challenge).
+#[derive(Clone)]
+pub struct WebauthnChallengeRecord {
+    /// SHA-256 of the `passkey_token`.
+    pub token: TokenHash,
+    /// The user it is for; `None` for a passwordless sign-in (the answer names its user).
+    pub user_id: Option<String>,
+    /// What it is for (`register`, `login`, `step_up`): an answer is only good for its purpose.
+    pub purpose: String,
+    /// The ceremony's state, as the server wrote it (JSON).
+    pub data: String,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it stops working.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for WebauthnChallengeRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebauthnChallengeRecord")
+            .field("user_id", &self.user_id)
+            .field("purpose", &self.purpose)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

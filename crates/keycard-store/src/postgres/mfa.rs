@@ -124,6 +124,81 @@ impl PgStore {
         Ok(outcome)
     }
 
+    pub(super) async fn mfa_use_passkey(
+        &self,
+        factor_id: &str,
+        counter: i64,
+        credential: &[u8],
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE mfa_factors SET last_step = $2, last_used_at = $3, secret = $4
+             WHERE id = $1 AND confirmed_at IS NOT NULL
+               AND (last_step IS NULL OR last_step < $2 OR ($2 = 0 AND last_step = 0))",
+        )
+        .bind(factor_id)
+        .bind(counter)
+        .bind(now)
+        .bind(credential)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn mfa_rename_factor(&self, user_id: &str, factor_id: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE mfa_factors SET name = $3 WHERE id = $1 AND user_id = $2")
+            .bind(factor_id)
+            .bind(user_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn mfa_create_webauthn_challenge(&self, ch: &WebauthnChallengeRecord) -> Result<()> {
+        sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at <= $1")
+            .bind(ch.created_at)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO webauthn_challenges (token_hash, user_id, purpose, data, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(ch.token.as_bytes())
+        .bind(&ch.user_id)
+        .bind(&ch.purpose)
+        .bind(&ch.data)
+        .bind(ch.created_at)
+        .bind(ch.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn mfa_take_webauthn_challenge(
+        &self,
+        token: &TokenHash,
+        now: i64,
+    ) -> Result<Option<WebauthnChallengeRecord>> {
+        let row: Option<(Option<String>, String, String, i64, i64)> = sqlx::query_as(
+            "DELETE FROM webauthn_challenges WHERE token_hash = $1
+             RETURNING user_id, purpose, data, created_at, expires_at",
+        )
+        .bind(token.as_bytes())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|(user_id, purpose, data, created_at, expires_at)| WebauthnChallengeRecord {
+                token: *token,
+                user_id,
+                purpose,
+                data,
+                created_at,
+                expires_at,
+            })
+            .filter(|ch| ch.expires_at > now))
+    }
+
     pub(super) async fn mfa_use_totp_step(&self, factor_id: &str, step: i64, now: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE mfa_factors SET last_step = $2, last_used_at = $3

@@ -1082,6 +1082,22 @@ impl Store for PgStore {
         self.mfa_finish_challenge(token).await
     }
 
+    async fn use_passkey(&self, factor_id: &str, counter: i64, credential: &[u8], now: i64) -> Result<bool> {
+        self.mfa_use_passkey(factor_id, counter, credential, now).await
+    }
+
+    async fn rename_factor(&self, user_id: &str, factor_id: &str, name: &str) -> Result<bool> {
+        self.mfa_rename_factor(user_id, factor_id, name).await
+    }
+
+    async fn create_webauthn_challenge(&self, challenge: &WebauthnChallengeRecord) -> Result<()> {
+        self.mfa_create_webauthn_challenge(challenge).await
+    }
+
+    async fn take_webauthn_challenge(&self, token: &TokenHash, now: i64) -> Result<Option<WebauthnChallengeRecord>> {
+        self.mfa_take_webauthn_challenge(token, now).await
+    }
+
     async fn set_session_auth(
         &self,
         user_id: &str,

@@ -17,6 +17,10 @@ const FACTOR_COLS: &str = "id, user_id, kind, name, secret, created_at, confirme
 /// A step is accepted only when it is newer than every step accepted before.
 const USE_STEP: &str = "UPDATE mfa_factors SET last_step = ?2, last_used_at = ?3
      WHERE id = ?1 AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < ?2)";
+/// A passkey's counter must move forward, or stay 0 on an authenticator that keeps none.
+const USE_PASSKEY: &str = "UPDATE mfa_factors SET last_step = ?2, last_used_at = ?3, secret = ?4
+     WHERE id = ?1 AND confirmed_at IS NOT NULL
+       AND (last_step IS NULL OR last_step < ?2 OR (?2 = 0 AND last_step = 0))";
 const HAS_ACTIVE_FACTOR: &str =
     "SELECT EXISTS (SELECT 1 FROM mfa_factors WHERE user_id = ?1 AND confirmed_at IS NOT NULL)";
 const DROP_CODES: &str = "DELETE FROM recovery_codes WHERE user_id = ?1";
@@ -233,6 +237,82 @@ impl SqliteStore {
                 .prepare_cached("DELETE FROM mfa_challenges WHERE token_hash = ?1")?
                 .execute(params![token.as_bytes()])?;
             Ok(Done::Keep(deleted == 1))
+        })
+        .await
+    }
+
+    pub(super) async fn mfa_use_passkey(
+        &self,
+        factor_id: &str,
+        counter: i64,
+        credential: &[u8],
+        now: i64,
+    ) -> Result<bool> {
+        let (id, credential) = (factor_id.to_owned(), credential.to_vec());
+        self.write(move |c| {
+            let used = c.prepare_cached(USE_PASSKEY)?.execute(params![id, counter, now, credential])?;
+            Ok(Done::Keep(used == 1))
+        })
+        .await
+    }
+
+    pub(super) async fn mfa_rename_factor(&self, user_id: &str, factor_id: &str, name: &str) -> Result<bool> {
+        let (user_id, id, name) = (user_id.to_owned(), factor_id.to_owned(), name.to_owned());
+        self.write(move |c| {
+            let renamed = c
+                .prepare_cached("UPDATE mfa_factors SET name = ?3 WHERE id = ?1 AND user_id = ?2")?
+                .execute(params![id, user_id, name])?;
+            Ok(Done::Keep(renamed == 1))
+        })
+        .await
+    }
+
+    pub(super) async fn mfa_create_webauthn_challenge(&self, ch: &WebauthnChallengeRecord) -> Result<()> {
+        let ch = ch.clone();
+        self.write(move |c| {
+            c.prepare_cached("DELETE FROM webauthn_challenges WHERE expires_at <= ?1")?
+                .execute(params![ch.created_at])?;
+            c.prepare_cached(
+                "INSERT INTO webauthn_challenges (token_hash, user_id, purpose, data, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                ch.token.as_bytes(),
+                ch.user_id,
+                ch.purpose,
+                ch.data,
+                ch.created_at,
+                ch.expires_at
+            ])?;
+            Ok(Done::Keep(()))
+        })
+        .await
+    }
+
+    pub(super) async fn mfa_take_webauthn_challenge(
+        &self,
+        token: &TokenHash,
+        now: i64,
+    ) -> Result<Option<WebauthnChallengeRecord>> {
+        let token = *token;
+        self.write(move |c| {
+            let taken = c
+                .prepare_cached(
+                    "DELETE FROM webauthn_challenges WHERE token_hash = ?1
+                     RETURNING user_id, purpose, data, created_at, expires_at",
+                )?
+                .query_row(params![token.as_bytes()], |row| {
+                    Ok(WebauthnChallengeRecord {
+                        token,
+                        user_id: row.get(0)?,
+                        purpose: row.get(1)?,
+                        data: row.get(2)?,
+                        created_at: row.get(3)?,
+                        expires_at: row.get(4)?,
+                    })
+                })
+                .optional()?;
+            Ok(Done::Keep(taken.filter(|ch| ch.expires_at > now)))
         })
         .await
     }

@@ -83,6 +83,7 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "second factors",
         sql: include_str!("../../migrations/sqlite/0010_second_factors.sql"),
     },
+    Migration { version: 11, description: "passkeys", sql: include_str!("../../migrations/sqlite/0011_passkeys.sql") },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

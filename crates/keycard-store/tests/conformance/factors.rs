@@ -7,7 +7,7 @@ use std::sync::Arc;
 use keycard_core::amr::{Amr, AuthMethod};
 use keycard_store::{
     AuditEvent, AuditFilter, AuditKind, FactorConfirmation, FactorConfirmed, FactorRecord, MfaChallengeRecord,
-    RevocationReason, Store,
+    RevocationReason, Store, WebauthnChallengeRecord,
 };
 
 use crate::harness::{NOW, audited, session, token, user};
@@ -172,4 +172,72 @@ pub async fn a_step_up_is_kept_on_the_session_and_carried_by_its_rotations(store
     assert_eq!((rotated.amr, rotated.auth_time), (mfa, NOW + 5));
     assert!(store.revoke_session(&ada, &sid, RevocationReason::Logout, NOW + 8, &audited()).await.unwrap());
     assert!(!store.set_session_auth(&ada, &sid, mfa, NOW + 9).await.unwrap(), "a revoked session");
+}
+
+pub async fn a_passkey_counter_only_moves_forward_and_a_rename_is_the_owners(store: Arc<dyn Store>) {
+    let ada = user(&*store, "ada@example.com").await;
+    let key = FactorRecord { kind: "passkey".into(), secret: b"{\"counter\":0}".to_vec(), ..totp("pk", &ada) };
+    store.add_factor(&key).await.unwrap();
+    assert!(!store.use_passkey("pk", 1, b"x", NOW).await.unwrap(), "a pending passkey is not used");
+    store.confirm_factor(&confirmation(&ada, "pk", 0, 10)).await.unwrap();
+    assert!(store.use_passkey("pk", 3, b"{\"counter\":3}", NOW + 5).await.unwrap());
+    let stored = &store.factors(&ada).await.unwrap()[0];
+    assert_eq!((stored.last_step, stored.last_used_at), (Some(3), Some(NOW + 5)));
+    assert_eq!(stored.secret, b"{\"counter\":3}", "the credential's new state is kept");
+    // A clone answers with a counter the original has passed: refused, nothing written.
+    assert!(!store.use_passkey("pk", 3, b"clone", NOW + 6).await.unwrap());
+    assert!(!store.use_passkey("pk", 2, b"clone", NOW + 6).await.unwrap());
+    assert!(!store.use_passkey("pk", 0, b"clone", NOW + 6).await.unwrap(), "0 after a counter is a regression");
+    assert_eq!(store.factors(&ada).await.unwrap()[0].secret, b"{\"counter\":3}");
+    // Ten instances answering with the same counter at once: one is accepted.
+    let mut tries = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = store.clone();
+        tries.spawn(async move { store.use_passkey("pk", 4, format!("{i}").as_bytes(), NOW + 7).await.unwrap() });
+    }
+    assert_eq!(tries.join_all().await.into_iter().filter(|won| *won).count(), 1);
+
+    // An authenticator that keeps no counter (synced passkeys) answers 0 every time.
+    let bob = user(&*store, "bob@example.com").await;
+    store.add_factor(&FactorRecord { id: "pk0".into(), user_id: bob.clone(), ..key.clone() }).await.unwrap();
+    store.confirm_factor(&confirmation(&bob, "pk0", 0, 10)).await.unwrap();
+    assert!(store.use_passkey("pk0", 0, b"a", NOW).await.unwrap());
+    assert!(store.use_passkey("pk0", 0, b"b", NOW + 1).await.unwrap());
+
+    assert!(!store.rename_factor(&bob, "pk", "mine now").await.unwrap(), "another user's factor");
+    assert!(store.rename_factor(&ada, "pk", "Laptop").await.unwrap());
+    assert_eq!(store.factors(&ada).await.unwrap()[0].name, "Laptop");
+    assert!(!store.rename_factor(&ada, "gone", "x").await.unwrap());
+}
+
+pub async fn a_webauthn_challenge_is_taken_once_before_it_expires(store: Arc<dyn Store>) {
+    let ada = user(&*store, "ada@example.com").await;
+    let challenge = |user_id: Option<&str>, expires_at: i64| WebauthnChallengeRecord {
+        token: token(),
+        user_id: user_id.map(str::to_owned),
+        purpose: "login".into(),
+        data: "{\"state\":1}".into(),
+        created_at: NOW,
+        expires_at,
+    };
+    // A passwordless sign-in's challenge has no user yet.
+    let anonymous = challenge(None, NOW + 300);
+    let registration = WebauthnChallengeRecord { purpose: "register".into(), ..challenge(Some(&ada), NOW + 300) };
+    let expired = challenge(Some(&ada), NOW + 10);
+    for ch in [&anonymous, &registration, &expired] {
+        store.create_webauthn_challenge(ch).await.unwrap();
+    }
+    let taken = store.take_webauthn_challenge(&registration.token, NOW + 1).await.unwrap().unwrap();
+    assert_eq!((taken.user_id.as_deref(), taken.purpose.as_str()), (Some(ada.as_str()), "register"));
+    assert_eq!(taken.data, "{\"state\":1}");
+    assert!(store.take_webauthn_challenge(&registration.token, NOW + 1).await.unwrap().is_none(), "taken once");
+    assert!(store.take_webauthn_challenge(&expired.token, NOW + 10).await.unwrap().is_none(), "expired");
+    assert!(store.take_webauthn_challenge(&token(), NOW).await.unwrap().is_none(), "unknown");
+    // Ten answers to one challenge at once: one takes it.
+    let mut tries = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (store, token) = (store.clone(), anonymous.token);
+        tries.spawn(async move { store.take_webauthn_challenge(&token, NOW + 2).await.unwrap().is_some() });
+    }
+    assert_eq!(tries.join_all().await.into_iter().filter(|won| *won).count(), 1);
 }

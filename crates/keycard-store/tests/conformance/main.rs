@@ -133,4 +133,6 @@ conformance! {
     factors::recovery_codes_are_spent_once_replaced_together_and_go_with_the_last_factor,
     factors::a_waiting_login_takes_a_bounded_number_of_answers_and_completes_once,
     factors::a_step_up_is_kept_on_the_session_and_carried_by_its_rotations,
+    factors::a_passkey_counter_only_moves_forward_and_a_rename_is_the_owners,
+    factors::a_webauthn_challenge_is_taken_once_before_it_expires,
 }
