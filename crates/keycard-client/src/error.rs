@@ -99,6 +99,7 @@ fn methods(challenge: &MfaChallenge) -> String {
         .map(|m| match m {
             MfaMethod::Totp => "totp",
             MfaMethod::RecoveryCode => "recovery_code",
+            MfaMethod::Webauthn => "webauthn",
         })
         .collect();
     names.join(", ")

@@ -217,7 +217,8 @@ impl Client {
             MfaAnswer::Code(code) => (Some(code), None),
             MfaAnswer::RecoveryCode(code) => (None, Some(code)),
         };
-        let body = MfaVerifyRequest { mfa_token: challenge.token.expose().to_owned(), code, recovery_code };
+        let body =
+            MfaVerifyRequest { mfa_token: challenge.token.expose().to_owned(), code, recovery_code, webauthn: None };
         let sent_at = self.inner.clock.now_ms();
         let response = self.inner.http.post(self.inner.url("/auth/mfa/verify")?).json(&body).send().await?;
         let response: TokenResponse = decode(check_status(response).await?).await?;

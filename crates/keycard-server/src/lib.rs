@@ -26,6 +26,7 @@ pub mod mfa;
 pub mod middleware;
 pub mod oauth;
 pub mod openapi;
+pub mod passkeys;
 pub mod password;
 pub mod ratelimit;
 pub mod redact;

@@ -59,6 +59,9 @@ struct PendingLogin {
     /// The backoff key the password's failures counted against: the code's failures count
     /// there too.
     failure_key: String,
+    /// The passkey challenge offered with it, when the account has passkeys.
+    #[serde(default)]
+    passkey: Option<webauthn_rs::prelude::PasskeyAuthentication>,
 }
 
 /// The answer to a correct password: tokens, or the second step.
@@ -129,7 +132,8 @@ fn recovery_hash(code: &str) -> TokenHash {
     TokenHash(hash)
 }
 
-fn new_recovery_codes() -> Result<(Vec<String>, Vec<TokenHash>), ApiError> {
+/// Ten new recovery codes, and their stored form.
+pub(crate) fn new_recovery_codes() -> Result<(Vec<String>, Vec<TokenHash>), ApiError> {
     let codes = (0..RECOVERY_CODE_COUNT).map(|_| recovery_code()).collect::<Result<Vec<_>, _>>()?;
     let hashes = codes.iter().map(|c| recovery_hash(c)).collect();
     Ok((codes, hashes))
@@ -143,17 +147,24 @@ fn qr_data_url(text: &str) -> Result<String, ApiError> {
 }
 
 /// Exactly one of the answers, or 400.
-fn one_answer(code: Option<String>, recovery_code: Option<String>) -> Result<Answer, ApiError> {
-    match (code, recovery_code) {
-        (Some(code), None) => Ok(Answer::Code(code)),
-        (None, Some(code)) => Ok(Answer::Recovery(code)),
-        _ => Err(ApiError::bad_request("give exactly one of code and recovery_code")),
+fn one_answer(
+    code: Option<String>,
+    recovery_code: Option<String>,
+    webauthn: Option<serde_json::Value>,
+) -> Result<Answer, ApiError> {
+    match (code, recovery_code, webauthn) {
+        (Some(code), None, None) => Ok(Answer::Code(code)),
+        (None, Some(code), None) => Ok(Answer::Recovery(code)),
+        (None, None, Some(assertion)) => Ok(Answer::Passkey(assertion)),
+        _ => Err(ApiError::bad_request("give exactly one of code, recovery_code and webauthn")),
     }
 }
 
 enum Answer {
     Code(String),
     Recovery(String),
+    /// A passkey's assertion (`PublicKeyCredential.toJSON()`), for the challenge kept with it.
+    Passkey(serde_json::Value),
 }
 
 fn invalid_mfa() -> ApiError {
@@ -180,12 +191,21 @@ impl Factors<'_> {
         user: &UserRecord,
         factors: &[FactorRecord],
         answer: Answer,
+        passkey: Option<&webauthn_rs::prelude::PasskeyAuthentication>,
         client: &ClientInfo,
         session_id: Option<&str>,
     ) -> Result<Amr, ApiError> {
         let state = self.state;
         let now = state.now();
         match answer {
+            Answer::Passkey(assertion) => {
+                let challenge = passkey.ok_or_else(|| {
+                    ApiError::new(ErrorCode::InvalidMfa, "no passkey challenge goes with this answer")
+                })?;
+                let passkeys: Vec<FactorRecord> =
+                    factors.iter().filter(|f| f.kind == crate::passkeys::KIND_PASSKEY).cloned().collect();
+                state.passkeys().verify(&user.id, &passkeys, assertion, challenge, client, session_id).await
+            }
             Answer::Code(code) => {
                 for factor in factors.iter().filter(|f| f.kind == KIND_TOTP) {
                     let totp = self.open_totp(factor, &user.email)?;
@@ -224,7 +244,15 @@ impl Factors<'_> {
     ) -> Result<MfaChallenge, ApiError> {
         let now = self.state.now();
         let token = MfaToken::generate();
-        let pending = PendingLogin { delivery, known_device, failure_key };
+        let passkeys: Vec<FactorRecord> =
+            factors.iter().filter(|f| f.kind == crate::passkeys::KIND_PASSKEY).cloned().collect();
+        let (webauthn, passkey) = if passkeys.is_empty() || !self.state.passkeys().enabled() {
+            (None, None)
+        } else {
+            let (options, challenge) = self.state.passkeys().challenge(&passkeys)?;
+            (Some(options), Some(challenge))
+        };
+        let pending = PendingLogin { delivery, known_device, failure_key, passkey };
         let record = MfaChallengeRecord {
             token: token.hash(),
             user_id: user.id.clone(),
@@ -238,12 +266,16 @@ impl Factors<'_> {
         if factors.iter().any(|f| f.kind == KIND_TOTP) {
             methods.push(MfaMethod::Totp);
         }
+        if webauthn.is_some() {
+            methods.push(MfaMethod::Webauthn);
+        }
         methods.push(MfaMethod::RecoveryCode);
         Ok(MfaChallenge {
             mfa_required: true,
             mfa_token: token.expose().to_owned(),
             methods,
             expires_in: MFA_TOKEN_TTL,
+            webauthn,
         })
     }
 
@@ -255,7 +287,7 @@ impl Factors<'_> {
         client: &ClientInfo,
     ) -> Result<(Issued, UserRecord, Delivery), ApiError> {
         let state = self.state;
-        let answer = one_answer(req.code, req.recovery_code)?;
+        let answer = one_answer(req.code, req.recovery_code, req.webauthn)?;
         let token = MfaToken::parse(&req.mfa_token).ok_or_else(invalid_mfa)?;
         state.limits.check(crate::ratelimit::Rule::LoginIp, &client.rate_key()).await?;
         let now = state.now();
@@ -265,7 +297,7 @@ impl Factors<'_> {
         state.limits.check_backoff(&pending.failure_key).await?;
         let user = state.store.user_by_id(&challenge.user_id).await?.ok_or_else(invalid_mfa)?;
         let factors = self.active(&user.id).await?;
-        let proved = match self.check(&user, &factors, answer, client, None).await {
+        let proved = match self.check(&user, &factors, answer, pending.passkey.as_ref(), client, None).await {
             Ok(proved) => proved,
             Err(e) => {
                 state.limits.record_failure(&pending.failure_key).await?;
@@ -302,18 +334,24 @@ impl Factors<'_> {
         let factors = self.active(&auth.user.id).await?;
         let sid = auth.claims.sid.as_str();
         let amr = if factors.is_empty() {
-            if req.code.is_some() || req.recovery_code.is_some() {
+            if req.code.is_some() || req.recovery_code.is_some() || req.webauthn.is_some() {
                 return Err(ApiError::bad_request("this account has no second factor: step up with its password"));
             }
             let password = req.password.ok_or_else(|| ApiError::bad_request("password is required"))?;
             state.sessions().confirm_password(auth, client, password).await?;
             Amr::of(&[AuthMethod::Pwd])
         } else {
-            let answer = one_answer(req.code, req.recovery_code)?;
+            let passkey = match (&req.passkey_token, &req.webauthn) {
+                (Some(token), Some(_)) => Some(state.passkeys().take_step_up(token, &auth.user.id).await?),
+                (None, Some(_)) => return Err(ApiError::bad_request("webauthn needs its passkey_token")),
+                (Some(_), None) => return Err(ApiError::bad_request("passkey_token needs its webauthn answer")),
+                (None, None) => None,
+            };
+            let answer = one_answer(req.code, req.recovery_code, req.webauthn)?;
             if let Some(password) = req.password {
                 state.sessions().confirm_password(auth, client, password).await?;
             }
-            let proved = self.check_throttled(auth, client, &factors, answer).await?;
+            let proved = self.check_throttled(auth, client, &factors, answer, passkey.as_ref()).await?;
             auth.claims.amr.with(AuthMethod::Pwd).with(AuthMethod::Mfa).union(proved)
         };
         let now = state.now();
@@ -345,6 +383,7 @@ impl Factors<'_> {
         client: &ClientInfo,
         factors: &[FactorRecord],
         answer: Answer,
+        passkey: Option<&webauthn_rs::prelude::PasskeyAuthentication>,
     ) -> Result<Amr, ApiError> {
         let state = self.state;
         let (user_key, ip_key) =
@@ -352,7 +391,7 @@ impl Factors<'_> {
         state.limits.check_backoff(&user_key).await?;
         state.limits.check_backoff(&ip_key).await?;
         state.limits.check(crate::ratelimit::Rule::PasswordCheckUser, &auth.user.id).await?;
-        match self.check(&auth.user, factors, answer, client, Some(&auth.claims.sid)).await {
+        match self.check(&auth.user, factors, answer, passkey, client, Some(&auth.claims.sid)).await {
             Ok(proved) => {
                 state.limits.reset_failures(&user_key).await?;
                 Ok(proved)
@@ -387,12 +426,16 @@ impl Factors<'_> {
             .active(user_id)
             .await?
             .into_iter()
-            .map(|f| FactorInfo {
-                id: f.id,
-                kind: FactorKind::Totp,
-                name: f.name,
-                created_at: timestamp(f.confirmed_at.unwrap_or(f.created_at)),
-                last_used_at: f.last_used_at.map(timestamp),
+            .map(|f| {
+                let passkey = f.kind == crate::passkeys::KIND_PASSKEY;
+                FactorInfo {
+                    kind: if passkey { FactorKind::Passkey } else { FactorKind::Totp },
+                    backed_up: if passkey { crate::passkeys::backed_up(&f) } else { None },
+                    created_at: timestamp(f.confirmed_at.unwrap_or(f.created_at)),
+                    last_used_at: f.last_used_at.map(timestamp),
+                    id: f.id,
+                    name: f.name,
+                }
             })
             .collect();
         let recovery_codes_left = self.state.store.recovery_codes_left(user_id).await?;
@@ -481,15 +524,16 @@ impl Factors<'_> {
     /// `DELETE /auth/mfa/factors/{id}`: needs a recent sign-in with a second factor.
     pub async fn remove(&self, auth: &Authenticated, client: &ClientInfo, factor_id: &str) -> Result<(), ApiError> {
         let state = self.state;
-        let pending =
-            state.store.factors(&auth.user.id).await?.iter().any(|f| f.id == factor_id && f.confirmed_at.is_none());
+        let factors = state.store.factors(&auth.user.id).await?;
+        let factor = factors.iter().find(|f| f.id == factor_id);
         // A pending factor proves nothing yet: dropping it needs no step-up.
-        if !pending {
+        if factor.is_none_or(|f| f.confirmed_at.is_some()) {
             self.require_recent(auth, false).await?;
         }
-        let detail = Some(format!("factor {factor_id}"));
+        let passkey = factor.is_some_and(|f| f.kind == crate::passkeys::KIND_PASSKEY);
+        let detail = Some(format!("{} {factor_id}", if passkey { "passkey" } else { "factor" }));
         let event = client.event(
-            AuditKind::MfaRemoved,
+            if passkey { AuditKind::PasskeyRemoved } else { AuditKind::MfaRemoved },
             Some(auth.user.id.clone()),
             Some(auth.claims.sid.clone()),
             detail,
@@ -499,6 +543,19 @@ impl Factors<'_> {
             return Err(ApiError::new(ErrorCode::NotFound, "no such factor"));
         }
         state.recorded(&event);
+        Ok(())
+    }
+
+    /// `PATCH /auth/mfa/factors/{id}`: a new name for one of the caller's factors (no step-up: a
+    /// name changes nothing a sign-in checks).
+    pub async fn rename(&self, auth: &Authenticated, factor_id: &str, name: &str) -> Result<(), ApiError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(ApiError::bad_request("name: 1 to 64 characters"));
+        }
+        if !self.state.store.rename_factor(&auth.user.id, factor_id, name).await? {
+            return Err(ApiError::new(ErrorCode::NotFound, "no such factor"));
+        }
         Ok(())
     }
 

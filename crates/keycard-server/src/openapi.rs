@@ -67,7 +67,13 @@ use crate::assets::{ASSET_CSP, asset};
         paths::begin_totp,
         paths::confirm_totp,
         paths::remove_factor,
+        paths::rename_factor,
         paths::regenerate_recovery_codes,
+        paths::step_up_options,
+        paths::passkey_register_options,
+        paths::passkey_register,
+        paths::passkey_login_options,
+        paths::passkey_login,
         paths::revocations,
         paths::jwks,
         paths::openid_configuration,
@@ -93,7 +99,7 @@ use crate::assets::{ASSET_CSP, asset};
     tags(
         (name = "auth", description = "Accounts, login, token refresh and logout."),
         (name = "account", description = "The signed-in user's own resources (Bearer access token)."),
-        (name = "mfa", description = "Second factors: the login's second step, step-up (RFC 9470), authenticator apps (RFC 6238) and recovery codes."),
+        (name = "mfa", description = "Second factors: the login's second step, step-up (RFC 9470), authenticator apps (RFC 6238), passkeys (WebAuthn) and recovery codes."),
         (name = "oauth", description = "Standard OAuth 2.0 beside the JSON API: the token endpoint (RFC 6749), revocation (RFC 7009) and introspection (RFC 7662), form-encoded, with RFC 6749 §5.2 errors."),
         (name = "discovery", description = "Public keys, authorization-server metadata and the revocation feed, for resource servers."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
@@ -155,7 +161,8 @@ pub async fn swagger_ui_css() -> Response {
 mod paths {
     use keycard_core::keys::JwkSet;
     use keycard_core::wire::mfa::{
-        FactorList, MfaChallenge, MfaVerifyRequest, RecoveryCodes, StepUpRequest, StepUpResponse, TotpConfirmRequest,
+        FactorList, MfaChallenge, MfaVerifyRequest, PasskeyAdded, PasskeyLoginRequest, PasskeyOptions,
+        PasskeyRegisterRequest, RecoveryCodes, RenameFactorRequest, StepUpRequest, StepUpResponse, TotpConfirmRequest,
         TotpConfirmed, TotpEnrollment,
     };
     use keycard_core::wire::{
@@ -257,7 +264,8 @@ mod paths {
     pub async fn login() {}
 
     /// Completes a login with its second factor: the `mfa_token` and exactly one of `code` (the
-    /// authenticator app's, each code good once) or `recovery_code` (spent).
+    /// authenticator app's, each code good once), `recovery_code` (spent) or `webauthn` (a
+    /// passkey's assertion for the challenge's `webauthn` options).
     ///
     /// The `mfa_token` works for 5 minutes and 5 answers, and once; wrong answers count toward the
     /// login's backoff. The session's access tokens carry `amr: ["pwd", "otp", "mfa"]` and
@@ -274,7 +282,8 @@ mod paths {
 
     /// Signs the user in again on the current session (RFC 9470 step-up).
     ///
-    /// An account with a second factor answers with it (`code` or `recovery_code`; `password`
+    /// An account with a second factor answers with it (`code`, `recovery_code`, or a passkey:
+    /// `passkey_token` from `POST /auth/step-up/options` and the `webauthn` assertion; `password`
     /// optional); one without, with its `password`. The answer is a new access token with
     /// `auth_time` now; the session keeps it, so later refreshes carry it too. Routes that need a
     /// recent sign-in answer 401 `insufficient_user_authentication` with `WWW-Authenticate:
@@ -325,6 +334,68 @@ mod paths {
         responses((status = 204, description = "The factor is removed.")),
     )]
     pub async fn remove_factor() {}
+
+    /// Renames a factor (1 to 64 characters).
+    #[utoipa::path(
+        patch, path = "/auth/mfa/factors/{id}", tag = "mfa",
+        params(("id" = String, Path, description = "The factor id.")),
+        request_body = RenameFactorRequest,
+        security(("bearer" = [])),
+        responses((status = 204, description = "Renamed.")),
+    )]
+    pub async fn rename_factor() {}
+
+    /// A passkey challenge for the caller's passkeys, answered at `POST /auth/step-up` with its
+    /// `passkey_token` and the `webauthn` assertion. 404 when the account has no passkey.
+    #[utoipa::path(
+        post, path = "/auth/step-up/options", tag = "mfa",
+        security(("bearer" = [])),
+        responses((status = 200, description = "WebAuthn request options.", body = PasskeyOptions)),
+    )]
+    pub async fn step_up_options() {}
+
+    /// Starts a passkey registration for the caller: WebAuthn creation options (a discoverable
+    /// credential preferred, user verification required, the account's passkeys excluded).
+    /// Needs a recent sign-in (`step_up_max_age`; with a second factor already, one with it).
+    #[utoipa::path(
+        post, path = "/auth/passkeys/register/options", tag = "mfa",
+        security(("bearer" = [])),
+        responses((status = 200, description = "WebAuthn creation options.", body = PasskeyOptions)),
+    )]
+    pub async fn passkey_register_options() {}
+
+    /// Adds the passkey the authenticator made (`passkey_added`). The origin and relying-party id
+    /// are checked against `webauthn_origins` and `webauthn_rp_id` (400 `invalid_mfa` saying
+    /// which). The account's first factor also gets ten recovery codes, returned this once.
+    #[utoipa::path(
+        post, path = "/auth/passkeys/register", tag = "mfa",
+        request_body = PasskeyRegisterRequest,
+        security(("bearer" = [])),
+        responses((status = 200, description = "The passkey is active.", body = PasskeyAdded)),
+    )]
+    pub async fn passkey_register() {}
+
+    /// A passwordless sign-in's challenge: request options with no credentials listed, answered by
+    /// any discoverable passkey of this site (also through the browser's autofill, with
+    /// `mediation: "conditional"`). Single use, 5 minutes.
+    #[utoipa::path(
+        post, path = "/auth/passkeys/login/options", tag = "mfa",
+        responses((status = 200, description = "WebAuthn request options.", body = PasskeyOptions)),
+    )]
+    pub async fn passkey_login_options() {}
+
+    /// Signs in with a passkey alone. Access tokens carry `amr: ["hwk" or "swk", "mfa"]` (a
+    /// passkey is possession plus user verification). 401 `invalid_credentials` for any refused
+    /// answer, saying nothing about the account.
+    #[utoipa::path(
+        post, path = "/auth/passkeys/login", tag = "mfa",
+        request_body = PasskeyLoginRequest,
+        responses((
+            status = 200, description = "Signed in: a token response in the requested delivery.", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "With cookie delivery: the refresh and CSRF cookies."))
+        )),
+    )]
+    pub async fn passkey_login() {}
 
     /// Ten new recovery codes replace every earlier one; shown this once. Needs a recent sign-in
     /// with a second factor.
@@ -911,6 +982,36 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
             "/auth/mfa/recovery-codes",
             &[InvalidToken, InsufficientUserAuthentication, NotFound, TemporarilyUnavailable],
         ),
+        (
+            "patch",
+            "/auth/mfa/factors/{id}",
+            &[InvalidRequest, PayloadTooLarge, InvalidToken, NotFound, TemporarilyUnavailable],
+        ),
+        ("post", "/auth/step-up/options", &[InvalidToken, NotFound, TemporarilyUnavailable]),
+        (
+            "post",
+            "/auth/passkeys/register/options",
+            &[InvalidToken, InsufficientUserAuthentication, TemporarilyUnavailable],
+        ),
+        (
+            "post",
+            "/auth/passkeys/register",
+            &[InvalidRequest, PayloadTooLarge, InvalidToken, InvalidMfa, TemporarilyUnavailable],
+        ),
+        ("post", "/auth/passkeys/login/options", &[RateLimited, TemporarilyUnavailable]),
+        (
+            "post",
+            "/auth/passkeys/login",
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidCredentials,
+                Forbidden,
+                EmailNotVerified,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
+        ),
         ("get", "/metrics", &[InvalidToken, NotFound]),
         ("get", "/auth/revocations", &[InvalidRequest, TemporarilyUnavailable]),
         ("get", "/readyz", &[TemporarilyUnavailable]),
@@ -1036,7 +1137,12 @@ struct ErrorResponses;
 impl Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let operations = [("get", &mut item.get), ("post", &mut item.post), ("delete", &mut item.delete)];
+            let operations = [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
+            ];
             for (method, operation) in operations {
                 let Some(operation) = operation else { continue };
                 let mut codes: Vec<ErrorCode> = ERRORS

@@ -121,23 +121,7 @@ impl Sessions<'_> {
                 return Err(ApiError::invalid_credentials());
             }
         };
-        if user.disabled_at.is_some() {
-            // Only the right password learns that the account is disabled (`keycard users`).
-            metrics::counter!("keycard_logins_total", "outcome" => "disabled").increment(1);
-            let detail = Some("account disabled".to_owned());
-            state.audit(client.event(AuditKind::LoginFailed, Some(user.id), None, detail, now)).await;
-            return Err(ApiError::new(ErrorCode::Forbidden, "this account is disabled"));
-        }
-        if state.config.email_verification == EmailVerification::Required && user.email_verified_at.is_none() {
-            // Only the right password learns this; the answer says nothing else about the account.
-            metrics::counter!("keycard_logins_total", "outcome" => "email_not_verified").increment(1);
-            let detail = Some("email not verified".to_owned());
-            state.audit(client.event(AuditKind::LoginFailed, Some(user.id), None, detail, now)).await;
-            return Err(ApiError::new(
-                ErrorCode::EmailNotVerified,
-                "the account's address is not verified yet: follow the link mailed to it, or ask for a new one",
-            ));
-        }
+        self.admit(&user, client, now).await?;
         let factors = state.factors().active(&user.id).await?;
         if !factors.is_empty() {
             // The failures are not cleared by the password: the code's failures count on
@@ -153,6 +137,29 @@ impl Sessions<'_> {
         let issued = self.start(&user, client, detail, Amr::of(&[AuthMethod::Pwd]), now).await?;
         metrics::counter!("keycard_logins_total", "outcome" => "success").increment(1);
         Ok(LoginStep::Done(Box::new(issued), user))
+    }
+
+    /// What a login that proved who it is (a right password, a passkey) still has to pass: the
+    /// account is not disabled, and its address is verified when that is required. Only such a
+    /// login learns either.
+    pub(crate) async fn admit(&self, user: &UserRecord, client: &ClientInfo, now: i64) -> Result<(), ApiError> {
+        let state = self.state;
+        if user.disabled_at.is_some() {
+            metrics::counter!("keycard_logins_total", "outcome" => "disabled").increment(1);
+            let detail = Some("account disabled".to_owned());
+            state.audit(client.event(AuditKind::LoginFailed, Some(user.id.clone()), None, detail, now)).await;
+            return Err(ApiError::new(ErrorCode::Forbidden, "this account is disabled"));
+        }
+        if state.config.email_verification == EmailVerification::Required && user.email_verified_at.is_none() {
+            metrics::counter!("keycard_logins_total", "outcome" => "email_not_verified").increment(1);
+            let detail = Some("email not verified".to_owned());
+            state.audit(client.event(AuditKind::LoginFailed, Some(user.id.clone()), None, detail, now)).await;
+            return Err(ApiError::new(
+                ErrorCode::EmailNotVerified,
+                "the account's address is not verified yet: follow the link mailed to it, or ask for a new one",
+            ));
+        }
+        Ok(())
     }
 
     /// Starts a session for `user` at `now`, signed in with `amr`, its `login` audit event (with

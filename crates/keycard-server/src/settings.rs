@@ -204,6 +204,15 @@ pub struct Settings {
     pub step_up_max_age: HumanDuration,
     /// The issuer label authenticator apps show next to the account (`otpauth://` URI).
     pub totp_issuer: String,
+    /// The WebAuthn relying-party id passkeys are bound to: the host of every origin in
+    /// `webauthn_origins`, or a parent domain of them. Unset: the host of `app_url`, else
+    /// `localhost`. Changing it orphans every registered passkey.
+    pub webauthn_rp_id: Option<String>,
+    /// The name authenticators show beside a passkey.
+    pub webauthn_rp_name: String,
+    /// The origins (`https://host[:port]`) whose pages may register and use passkeys. Unset: the
+    /// origin of `app_url`; without `app_url`, `http://localhost` on any port (development).
+    pub webauthn_origins: StringList,
     /// Mailed links followed (verify, confirm, cancel) per client IP per minute.
     pub email_link_per_ip_per_minute: u32,
     /// A folder of mail templates replacing the built-in ones file by file (`keycard mail
@@ -314,6 +323,9 @@ impl Default for Settings {
             email_verify_resend_per_ip_per_minute: 10,
             step_up_max_age: HumanDuration::secs(10 * 60),
             totp_issuer: "keycard".into(),
+            webauthn_rp_id: None,
+            webauthn_rp_name: "keycard".into(),
+            webauthn_origins: StringList::default(),
             email_link_per_ip_per_minute: 30,
             mail_templates: None,
         }

@@ -117,6 +117,9 @@ pub struct RuntimeConfig {
     pub step_up_max_age: i64,
     /// The `otpauth://` issuer label.
     pub totp_issuer: String,
+    /// The WebAuthn relying party (`webauthn_rp_id`, `webauthn_origins`); `None` when passkeys
+    /// are off (no setting, and an `app_url` without a domain name).
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// Webhook delivery: timeout, retries.
     pub webhooks: crate::webhooks::WebhookConfig,
     /// The mail templates (built in, or overridden from `mail_templates`).
@@ -141,6 +144,7 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
             email_change_cancel_ttl: settings.email_change_cancel_ttl.as_secs_i64(),
             step_up_max_age: settings.step_up_max_age.as_secs_i64(),
             totp_issuer: settings.totp_issuer.clone(),
+            webauthn: crate::passkeys::relying_party(settings)?.map(Arc::new),
             templates: Arc::new(
                 crate::templates::MailTemplates::load(settings.mail_templates.as_deref())
                     .map_err(SettingsError::new)?,

@@ -163,7 +163,8 @@ pub async fn run(command: UsersCommand, settings: &Settings) -> anyhow::Result<(
             let mut removed = Vec::new();
             for factor in store.factors(&user.id).await? {
                 let detail = format!("by operator; {} factor {}", factor.kind, factor.id);
-                let event = operator_event(AuditKind::MfaRemoved, Some(&user.id), None, detail);
+                let kind = if factor.kind == "passkey" { AuditKind::PasskeyRemoved } else { AuditKind::MfaRemoved };
+                let event = operator_event(kind, Some(&user.id), None, detail);
                 if store.remove_factor(&user.id, &factor.id, &event).await? {
                     removed.push(factor.id);
                 }

@@ -17,6 +17,11 @@ pub struct MfaChallenge {
     pub methods: Vec<MfaMethod>,
     /// Seconds until `mfa_token` expires.
     pub expires_in: i64,
+    /// When `methods` has `webauthn`: the request options for the account's passkeys, as
+    /// `{"publicKey": {...}}` in WebAuthn's JSON form (`PublicKeyCredential.parseRequestOptionsFromJSON`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 /// A way to answer the second-factor step.
@@ -28,6 +33,8 @@ pub enum MfaMethod {
     Totp,
     /// One of the account's single-use recovery codes: `recovery_code`.
     RecoveryCode,
+    /// One of the account's passkeys: `webauthn` (the assertion, as `PublicKeyCredential.toJSON()`).
+    Webauthn,
 }
 
 /// `POST /auth/mfa/verify`: the second step of a login. Exactly one answer.
@@ -43,6 +50,10 @@ pub struct MfaVerifyRequest {
     /// A recovery code (spent by this request when it matches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_code: Option<String>,
+    /// A passkey's assertion for the challenge's `webauthn` options (`PublicKeyCredential.toJSON()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for MfaVerifyRequest {
@@ -53,7 +64,8 @@ impl std::fmt::Debug for MfaVerifyRequest {
 
 /// `POST /auth/step-up`: proves the user again on the current session, so sensitive routes
 /// accept it for `step_up_max_age`. An account with a second factor answers with it (`code` or
-/// `recovery_code`); an account without one with its `password`.
+/// `recovery_code`, or a passkey: the `passkey_token` of `POST /auth/step-up/options` and the
+/// `webauthn` assertion); an account without one with its `password`.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -67,6 +79,13 @@ pub struct StepUpRequest {
     /// A recovery code (spent when it matches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_code: Option<String>,
+    /// The token of `POST /auth/step-up/options` (with `webauthn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkey_token: Option<String>,
+    /// A passkey's assertion for those options (`PublicKeyCredential.toJSON()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for StepUpRequest {
@@ -166,6 +185,8 @@ impl std::fmt::Debug for TotpConfirmed {
 pub enum FactorKind {
     /// An authenticator app (TOTP).
     Totp,
+    /// A passkey (WebAuthn).
+    Passkey,
 }
 
 /// One factor of `GET /auth/mfa`.
@@ -184,6 +205,10 @@ pub struct FactorInfo {
     /// When it last completed a sign-in or step-up (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
+    /// Passkeys: whether the credential is backed up (synced by its provider), as the
+    /// authenticator last said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backed_up: Option<bool>,
 }
 
 /// `GET /auth/mfa`: the account's active factors and how many recovery codes are left.
@@ -194,4 +219,97 @@ pub struct FactorList {
     pub factors: Vec<FactorInfo>,
     /// Unused recovery codes.
     pub recovery_codes_left: i64,
+}
+
+/// A WebAuthn ceremony's options: `passkey_token` names the state the server keeps for it (single
+/// use, five minutes); `options` is what `navigator.credentials.create` / `.get` takes, as
+/// `{"publicKey": {...}}` in WebAuthn's JSON form (binary fields in base64url).
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyOptions {
+    /// Single use, valid five minutes; sent back with the answer.
+    pub passkey_token: String,
+    /// `PublicKeyCredentialCreationOptions` or `…RequestOptions`, under `publicKey`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub options: serde_json::Value,
+}
+
+impl std::fmt::Debug for PasskeyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasskeyOptions(<redacted>)")
+    }
+}
+
+/// `POST /auth/passkeys/register`: the authenticator's answer to the registration options.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyRegisterRequest {
+    /// From `POST /auth/passkeys/register/options`.
+    pub passkey_token: String,
+    /// The name the user sees (1 to 64 characters; default "Passkey").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The new credential (`PublicKeyCredential.toJSON()`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub credential: serde_json::Value,
+}
+
+impl std::fmt::Debug for PasskeyRegisterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasskeyRegisterRequest").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// The answer to a passkey registration: the factor is active; `recovery_codes` when it was the
+/// account's first factor (shown this once).
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyAdded {
+    /// The new factor.
+    pub factor_id: String,
+    /// Its name.
+    pub name: String,
+    /// The account's new recovery codes, when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for PasskeyAdded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasskeyAdded").field("factor_id", &self.factor_id).finish_non_exhaustive()
+    }
+}
+
+/// `POST /auth/passkeys/login`: a passwordless sign-in with a discoverable passkey.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyLoginRequest {
+    /// From `POST /auth/passkeys/login/options`.
+    pub passkey_token: String,
+    /// The assertion (`PublicKeyCredential.toJSON()`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub credential: serde_json::Value,
+    /// Cookie (default) or body delivery of the refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<super::Delivery>,
+    /// The `device_token` of an earlier login from this client (non-browser clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+}
+
+impl std::fmt::Debug for PasskeyLoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasskeyLoginRequest(<redacted>)")
+    }
+}
+
+/// `PATCH /auth/mfa/factors/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RenameFactorRequest {
+    /// The new name (1 to 64 characters).
+    pub name: String,
 }

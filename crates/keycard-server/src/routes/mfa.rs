@@ -66,6 +66,17 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `PATCH /auth/mfa/factors/{id}`: renames a factor.
+pub async fn rename(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<RenameFactorRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.factors().rename(&auth, &id, &req.name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `POST /auth/mfa/recovery-codes`: ten new recovery codes replace the old ones.
 pub async fn regenerate_codes(
     State(state): State<AppState>,

@@ -15,6 +15,7 @@ mod mfa;
 mod oauth_introspect;
 mod oauth_revoke;
 mod oauth_token;
+mod passkeys;
 mod password;
 mod password_forgot;
 mod password_reset;
@@ -66,9 +67,14 @@ pub fn router() -> Router<AppState> {
         .route("/auth/mfa/verify", post(mfa::verify))
         .route("/auth/mfa/totp", post(mfa::begin_totp))
         .route("/auth/mfa/totp/confirm", post(mfa::confirm_totp))
-        .route("/auth/mfa/factors/{id}", delete(mfa::remove))
+        .route("/auth/mfa/factors/{id}", delete(mfa::remove).patch(mfa::rename))
         .route("/auth/mfa/recovery-codes", post(mfa::regenerate_codes))
         .route("/auth/step-up", post(mfa::step_up))
+        .route("/auth/step-up/options", post(passkeys::step_up_options))
+        .route("/auth/passkeys/register/options", post(passkeys::register_options))
+        .route("/auth/passkeys/register", post(passkeys::register))
+        .route("/auth/passkeys/login/options", post(passkeys::login_options))
+        .route("/auth/passkeys/login", post(passkeys::login))
         .route("/auth/revocations", get(revocations::feed))
         .route("/oauth/token", post(oauth_token::token))
         .route("/oauth/revoke", post(oauth_revoke::revoke))

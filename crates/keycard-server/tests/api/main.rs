@@ -18,6 +18,7 @@ mod mail;
 mod mfa;
 mod oauth;
 mod oauth_crate;
+mod passkeys;
 mod password_reset;
 mod refresh;
 mod restart;
