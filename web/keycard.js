@@ -1071,16 +1071,20 @@ function retryAfterOf(res) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/// What this browser lacks for a passkey ceremony (`'create'` or `'get'`), or `null`: WebAuthn
-/// itself, a secure context (https, or http on localhost), and the JSON helpers
-/// (`PublicKeyCredential.parseCreationOptionsFromJSON` / `parseRequestOptionsFromJSON` and
-/// `toJSON()` on the credential).
+/// What this page lacks for a passkey ceremony (`'create'` or `'get'`), or `null`: WebAuthn
+/// itself, a secure context (https, or http on localhost), a host name (an IP address is never a
+/// relying party id), and the JSON helpers (`PublicKeyCredential.parseCreationOptionsFromJSON` /
+/// `parseRequestOptionsFromJSON` and `toJSON()` on the credential).
 function missingWebAuthn(kind) {
   const PKC = globalThis.PublicKeyCredential;
   if (typeof PKC !== 'function' || !globalThis.navigator || !navigator.credentials) {
     return 'this browser has no passkeys (WebAuthn)';
   }
   if (globalThis.isSecureContext === false) return 'passkeys need a secure page (https, or http on localhost)';
+  const host = globalThis.location ? location.hostname : '';
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.startsWith('[')) {
+    return `passkeys need a host name, and this page is at an IP address (${host}): open it at localhost or its domain`;
+  }
   const parse = kind === 'create' ? PKC.parseCreationOptionsFromJSON : PKC.parseRequestOptionsFromJSON;
   if (typeof parse !== 'function' || typeof PKC.prototype.toJSON !== 'function') {
     return "this browser's WebAuthn lacks the JSON helpers keycard.js uses (PublicKeyCredential.parse…OptionsFromJSON, toJSON): update the browser";
