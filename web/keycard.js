@@ -665,8 +665,9 @@ export function createKeycard(options = {}) {
         mine.renewing = true;
         controller.abort();
       }, Math.max(10, expiresIn - 20) * 1000);
-      const { timeout, ...withoutTimeout } = publicKey; // the autofill waits as long as the page does
-      const request = runCeremony('get', withoutTimeout, { mediation: 'conditional', signal: controller.signal });
+      const untimed = { ...publicKey };
+      delete untimed.timeout; // the autofill waits as long as the page does (renewed above)
+      const request = runCeremony('get', untimed, { mediation: 'conditional', signal: controller.signal });
       mine.settled = request.then(
         () => {},
         () => {},

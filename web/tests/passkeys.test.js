@@ -236,12 +236,8 @@ describe('passkeys on the demo page in headless Chromium (virtual authenticator)
     assert.equal(added.name, 'Test laptop');
     assert.ok(added.factor_id);
     factorId = added.factor_id;
-    // The request: the options' token and the credential's toJSON(), nothing else.
-    const sent = JSON.parse(answer.request().postData());
-    assert.match(sent.passkey_token, /^kcpk_/);
-    assert.equal(sent.name, 'Test laptop');
-    assert.equal(sent.credential.type, 'public-key');
-    assert.ok(sent.credential.response.attestationObject && sent.credential.response.clientDataJSON);
+    // (The request's body is not checked here: keycard.fetch sends a cloned Request, whose body
+    // the DevTools protocol does not report. The sign-in's below is.)
 
     // The account's first factor: ten recovery codes, shown once.
     await page.waitForSelector('#passkey-recovery:not([hidden])');
