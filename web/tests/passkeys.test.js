@@ -1,7 +1,8 @@
 // Passkeys on the demo page, in headless Chromium with a virtual authenticator (the DevTools
 // protocol's WebAuthn domain: a CTAP2 platform authenticator with resident keys and user
 // verification), against a keycard of its own: sign up, add a passkey with a name (a fresh login
-// is recent enough), see it listed, rename it; log out and sign in with "Sign in with a passkey",
+// is recent enough), see it listed; new recovery codes ask for a step-up, answered with "Use your
+// passkey"; rename it; log out and sign in with "Sign in with a passkey",
 // no password; a reload keeps the session, a second tab shares it; the email field's autofill
 // (conditional mediation) started at page load signs in; a password login asks for the passkey
 // as its second factor; a step-up with the passkey; the passkey removed, after which keycard
@@ -274,6 +275,34 @@ describe('passkeys on the demo page in headless Chromium (virtual authenticator)
     await assertNoSecretReadable();
   });
 
+  it('asks for a step-up before new recovery codes, answered with "Use your passkey"', async () => {
+    // This session signed in with the password alone; keycard wants the new factor first.
+    const calls = passkeyCalls.length;
+    const before = await page.evaluate(() => keycard.session());
+    await page.click('#mfa-regenerate');
+    await page.waitForSelector('#step-up-form:not([hidden])');
+    await page.waitForSelector('#step-up-passkey:not([hidden])');
+    await shot('passkeys-02-step-up.png');
+    await page.click('#step-up-passkey');
+    await page.waitForSelector('#mfa-recovery:not([hidden])');
+    const fresh = await page.$$eval('#mfa-recovery-codes li', (items) => items.map((li) => li.textContent));
+    assert.equal(fresh.length, 10);
+    assert.equal(fresh.filter((c) => recoveryCodes.includes(c)).length, 0, 'ten new codes');
+    assert.deepEqual(passkeyCalls.slice(calls).filter((c) => c.startsWith('POST')), [
+      'POST /auth/mfa/recovery-codes 401',
+      'POST /auth/step-up/options 200',
+      'POST /auth/step-up 200',
+      'POST /auth/mfa/recovery-codes 200',
+    ]);
+    assert.equal(await page.isVisible('#step-up-form'), false);
+    const after = await page.evaluate(() => keycard.session());
+    assert.equal(after.sessionId, before.sessionId);
+    assert.ok(after.claims.amr.includes('mfa'), `amr ${JSON.stringify(after.claims.amr)}`);
+    recoveryCodes = fresh;
+    await page.click('#mfa-recovery-done');
+    await assertNoSecretReadable();
+  });
+
   it('renames the passkey', async () => {
     await page.click('#passkeys .rename-passkey');
     await page.waitForSelector('#passkey-rename-form:not([hidden])');
@@ -329,7 +358,7 @@ describe('passkeys on the demo page in headless Chromium (virtual authenticator)
     assert.ok(factor.last_used_at, 'last used now');
     await page.waitForFunction(() => document.querySelector('#passkeys .passkey-used')?.textContent !== 'never');
     await assertNoSecretReadable();
-    await shot('passkeys-02-signed-in.png');
+    await shot('passkeys-03-signed-in.png');
   });
 
   it('keeps the session over a reload, with one silent refresh', async () => {
@@ -413,7 +442,7 @@ describe('passkeys on the demo page in headless Chromium (virtual authenticator)
     const callsBefore = passkeyCalls.length;
     assert.equal(await page.evaluate(() => keycard.session()), null);
     await assertNoSecretReadable();
-    await shot('passkeys-03-second-factor.png');
+    await shot('passkeys-04-second-factor.png');
 
     const verified = page.waitForResponse((r) => r.url() === `${BASE}/auth/mfa/verify`);
     await page.click('#mfa-use-passkey');
@@ -475,7 +504,7 @@ describe('passkeys on the demo page in headless Chromium (virtual authenticator)
     assert.equal(tokens.mfa_required, undefined);
     assert.ok(tokens.access_token);
     await assertNoSecretReadable();
-    await shot('passkeys-04-removed.png');
+    await shot('passkeys-05-removed.png');
   });
 
   it('saw no errors on the page', () => {
