@@ -40,7 +40,7 @@
 // tabs a moment late on a busy machine, a lock never does.
 //
 // Passkeys (WebAuthn): keycard sends the options of each ceremony as JSON with a single-use
-// `passkey_token` (kcpk_…, 5 minutes); this client parses them with the browser's
+// `passkey_token` (kcmf_…, 5 minutes); this client parses them with the browser's
 // `PublicKeyCredential.parse…OptionsFromJSON`, runs `navigator.credentials.create/get`, and sends
 // the credential's `toJSON()` back with the token. The token stays inside the call that fetched
 // it (never returned, stored, put in a URL, an event or an error). The browser allows one WebAuthn
