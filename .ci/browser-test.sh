@@ -70,7 +70,7 @@ say "SMTP server (aiosmtpd) at 127.0.0.1:$smtp_port"
 # 4. The tests, one file after the other.
 mkdir -p "$ARTIFACTS_DIR"
 status=0
-(cd web && node --test --test-concurrency=1 --test-reporter=spec tests/browser.test.js tests/mail.test.js tests/mfa.test.js tests/backoff.test.js) || status=$?
+(cd web && node --test --test-concurrency=1 --test-reporter=spec tests/browser.test.js tests/mail.test.js tests/mfa.test.js tests/backoff.test.js tests/passkeys.test.js) || status=$?
 cp "$KEYCARD_SERVER_LOG" "$ARTIFACTS_DIR/server.log" 2>/dev/null || true
 if [ "$status" -ne 0 ]; then
   say "FAILED (server log: $ARTIFACTS_DIR/server.log)"

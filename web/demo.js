@@ -38,6 +38,11 @@ const explain = {
   'POST /auth/mfa/totp/confirm': 'authenticator app active',
   'POST /auth/mfa/recovery-codes': 'ten new recovery codes; the earlier ones stop working',
   'POST /auth/step-up': 'a new access token with a fresh auth_time (same session, same cookie)',
+  'POST /auth/step-up/options': 'a challenge for the passkey to answer',
+  'POST /auth/passkeys/register/options': 'a challenge for the new passkey (the browser creates it next)',
+  'POST /auth/passkeys/register': 'passkey added',
+  'POST /auth/passkeys/login/options': 'a challenge for a passkey sign-in',
+  'POST /auth/passkeys/login': 'passkey accepted: the same cookies as a login',
 };
 
 keycard.subscribe((event) => {
@@ -51,7 +56,10 @@ keycard.subscribe((event) => {
   } else if (event.type === 'adopted') {
     log('took the token another tab just refreshed (no second refresh)', 'info');
   } else if (event.type === 'session') {
-    if (!event.session && event.reason) log(`signed out: ${event.reason}`, 'bad');
+    if (!event.session && event.reason) {
+      log(`signed out: ${event.reason}`, 'bad');
+      autofillHeld = false; // back at the login form: passkeys in its autofill again
+    }
     render();
   } else if (event.type === 'error') {
     showError(event.error);
@@ -80,6 +88,10 @@ function render() {
   $('signed-in').hidden = !signedIn;
   $('mfa-signed-out').hidden = signedIn;
   $('mfa-signed-in').hidden = !signedIn;
+  $('passkeys-signed-out').hidden = signedIn || !passkeysHere;
+  $('passkeys-signed-in').hidden = !signedIn || !passkeysHere;
+  $('passkeys-unsupported').hidden = passkeysHere;
+  $('passkey-login').hidden = !passkeysHere;
   $('who').textContent = email || session?.claims?.sub || '…';
   $('no-token').hidden = signedIn;
   $('token').hidden = !signedIn;
@@ -95,6 +107,7 @@ function render() {
     $('no-sessions').hidden = false;
     resetFactors();
   }
+  syncAutofill();
   tick();
 }
 
@@ -223,11 +236,75 @@ async function signIn(withSignup) {
   const step = await keycard.login(address, password);
   $('password').value = '';
   if (step && step.mfaRequired) {
-    showMfaStep(false);
+    showMfaStep(!step.methods.includes('totp'));
     return;
   }
   await signedInNow();
 }
+
+// --- passkeys at the login form: the button, and the email field's autofill -------------------
+
+const passkeysHere = keycard.passkeys.supported();
+let pageReady = false; // the cookie was checked: signed out means the login form shows
+let passwordBusy = false; // a password login is on its way
+let passkeyBusy = false; // the passkey button's request is open
+let autofill = null; // the AbortController of the autofill request
+let autofillHeld = false; // it failed: not again until the login form comes back
+
+function autofillWanted() {
+  return pageReady && passkeysHere && !passwordBusy && !passkeyBusy && !autofillHeld
+    && keycard.session() === null && keycard.mfaPending() === null;
+}
+
+function syncAutofill() {
+  if (!autofillWanted()) stopAutofill();
+  else if (!autofill) startAutofill();
+}
+
+function stopAutofill() {
+  if (!autofill) return;
+  autofill.abort();
+  autofill = null;
+}
+
+// The passkeys this browser holds for keycard appear in the email field's autofill (the field
+// says `autocomplete="username webauthn"`); picking one signs in, no password.
+async function startAutofill() {
+  const controller = new AbortController();
+  autofill = controller;
+  if (!(await keycard.passkeys.autofillAvailable()) || autofill !== controller) {
+    if (autofill === controller) autofill = null;
+    return;
+  }
+  keycard.loginWithPasskey({ conditional: true, signal: controller.signal }).then(
+    () => {
+      if (autofill === controller) autofill = null;
+      log('signed in with a passkey from the autofill', 'ok');
+      action(signedInNow);
+    },
+    (err) => {
+      if (autofill === controller) autofill = null;
+      // Ended by the page, or by another passkey request: it comes back with the login form.
+      if (err.code === 'passkey_aborted' || err.code === 'passkey_busy') return;
+      autofillHeld = true;
+      if (err.code === 'invalid_credentials') showError(err); // keycard refused the passkey picked
+      log(`passkey autofill stopped: ${err.description || err.message}`, err.status ? 'bad' : 'info');
+    },
+  );
+}
+
+$('passkey-login').addEventListener('click', () => {
+  passkeyBusy = true;
+  stopAutofill();
+  action(async () => {
+    await keycard.loginWithPasskey();
+    log('signed in with a passkey', 'ok');
+    await signedInNow();
+  }).finally(() => {
+    passkeyBusy = false;
+    syncAutofill();
+  });
+});
 
 async function signedInNow() {
   await loadMe();
@@ -240,12 +317,17 @@ async function signedInNow() {
 let recoveryMode = false;
 
 function showMfaStep(useRecovery) {
+  const methods = keycard.mfaPending()?.methods || [];
+  const hasApp = methods.includes('totp');
+  if (!hasApp) useRecovery = true; // a passkey, or a recovery code
   recoveryMode = useRecovery;
+  $('mfa-passkey').hidden = !methods.includes('webauthn');
+  $('mfa-use-recovery').hidden = !hasApp;
   $('mfa-code').value = '';
   $('mfa-label').textContent = useRecovery ? 'Recovery code' : 'Code from your authenticator app';
   $('mfa-prompt').textContent = useRecovery
-    ? 'Enter one of your recovery codes (each works once).'
-    : 'Enter the code your authenticator app shows.';
+    ? `${hasApp ? '' : 'Use your passkey, or '}enter one of your recovery codes (each works once).`
+    : `Enter the code your authenticator app shows${methods.includes('webauthn') ? ', or use your passkey' : ''}.`;
   $('mfa-code').placeholder = useRecovery ? 'xxxxx-xxxxx-xxxxx-xxxxx' : '123456';
   $('mfa-code').inputMode = useRecovery ? 'text' : 'numeric';
   $('mfa-use-recovery').textContent = useRecovery ? 'Use the authenticator app' : 'Use a recovery code';
@@ -270,9 +352,19 @@ $('mfa-form').addEventListener('submit', (e) => {
   });
 });
 $('mfa-use-recovery').addEventListener('click', () => showMfaStep(!recoveryMode));
+$('mfa-use-passkey').addEventListener('click', () => action(async () => {
+  try {
+    await keycard.verifyMfa({ webauthn: true });
+  } catch (err) {
+    if (!keycard.mfaPending()) render();
+    throw err;
+  }
+  await signedInNow();
+}));
 $('mfa-cancel').addEventListener('click', () => {
   keycard.cancelMfa();
   showError(null);
+  autofillHeld = false;
   render();
 });
 
@@ -297,12 +389,22 @@ function resetFactors() {
   if (stepUpWaiter) stepUpWaiter.reject(new Error('signed out'));
   showMfaNotice(null);
   showError(null, 'mfa-error');
+  $('passkeys').tBodies[0].replaceChildren();
+  showPasskeyRecovery(null);
+  hideRename();
+  showPasskeyNotice(null);
+  showError(null, 'passkey-error');
 }
 
 async function loadFactors() {
   const list = await keycard.mfa.list();
   factors = list.factors || [];
-  const rows = factors.map((f) => el('tr', { dataset: { id: f.id } },
+  const passkeys = factors.filter((f) => f.kind === 'passkey');
+  renderPasskeys(passkeys);
+  $('mfa-none').textContent = passkeys.length
+    ? 'No authenticator app: your passkeys are the second factor.'
+    : 'No second factor yet: a password alone signs in.';
+  const rows = factors.filter((f) => f.kind !== 'passkey').map((f) => el('tr', { dataset: { id: f.id } },
     el('td', {}, f.kind === 'totp' ? 'Authenticator app' : f.kind, el('div', { className: 'muted mono', textContent: f.name || f.id.slice(0, 8) })),
     el('td', { textContent: when(f.created_at) }),
     el('td', { textContent: f.last_used_at ? when(f.last_used_at) : 'never' }),
@@ -313,8 +415,8 @@ async function loadFactors() {
   $('mfa-factors').tBodies[0].replaceChildren(...rows);
   $('mfa-factors').hidden = rows.length === 0;
   $('mfa-none').hidden = rows.length > 0;
-  $('mfa-regenerate').hidden = rows.length === 0;
-  $('mfa-codes-left').hidden = rows.length === 0;
+  $('mfa-regenerate').hidden = factors.length === 0;
+  $('mfa-codes-left').hidden = factors.length === 0;
   $('mfa-codes-left').textContent = `${list.recovery_codes_left} recovery code${list.recovery_codes_left === 1 ? '' : 's'} left`;
   $('mfa-codes-left').dataset.left = String(list.recovery_codes_left);
 }
@@ -341,7 +443,10 @@ let stepUpWaiter = null;
 function askStepUp(err) {
   if (stepUpWaiter) stepUpWaiter.reject(new Error('asked again'));
   $('step-up-reason').textContent = err.description || 'This change needs a recent sign-in.';
-  $('step-up-method').value = factors.length > 0 ? 'code' : 'password';
+  const hasApp = factors.some((f) => f.kind === 'totp');
+  $('step-up-method').value = hasApp ? 'code' : factors.length > 0 ? 'recoveryCode' : 'password';
+  $('step-up-answer').type = $('step-up-method').value === 'password' ? 'password' : 'text';
+  $('step-up-passkey').hidden = !passkeysHere || !factors.some((f) => f.kind === 'passkey');
   $('step-up-answer').value = '';
   $('step-up-form').hidden = false;
   $('step-up-form').scrollIntoView({ block: 'nearest' });
@@ -370,6 +475,15 @@ $('step-up-form').addEventListener('submit', async (e) => {
     stepUpWaiter?.resolve();
   } catch (err) {
     $('step-up-answer').value = '';
+    showError(err, 'mfa-error');
+  }
+});
+$('step-up-passkey').addEventListener('click', async () => {
+  showError(null, 'mfa-error');
+  try {
+    await keycard.stepUp({ passkey: true });
+    stepUpWaiter?.resolve();
+  } catch (err) {
     showError(err, 'mfa-error');
   }
 });
@@ -431,13 +545,108 @@ async function removeFactor(id) {
   await loadFactors();
 }
 
+// --- the passkeys card -------------------------------------------------------------------------
+
+let renaming = null; // the id of the passkey being renamed
+
+function showPasskeyNotice(text) {
+  $('passkey-status').hidden = !text;
+  $('passkey-status').textContent = text || '';
+}
+
+function showPasskeyRecovery(codes) {
+  $('passkey-recovery').hidden = !codes;
+  $('passkey-recovery-codes').replaceChildren(...(codes || []).map((c) => el('li', { textContent: c })));
+}
+
+function hideRename() {
+  renaming = null;
+  $('passkey-rename-form').hidden = true;
+  $('passkey-new-name').value = '';
+}
+
+function renderPasskeys(passkeys) {
+  const rows = passkeys.map((p) => el('tr', { dataset: { id: p.id, backedUp: String(Boolean(p.backed_up)) } },
+    el('td', { className: 'passkey-name', textContent: p.name || 'Passkey' }),
+    el('td', { textContent: when(p.created_at) }),
+    el('td', { className: 'passkey-used', textContent: p.last_used_at ? when(p.last_used_at) : 'never' }),
+    el('td', {}, p.backed_up
+      ? el('span', { className: 'badge', textContent: 'synced', title: 'backed up: a cloud account keeps it' })
+      : el('span', { className: 'muted', textContent: 'this device only' })),
+    el('td', {},
+      el('button', {
+        type: 'button', className: 'small rename-passkey', textContent: 'Rename',
+        onclick: () => {
+          renaming = p.id;
+          $('passkey-new-name').value = p.name || '';
+          $('passkey-rename-form').hidden = false;
+          $('passkey-new-name').focus();
+        },
+      }),
+      ' ',
+      el('button', {
+        type: 'button', className: 'small danger remove-passkey', textContent: 'Remove',
+        onclick: () => action(() => removePasskey(p), 'passkey-error'),
+      }))));
+  $('passkeys').tBodies[0].replaceChildren(...rows);
+  $('passkeys').hidden = rows.length === 0;
+  $('passkeys-none').hidden = rows.length > 0;
+}
+
+$('passkey-add-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  action(async () => {
+    showPasskeyNotice(null);
+    showPasskeyRecovery(null);
+    const name = $('passkey-name').value;
+    const added = await withStepUp(() => keycard.passkeys.register({ name }));
+    $('passkey-name').value = '';
+    showPasskeyRecovery(added.recovery_codes || null);
+    showPasskeyNotice(`Passkey “${added.name || name || 'Passkey'}” added: it signs in without a password, and is asked for after one.`);
+    await loadFactors();
+  }, 'passkey-error');
+});
+
+$('passkey-rename-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  action(async () => {
+    const id = renaming;
+    const name = $('passkey-new-name').value.trim();
+    await withStepUp(() => keycard.passkeys.rename(id, name));
+    hideRename();
+    showPasskeyNotice(`Renamed to “${name}”.`);
+    await loadFactors();
+  }, 'passkey-error');
+});
+$('passkey-rename-cancel').addEventListener('click', hideRename);
+$('passkey-recovery-done').addEventListener('click', () => showPasskeyRecovery(null));
+
+async function removePasskey(p) {
+  showPasskeyNotice(null);
+  await withStepUp(() => keycard.passkeys.remove(p.id));
+  if (renaming === p.id) hideRename();
+  showPasskeyNotice(`Passkey “${p.name || 'Passkey'}” removed: keycard no longer accepts it (the device may still list it).`);
+  await loadFactors();
+}
+
 $('auth-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  action(() => signIn(false));
+  passwordSignIn(false);
 });
 $('signup').addEventListener('click', () => {
-  if ($('auth-form').reportValidity()) action(() => signIn(true));
+  if ($('auth-form').reportValidity()) passwordSignIn(true);
 });
+
+// The password form ends the autofill request first (one WebAuthn request at a time, and it
+// must not sign in a second time); it comes back if the password is refused.
+function passwordSignIn(withSignup) {
+  passwordBusy = true;
+  stopAutofill();
+  action(() => signIn(withSignup)).finally(() => {
+    passwordBusy = false;
+    syncAutofill();
+  });
+}
 $('me').addEventListener('click', () => action(loadMe));
 $('refresh').addEventListener('click', () => action(() => keycard.refresh()));
 $('logout').addEventListener('click', () => action(() => keycard.logout('local')));
@@ -485,7 +694,9 @@ $('change-email-form').addEventListener('submit', (e) => {
 
 // After a reload: the access token is gone; the HttpOnly cookie (if any) brings it back.
 action(async () => {
-  const session = await keycard.restore();
+  const session = await keycard.restore().finally(() => {
+    pageReady = true;
+  });
   if (session) {
     log('session restored from the cookie by a silent refresh', 'ok');
     await signedInNow();

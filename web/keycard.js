@@ -9,6 +9,8 @@
 //   await keycard.logout();                          // 'local' (default), 'global' or 'others'
 //   await keycard.forgotPassword('ada@example.com');  // mailed links: see "mailed links" below
 //   await keycard.mfa.enrolTotp();                   // second factors: see "second factors" below
+//   await keycard.passkeys.register({ name: 'Laptop' });   // passkeys: see "passkeys" below
+//   await keycard.loginWithPasskey();                // passwordless; `{conditional: true}` for autofill
 //
 // Where the tokens live:
 // - The refresh token is in the `__Secure-keycard_refresh` cookie: HttpOnly, so no script
@@ -36,6 +38,15 @@
 // exist, the tab that was told to wait also holds a second lock (`keycard-refresh-backoff`) for
 // the length of the wait, taken before it lets go of the refresh lock: localStorage reaches other
 // tabs a moment late on a busy machine, a lock never does.
+//
+// Passkeys (WebAuthn): keycard sends the options of each ceremony as JSON with a single-use
+// `passkey_token` (kcmf_…, 5 minutes); this client parses them with the browser's
+// `PublicKeyCredential.parse…OptionsFromJSON`, runs `navigator.credentials.create/get`, and sends
+// the credential's `toJSON()` back with the token. The token stays inside the call that fetched
+// it (never returned, stored, put in a URL, an event or an error). The browser allows one WebAuthn
+// request at a time: a pending autofill request (`loginWithPasskey({conditional: true})`) is
+// aborted by any other ceremony of this client. Browsers without WebAuthn or its JSON helpers get
+// `passkeys_unsupported` (status 0) before anything is sent.
 
 const LOCK_NAME = 'keycard-refresh';
 /// Held (exclusive) by the tab waiting out a 429/503 for every tab; see the header.
@@ -113,6 +124,9 @@ export function createKeycard(options = {}) {
   // A login waiting for its second factor: { token, methods, expiresAt, answersLeft }. The
   // mfa_token lives here only: never in storage, a URL, an event or an error.
   let pendingMfa = null;
+  // The pending autofill (conditional) passkey request: { controller, settled, renewing }.
+  let autofill = null;
+  let ceremonies = 0; // WebAuthn requests with a browser prompt in flight
   const listeners = new Set();
   const adoptWaiters = new Set();
   const election = { claims: new Map(), busyUntil: 0 }; // fallback without Web Locks
@@ -594,6 +608,95 @@ export function createKeycard(options = {}) {
     return res.json().catch(() => null);
   }
 
+  // --- passkeys (WebAuthn) ---------------------------------------------------------------
+
+  /// A ceremony's options from keycard: `{token, publicKey, expiresIn}`. `bearer`: the signed-in
+  /// calls (registration, step-up); else a cookie-less POST (passwordless sign-in).
+  async function passkeyOptions(path, { bearer }) {
+    const body = bearer ? await bearerJson('POST', path, {}) : await postJson(path, {});
+    if (!body || typeof body.passkey_token !== 'string' || !body.options || typeof body.options.publicKey !== 'object') {
+      throw new KeycardError(0, 'invalid_response', `${path} answered without passkey_token and options.publicKey`);
+    }
+    return { token: body.passkey_token, publicKey: body.options.publicKey, expiresIn: Number(body.expires_in) || 300 };
+  }
+
+  /// Runs `fn` as a ceremony with a browser prompt: the autofill request (if any) is aborted
+  /// first, since the browser takes one WebAuthn request at a time.
+  async function withCeremony(kind, fn) {
+    requireWebAuthn(kind);
+    ceremonies += 1;
+    try {
+      await stopAutofill();
+      return await fn();
+    } finally {
+      ceremonies -= 1;
+    }
+  }
+
+  /// Aborts the pending autofill request; resolves once the browser has let go of it.
+  function stopAutofill() {
+    const pending = autofill;
+    autofill = null;
+    if (!pending) return Promise.resolve();
+    pending.controller.abort();
+    return pending.settled;
+  }
+
+  /// A passwordless sign-in in the browser's autofill (conditional mediation). The options' token
+  /// lives five minutes while the request may wait for the user much longer: shortly before it
+  /// dies, the request is renewed with fresh options, so what the user picks is always answerable.
+  async function autofillLogin(signal) {
+    requireWebAuthn('get');
+    const PKC = globalThis.PublicKeyCredential;
+    const available = typeof PKC.isConditionalMediationAvailable === 'function' && (await PKC.isConditionalMediationAvailable());
+    if (!available) throw new KeycardError(0, 'passkeys_unsupported', 'this browser does not offer passkeys in autofill (conditional mediation)');
+    if (ceremonies > 0) throw new KeycardError(0, 'passkey_busy', 'another passkey request is in progress');
+    await stopAutofill();
+    for (;;) {
+      if (signal && signal.aborted) throw aborted();
+      const { token, publicKey, expiresIn } = await passkeyOptions('/auth/passkeys/login/options', { bearer: false });
+      if (signal && signal.aborted) throw aborted();
+      if (ceremonies > 0) throw new KeycardError(0, 'passkey_busy', 'another passkey request is in progress');
+      const controller = new AbortController();
+      const mine = { controller, settled: null, renewing: false };
+      const onAbort = () => controller.abort();
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
+      const renew = setTimeout(() => {
+        mine.renewing = true;
+        controller.abort();
+      }, Math.max(10, expiresIn - 20) * 1000);
+      const untimed = { ...publicKey };
+      delete untimed.timeout; // the autofill waits as long as the page does (renewed above)
+      const request = runCeremony('get', untimed, { mediation: 'conditional', signal: controller.signal });
+      mine.settled = request.then(
+        () => {},
+        () => {},
+      );
+      autofill = mine;
+      let credential;
+      try {
+        credential = await request;
+      } catch (err) {
+        if (mine.renewing && err.code === 'passkey_aborted') continue;
+        throw err;
+      } finally {
+        clearTimeout(renew);
+        if (signal) signal.removeEventListener('abort', onAbort);
+        if (autofill === mine) autofill = null;
+      }
+      return finishPasskeyLogin(token, credential);
+    }
+  }
+
+  /// Spends the sign-in's token with the assertion: the session, exactly as after `login`.
+  async function finishPasskeyLogin(token, credential) {
+    const res = await call('/auth/passkeys/login', { method: 'POST', ...json({ passkey_token: token, credential }) });
+    if (!res.ok) throw await failure(res);
+    pendingMfa = null;
+    setSession(await res.json(), { broadcast: true });
+    return snapshot();
+  }
+
   return {
     /** Creates an account (it does not log in). Resolves to `{id, email, created_at}`. */
     async signup(email, password) {
@@ -606,11 +709,13 @@ export function createKeycard(options = {}) {
      * Logs in: the refresh token arrives as the HttpOnly cookie, the access token stays here.
      * Resolves to the session (`{sessionId, expiresAt, claims}`), or, when the account has a
      * second factor, to `{mfaRequired: true, methods, expiresAt}` (`methods`: `'totp'`,
-     * `'recovery_code'`; `expiresAt`: ms, local clock) and no session yet: finish with
-     * `verifyMfa(…)`. The second step's token stays inside this client.
+     * `'webauthn'` (a passkey), `'recovery_code'`; `expiresAt`: ms, local clock) and no session
+     * yet: finish with `verifyMfa(…)`. The second step's token stays inside this client.
      */
     async login(email, password) {
       pendingMfa = null;
+      // A password sign-in ends a waiting autofill request (it would sign in a second time).
+      stopAutofill();
       const res = await call('/auth/login', { method: 'POST', ...json({ email, password }) });
       if (!res.ok) throw await failure(res);
       const body = await res.json();
@@ -620,6 +725,8 @@ export function createKeycard(options = {}) {
           methods: Array.isArray(body.methods) ? body.methods : [],
           expiresAt: Date.now() + (Number(body.expires_in) || 300) * 1000,
           answersLeft: MFA_ANSWERS,
+          // The request options listing the account's passkeys, when it has any.
+          webauthn: body.webauthn && typeof body.webauthn.publicKey === 'object' ? body.webauthn.publicKey : null,
         };
         const step = mfaStep();
         emit({ type: 'mfa', methods: step.methods, expiresAt: step.expiresAt });
@@ -631,15 +738,28 @@ export function createKeycard(options = {}) {
 
     /**
      * The second step of a login that resolved `{mfaRequired: true}`: `{code}` (the
-     * authenticator app's six digits) or `{recoveryCode}`. Resolves to the session, exactly as
-     * `login` does (cookies set, other tabs told). Throws `invalid_mfa` for a wrong code: ask
-     * again while `mfaPending()` is not `null` (keycard takes five answers within five minutes);
-     * `mfa_not_pending` (status 0) when no login waits for a second factor (log in again).
+     * authenticator app's six digits), `{webauthn: true}` (one of the account's passkeys, when
+     * `methods` has `'webauthn'`: the browser asks for it) or `{recoveryCode}`. Resolves to the
+     * session, exactly as `login` does (cookies set, other tabs told). Throws `invalid_mfa` for a
+     * wrong code: ask again while `mfaPending()` is not `null` (keycard takes five answers within
+     * five minutes); `mfa_not_pending` (status 0) when no login waits for a second factor (log in
+     * again); for a passkey also the ceremony's errors (`passkey_cancelled`, …, status 0: nothing
+     * was sent, the login still waits).
      */
     async verifyMfa(answer) {
       const pending = livePendingMfa();
       if (!pending) throw new KeycardError(0, 'mfa_not_pending', 'no login is waiting for a second factor: log in again');
-      const body = { mfa_token: pending.token, ...answerBody(answer) };
+      let body;
+      if (answer && answer.webauthn) {
+        if (!pending.webauthn) throw new KeycardError(0, 'invalid_request', 'this login offers no passkey');
+        const options = pending.webauthn;
+        const webauthn = await withCeremony('get', () => runCeremony('get', options));
+        // The user may have taken a while: is the login still waiting?
+        if (livePendingMfa() !== pending) throw new KeycardError(0, 'mfa_not_pending', 'the login expired meanwhile: log in again');
+        body = { mfa_token: pending.token, webauthn };
+      } else {
+        body = { mfa_token: pending.token, ...answerBody(answer) };
+      }
       pending.answersLeft -= 1;
       const res = await call('/auth/mfa/verify', { method: 'POST', ...json(body) });
       if (!res.ok) {
@@ -667,14 +787,24 @@ export function createKeycard(options = {}) {
 
     /**
      * Proves the signed-in user again on this session, for changes that need a recent sign-in
-     * (401 `insufficient_user_authentication`, `err.stepUpRequired`): `{code}` or
+     * (401 `insufficient_user_authentication`, `err.stepUpRequired`): `{code}`,
+     * `{passkey: true}` (one of the account's passkeys: the browser asks for it) or
      * `{recoveryCode}` on an account with a second factor, `{password}` on one without. The new
      * access token (fresh `auth_time`) replaces the held one, in every tab; the refresh cookie
-     * stays. Resolves to the session. Throws `invalid_mfa`, `invalid_credentials`.
+     * stays. Resolves to the session. Throws `invalid_mfa`, `invalid_credentials`, and for a
+     * passkey the ceremony's errors (`passkey_cancelled`, …).
      */
     async stepUp(answer) {
-      const body = answerBody(answer, { password: true });
-      const token = await bearerJson('POST', '/auth/step-up', body);
+      let token;
+      if (answer && answer.passkey) {
+        token = await withCeremony('get', async () => {
+          const options = await passkeyOptions('/auth/step-up/options', { bearer: true });
+          const webauthn = await runCeremony('get', options.publicKey);
+          return bearerJson('POST', '/auth/step-up', { passkey_token: options.token, webauthn });
+        });
+      } else {
+        token = await bearerJson('POST', '/auth/step-up', answerBody(answer, { password: true }));
+      }
       if (!current) throw new KeycardError(0, 'not_signed_in', 'the session ended');
       setSession({ ...token, session_id: current.sessionId }, { broadcast: true });
       return snapshot();
@@ -686,7 +816,10 @@ export function createKeycard(options = {}) {
      * (`err.stepUpRequired`) otherwise; `stepUp(…)` and try again.
      */
     mfa: {
-      /** `{factors: [{id, kind, name, created_at, last_used_at}], recovery_codes_left}`. */
+      /**
+       * `{factors: [{id, kind, name, created_at, last_used_at}], recovery_codes_left}`; `kind`:
+       * `'totp'` or `'passkey'` (passkeys also say `backed_up`: synced to a cloud account).
+       */
       list() {
         return bearerJson('GET', '/auth/mfa');
       },
@@ -708,10 +841,91 @@ export function createKeycard(options = {}) {
       remove(factorId) {
         return bearerJson('DELETE', `/auth/mfa/factors/${encodeURIComponent(factorId)}`);
       },
+      /** Renames a factor (an authenticator app or a passkey). Resolves to `null`. */
+      rename(factorId, name) {
+        return bearerJson('PATCH', `/auth/mfa/factors/${encodeURIComponent(factorId)}`, { name: String(name).trim() });
+      },
       /** Ten new recovery codes replace every earlier one: `{recovery_codes}`. */
       regenerateRecoveryCodes() {
         return bearerJson('POST', '/auth/mfa/recovery-codes');
       },
+    },
+
+    /**
+     * Passkeys of the signed-in account (Bearer, like `fetch`). They are listed with the other
+     * factors by `mfa.list()` (`kind: 'passkey'`, with `backed_up`), and removed with
+     * `mfa.remove(id)`. Registering needs a recent sign-in (`err.stepUpRequired` otherwise).
+     */
+    passkeys: {
+      /**
+       * Whether this browser can use passkeys with keycard.js (WebAuthn, a secure page, the JSON
+       * helpers). Without, every passkey call throws `passkeys_unsupported` before sending anything.
+       */
+      supported() {
+        return missingWebAuthn('create') === null && missingWebAuthn('get') === null;
+      },
+      /** Resolves to whether the browser offers passkeys in autofill (`loginWithPasskey({conditional: true})`). */
+      async autofillAvailable() {
+        const PKC = globalThis.PublicKeyCredential;
+        if (missingWebAuthn('get') || typeof PKC.isConditionalMediationAvailable !== 'function') return false;
+        return PKC.isConditionalMediationAvailable().catch(() => false);
+      },
+      /**
+       * Creates a passkey on this device for the signed-in account (the browser asks the user)
+       * and adds it: `{factor_id, name, recovery_codes?}`; the account's first factor comes with
+       * ten recovery codes, shown this once. `name`: optional, for the list. Throws
+       * `insufficient_user_authentication`, and the ceremony's errors: `passkey_cancelled`,
+       * `passkey_exists` (this authenticator already has one for the account),
+       * `passkeys_unsupported`, `passkey_wrong_site` (all status 0: nothing was added).
+       */
+      register({ name } = {}) {
+        return withCeremony('create', async () => {
+          const options = await passkeyOptions('/auth/passkeys/register/options', { bearer: true });
+          const credential = await runCeremony('create', options.publicKey);
+          const body = { passkey_token: options.token, credential };
+          if (typeof name === 'string' && name.trim()) body.name = name.trim();
+          return bearerJson('POST', '/auth/passkeys/register', body);
+        });
+      },
+      /** Renames a passkey (like `mfa.rename`). Resolves to `null`. */
+      rename(factorId, name) {
+        return bearerJson('PATCH', `/auth/mfa/factors/${encodeURIComponent(factorId)}`, { name: String(name).trim() });
+      },
+      /** Removes a passkey (like `mfa.remove`; keycard forgets it, the device keeps it until the user deletes it there). */
+      remove(factorId) {
+        return bearerJson('DELETE', `/auth/mfa/factors/${encodeURIComponent(factorId)}`);
+      },
+    },
+
+    /**
+     * Signs in with a passkey, no password: the browser lists the passkeys it holds for this
+     * site and the user picks one. Resolves to the session, exactly as `login` does (cookies set,
+     * other tabs told; a passkey is a whole sign-in, never `mfaRequired`).
+     *
+     * Options: `conditional: true` puts the passkeys in the autofill of the page's
+     * `<input autocomplete="username webauthn">` instead of a dialog; call it at page load,
+     * and it resolves whenever the user picks one (it renews its options before they expire).
+     * It is aborted by `signal`, and by any other passkey call of this client (the browser takes
+     * one WebAuthn request at a time): abort it yourself when the user signs in with the
+     * password. `signal`: an `AbortSignal`. `delivery`: only `'cookie'` (the default): this
+     * client keeps sessions in the cookie.
+     *
+     * Throws `invalid_credentials` (keycard refused the passkey: unknown or removed), and the
+     * ceremony's errors, status 0: `passkey_cancelled` (the user dismissed it, or the device has
+     * no passkey here), `passkey_aborted`, `passkeys_unsupported`, `passkey_wrong_site`,
+     * `passkey_busy` (autofill while another passkey request is open).
+     */
+    async loginWithPasskey({ conditional = false, signal, delivery = 'cookie' } = {}) {
+      if (delivery !== 'cookie') {
+        throw new KeycardError(0, 'invalid_request', "keycard.js keeps sessions in the cookie: delivery 'cookie' only");
+      }
+      if (conditional) return autofillLogin(signal);
+      return withCeremony('get', async () => {
+        const options = await passkeyOptions('/auth/passkeys/login/options', { bearer: false });
+        if (signal && signal.aborted) throw aborted();
+        const credential = await runCeremony('get', options.publicKey, { signal });
+        return finishPasskeyLogin(options.token, credential);
+      });
     },
 
     /**
@@ -857,6 +1071,96 @@ function retryAfterOf(res) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/// What this page lacks for a passkey ceremony (`'create'` or `'get'`), or `null`: WebAuthn
+/// itself, a secure context (https, or http on localhost), a host name (an IP address is never a
+/// relying party id), and the JSON helpers (`PublicKeyCredential.parseCreationOptionsFromJSON` /
+/// `parseRequestOptionsFromJSON` and `toJSON()` on the credential).
+function missingWebAuthn(kind) {
+  const PKC = globalThis.PublicKeyCredential;
+  if (typeof PKC !== 'function' || !globalThis.navigator || !navigator.credentials) {
+    return 'this browser has no passkeys (WebAuthn)';
+  }
+  if (globalThis.isSecureContext === false) return 'passkeys need a secure page (https, or http on localhost)';
+  const host = globalThis.location ? location.hostname : '';
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.startsWith('[')) {
+    return `passkeys need a host name, and this page is at an IP address (${host}): open it at localhost or its domain`;
+  }
+  const parse = kind === 'create' ? PKC.parseCreationOptionsFromJSON : PKC.parseRequestOptionsFromJSON;
+  if (typeof parse !== 'function' || typeof PKC.prototype.toJSON !== 'function') {
+    return "this browser's WebAuthn lacks the JSON helpers keycard.js uses (PublicKeyCredential.parse…OptionsFromJSON, toJSON): update the browser";
+  }
+  return null;
+}
+
+function requireWebAuthn(kind) {
+  const missing = missingWebAuthn(kind);
+  if (missing) throw new KeycardError(0, 'passkeys_unsupported', missing);
+}
+
+/// The error of a ceremony stopped by its `signal`.
+function aborted() {
+  return new KeycardError(0, 'passkey_aborted', 'the passkey request was aborted');
+}
+
+/// Whether this page may use passkeys of relying party `rpId`: its host is the id or a subdomain
+/// of it (WebAuthn's rule; an IP address is never a relying party id). Checked before the browser
+/// is asked, for a clearer error than its SecurityError.
+function checkRpId(rpId) {
+  const host = globalThis.location ? location.hostname : '';
+  if (!rpId || !host) return;
+  if (host === rpId || host.endsWith(`.${rpId}`)) return;
+  throw new KeycardError(
+    0,
+    'passkey_wrong_site',
+    `keycard's passkeys belong to ${rpId}; this page (${host}) cannot use them: open it at ${rpId} (or set keycard's webauthn settings)`,
+  );
+}
+
+/// A browser WebAuthn failure as a `KeycardError` (status 0), the original as `cause`.
+function ceremonyError(err) {
+  if (err instanceof KeycardError) return err;
+  const known = {
+    NotAllowedError: ['passkey_cancelled', 'no passkey was used (cancelled, timed out, or none for this site)'],
+    AbortError: ['passkey_aborted', 'the passkey request was aborted'],
+    InvalidStateError: ['passkey_exists', 'this authenticator already holds a passkey for this account'],
+    SecurityError: ['passkey_wrong_site', "this page's address cannot use keycard's passkeys (relying party id)"],
+    NotSupportedError: ['passkeys_unsupported', 'no authenticator here supports what keycard asks for'],
+  }[err && err.name] || ['passkey_failed', 'the passkey request failed'];
+  const detail = err && err.message ? `: ${err.message}` : '';
+  const out = new KeycardError(0, known[0], known[1] + detail);
+  out.cause = err;
+  return out;
+}
+
+/// Parses keycard's JSON options, asks the browser, and resolves to the credential's `toJSON()`.
+async function runCeremony(kind, publicKeyJson, { mediation, signal } = {}) {
+  requireWebAuthn(kind);
+  if (signal && signal.aborted) throw aborted();
+  let publicKey;
+  try {
+    publicKey =
+      kind === 'create'
+        ? PublicKeyCredential.parseCreationOptionsFromJSON(publicKeyJson)
+        : PublicKeyCredential.parseRequestOptionsFromJSON(publicKeyJson);
+  } catch (err) {
+    throw new KeycardError(0, 'invalid_response', `keycard's passkey options do not parse: ${err && err.message}`);
+  }
+  checkRpId(kind === 'create' ? publicKey.rp && publicKey.rp.id : publicKey.rpId);
+  const request = { publicKey };
+  if (mediation) request.mediation = mediation;
+  if (signal) request.signal = signal;
+  let credential;
+  try {
+    credential = kind === 'create' ? await navigator.credentials.create(request) : await navigator.credentials.get(request);
+  } catch (err) {
+    // An abort with a reason rejects with that reason, whatever it is.
+    if (signal && signal.aborted) throw aborted();
+    throw ceremonyError(err);
+  }
+  if (!credential) throw new KeycardError(0, 'passkey_cancelled', 'no passkey was used');
+  return credential.toJSON();
+}
 
 /// 401 with `error="invalid_token"`: in `WWW-Authenticate` (same origin), else in the JSON body
 /// (a cross-origin response exposes no such header).
