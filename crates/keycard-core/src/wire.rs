@@ -229,7 +229,7 @@ pub struct UserInfo {
 pub struct TokenResponse {
     /// The signed access token.
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for a session bound to a DPoP key (RFC 9449).
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -432,7 +432,7 @@ impl Discovery {
 pub struct OAuthTokenResponse {
     /// The access token (a JWT, RFC 9068).
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for tokens bound to the key of the request's DPoP proof (RFC 9449).
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,

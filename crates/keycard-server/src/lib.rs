@@ -15,6 +15,7 @@
 mod assets;
 pub mod cookies;
 pub mod devices;
+pub mod dpop;
 pub mod email;
 pub mod error;
 pub mod extract;

@@ -83,6 +83,7 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "second factors",
         sql: include_str!("../../migrations/sqlite/0010_second_factors.sql"),
     },
+    Migration { version: 12, description: "dpop", sql: include_str!("../../migrations/sqlite/0012_dpop.sql") },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].
