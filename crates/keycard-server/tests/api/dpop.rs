@@ -305,3 +305,65 @@ async fn a_client_named_in_dpop_required_clients_must_send_a_proof() {
         .unwrap();
     assert_error(resp, 400, "invalid_dpop_proof").await;
 }
+
+#[tokio::test]
+async fn the_second_factor_step_binds_the_session_and_step_up_keeps_the_binding() {
+    let app = spawn_app().await;
+    let user = crate::mfa::enrol(&app).await;
+    let mfa_token = crate::mfa::password_step(&app, &user.email).await;
+    let key = key();
+    let resp = app
+        .client
+        .post(app.url("/auth/mfa/verify"))
+        .header("dpop", proof(&app, &key, "POST", "/auth/mfa/verify", None, None))
+        .json(&json!({"mfa_token": mfa_token, "code": crate::mfa::code(&app, &user.app)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let tokens: Value = resp.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "DPoP");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(claims(access)["cnf"]["jkt"], key.jkt());
+
+    // Step-up on that session (with its proof) answers a token bound to the same key.
+    app.advance(30.0);
+    let resp = app
+        .client
+        .post(app.url("/auth/step-up"))
+        .header("authorization", format!("DPoP {access}"))
+        .header("dpop", proof(&app, &key, "POST", "/auth/step-up", Some(access), None))
+        .json(&json!({"code": crate::mfa::code(&app, &user.app)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let stepped: Value = resp.json().await.unwrap();
+    assert_eq!(stepped["token_type"], "DPoP");
+    assert_eq!(claims(stepped["access_token"].as_str().unwrap())["cnf"]["jkt"], key.jkt());
+}
+
+#[tokio::test]
+async fn a_proof_is_accepted_once_across_instances_sharing_the_store() {
+    // Two servers on one database: a proof spent on one is a replay on the other.
+    let first = spawn_app().await;
+    let mut settings = first.settings.clone();
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    // One deployment: one issuer (the URL clients address it by), whichever instance answers.
+    settings.issuer = Some(first.base.clone());
+    let second = start_with_clock(settings, first.dir.clone(), first.clock.clone()).await;
+    let key = key();
+    let (_, tokens) = dpop_login(&first, &key).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    // htu names the issuer, whichever instance answers.
+    let once = proof(&first, &key, "GET", "/auth/me", Some(access), None);
+    let on = |app: &TestApp| {
+        app.client
+            .get(app.url("/auth/me"))
+            .header("authorization", format!("DPoP {access}"))
+            .header("dpop", &once)
+            .send()
+    };
+    assert_eq!(on(&first).await.unwrap().status(), 200);
+    refused(on(&second).await.unwrap(), "invalid_dpop_proof", "replayed to another instance").await;
+}
