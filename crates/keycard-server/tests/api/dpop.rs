@@ -367,3 +367,22 @@ async fn a_proof_is_accepted_once_across_instances_sharing_the_store() {
     assert_eq!(on(&first).await.unwrap().status(), 200);
     refused(on(&second).await.unwrap(), "invalid_dpop_proof", "replayed to another instance").await;
 }
+
+#[tokio::test]
+async fn with_redis_the_replay_check_is_kept_in_redis() {
+    let Ok(redis) = std::env::var("KEYCARD_TEST_REDIS_URL") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must set KEYCARD_TEST_REDIS_URL");
+        eprintln!("notice: KEYCARD_TEST_REDIS_URL is unset; DPoP replay through Redis skipped");
+        return;
+    };
+    let app = spawn_app_with(|s| s.redis = Some(redis.clone())).await;
+    let key = key();
+    let (_, tokens) = dpop_login(&app, &key).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let once = proof(&app, &key, "GET", "/auth/me", Some(access), None);
+    assert_eq!(me_dpop(&app, access, Some(&once)).await.status(), 200);
+    refused(me_dpop(&app, access, Some(&once)).await, "invalid_dpop_proof", "a replay, caught by Redis").await;
+    // Redis remembered the pair, not the store: the store has never seen it.
+    let jti = claims(&once)["jti"].as_str().unwrap().to_owned();
+    assert!(app.store().spend_dpop_proof(&key.jkt(), &jti, app.now() + 60, app.now()).await.unwrap());
+}
