@@ -130,6 +130,14 @@ async fn a_dpop_login_issues_a_bound_token_that_works_only_with_its_keys_proofs(
 }
 
 #[tokio::test]
+async fn discovery_names_the_dpop_algorithms() {
+    let app = spawn_app().await;
+    let doc: Value =
+        app.client.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["dpop_signing_alg_values_supported"], json!(["EdDSA", "ES256"]));
+}
+
+#[tokio::test]
 async fn a_bearer_token_stays_bearer_and_is_refused_with_the_dpop_scheme() {
     let app = spawn_app().await;
     let (_, tokens) = app.user().await;
