@@ -162,6 +162,7 @@ impl Server {
             email_verified: false,
             amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
             auth_time: now,
+            dpop_jkt: None,
         };
         let store: Arc<dyn keycard_store::Store> = self.state.store.clone();
         self.rt.block_on(async {
@@ -183,6 +184,7 @@ impl Server {
                 ip: None,
                 amr: session.amr,
                 auth_time: now,
+                dpop_jkt: None,
             };
             let login = AuditEvent { user_id: Some(user_id.clone()), ..AuditEvent::new(AuditKind::Login, now) };
             store.create_session(&new, &refresh.hash(), &login).await.expect("create session");

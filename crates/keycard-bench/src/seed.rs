@@ -52,6 +52,7 @@ pub async fn seed_sessions(path: &Path, count: usize) -> anyhow::Result<i64> {
             ip: Some("127.0.0.1".into()),
             amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
             auth_time: now,
+            dpop_jkt: None,
         };
         let login = AuditEvent {
             user_id: Some(session.user_id.clone()),

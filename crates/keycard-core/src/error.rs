@@ -60,6 +60,12 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     /// 400: the requested scope is unknown or beyond what the client may have.
     InvalidScope,
+    /// 400 (401 on a protected route, with `WWW-Authenticate: DPoP`): the DPoP proof (RFC 9449)
+    /// is missing, malformed, replayed or fails a check.
+    InvalidDpopProof,
+    /// 400 (401 on a protected route): the server wants a DPoP nonce; retry with the one in the
+    /// `DPoP-Nonce` header (RFC 9449 §8).
+    UseDpopNonce,
     /// 500: something failed inside keycard; the cause is logged, never sent.
     ServerError,
     /// 503: a dependency (the store) is unavailable or keycard is saturated.
@@ -77,7 +83,9 @@ impl ErrorCode {
             | Self::InvalidMfa
             | Self::UnauthorizedClient
             | Self::UnsupportedGrantType
-            | Self::InvalidScope => 400,
+            | Self::InvalidScope
+            | Self::InvalidDpopProof
+            | Self::UseDpopNonce => 400,
             Self::InvalidClient => 401,
             Self::InvalidCredentials | Self::InvalidToken | Self::InvalidGrant | Self::RefreshTokenReused => 401,
             Self::InsufficientUserAuthentication => 401,
@@ -119,6 +127,8 @@ impl ErrorCode {
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
         }

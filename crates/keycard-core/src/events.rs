@@ -161,6 +161,9 @@ names! {
         RecoveryCodesRegenerated = "recovery_codes_regenerated",
         /// A passkey's signature counter went backwards (a possible clone).
         PasskeyCounterRegressed = "passkey_counter_regressed",
+        /// A DPoP-bound session's refresh token came without a proof of its key (RFC 9449):
+        /// refused, the session left as it was.
+        DpopMismatch = "dpop_mismatch",
     }
 }
 

@@ -229,7 +229,7 @@ pub struct UserInfo {
 pub struct TokenResponse {
     /// The signed access token.
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for a session bound to a DPoP key (RFC 9449).
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -351,6 +351,10 @@ pub struct Discovery {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub access_token_signing_alg_values_supported: Vec<String>,
+    /// The algorithms accepted for DPoP proofs (RFC 9449 §5.1): keycard-core's default policy.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub dpop_signing_alg_values_supported: Vec<String>,
     /// The interactive API reference, `/docs`.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
@@ -414,6 +418,11 @@ impl Discovery {
             introspection_endpoint: url("/oauth/introspect"),
             introspection_endpoint_auth_methods_supported: strings(&CLIENT_AUTH_METHODS[1..]),
             access_token_signing_alg_values_supported: vec![alg.as_str().to_owned()],
+            dpop_signing_alg_values_supported: crate::dpop::DpopPolicy::default()
+                .algs
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
             service_documentation: url("/docs"),
             keycard_signup_endpoint: url("/auth/signup"),
             keycard_login_endpoint: url("/auth/login"),
@@ -432,7 +441,7 @@ impl Discovery {
 pub struct OAuthTokenResponse {
     /// The access token (a JWT, RFC 9068).
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for tokens bound to the key of the request's DPoP proof (RFC 9449).
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,

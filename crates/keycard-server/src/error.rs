@@ -39,6 +39,22 @@ pub enum ApiError {
         /// Whether the sign-in must include the account's second factor.
         second_factor: bool,
     },
+    /// A DPoP proof (RFC 9449) was refused, or a DPoP-bound token came without one: 400 at
+    /// token endpoints; 401 with `WWW-Authenticate: DPoP error=…` on protected routes. With
+    /// nonces on, the current one goes out in `DPoP-Nonce`. Built by [`ApiError::dpop`].
+    #[error("{code}: {description}")]
+    Dpop {
+        /// `invalid_dpop_proof`, `use_dpop_nonce` or `invalid_token`.
+        code: ErrorCode,
+        /// Human text; never quotes the proof or the token.
+        description: String,
+        /// Whether it answers a protected route (401 and the challenge) or a token request (400).
+        resource: bool,
+        /// The accepted algorithms, for the challenge's `algs`.
+        algs: String,
+        /// The nonce to use next, when nonces are on.
+        nonce: Option<String>,
+    },
     /// Anything else that failed inside keycard.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -67,7 +83,7 @@ impl ApiError {
 
     fn parts(&self) -> (ErrorCode, String) {
         match self {
-            Self::Client { code, description } => (*code, description.clone()),
+            Self::Client { code, description } | Self::Dpop { code, description, .. } => (*code, description.clone()),
             Self::Token(e) => (ErrorCode::InvalidToken, e.to_string()),
             Self::RateLimited(_) => (ErrorCode::RateLimited, "too many requests; slow down".into()),
             Self::Store(e) if e.is_unavailable() => {
@@ -98,6 +114,9 @@ impl IntoResponse for ApiError {
         if code.status() >= 500 {
             tracing::error!(error = %self, "request failed");
         }
+        if let Self::Dpop { resource, algs, nonce, .. } = &self {
+            return dpop_response(code, description, *resource, algs, nonce.as_deref());
+        }
         let mut response = error_response(code, description, self.retry_after());
         if let Self::StepUp { max_age, .. } = self {
             // RFC 9470 §3: the error and the freshness the route wants.
@@ -119,6 +138,25 @@ impl ApiError {
             _ => None,
         }
     }
+}
+
+/// The answer to a refused DPoP request: the JSON error; on a protected route 401 with
+/// `WWW-Authenticate: DPoP error="…", algs="…"` (RFC 9449 §7.1); `DPoP-Nonce` when given.
+fn dpop_response(code: ErrorCode, description: String, resource: bool, algs: &str, nonce: Option<&str>) -> Response {
+    let mut response = error_response(code, description, None);
+    if resource {
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        let challenge = format!("DPoP error=\"{}\", algs=\"{algs}\"", code.as_str());
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+    } else {
+        response.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(n).ok()) {
+        response.headers_mut().insert("dpop-nonce", value);
+    }
+    response
 }
 
 /// Builds the JSON error response for `code`.

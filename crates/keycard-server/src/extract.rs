@@ -1,5 +1,6 @@
 //! Extractors: JSON bodies that fail with the JSON error of SPEC.md, the authenticated caller
-//! behind a Bearer token, and the client's IP and user agent.
+//! behind a Bearer token (or a DPoP-bound token with its proof), and the client's IP and user
+//! agent.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -87,6 +88,9 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     /// `User-Agent`, truncated to 512 bytes.
     pub user_agent: Option<String>,
+    /// On token requests: the RFC 7638 thumbprint of the DPoP key whose proof came with the
+    /// request (checked by [`crate::dpop::token_proof`]); what it obtains is bound to that key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl ClientInfo {
@@ -132,7 +136,7 @@ impl FromRequestParts<AppState> for ClientInfo {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(512).collect::<String>());
-        Ok(Self { ip, user_agent })
+        Ok(Self { ip, user_agent, dpop_jkt: None })
     }
 }
 
@@ -215,11 +219,70 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if !parts.headers.contains_key(header::AUTHORIZATION) {
+        // The path the client addressed, also when this router is nested under a prefix; only
+        // looked up for a DPoP request.
+        let path = || parts.extensions.get::<axum::extract::OriginalUri>().map_or(parts.uri.path(), |u| u.0.path());
+        Self::from_headers(state, &parts.headers, &parts.method, path).await
+    }
+}
+
+impl Authenticated {
+    /// The caller of a request with these headers to `method path()`: a Bearer token, or a
+    /// DPoP-bound token with its proof (`path` is only asked for then).
+    pub async fn from_headers<'p>(
+        state: &AppState,
+        headers: &HeaderMap,
+        method: &axum::http::Method,
+        path: impl FnOnce() -> &'p str,
+    ) -> Result<Self, ApiError> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::new(ErrorCode::InvalidToken, "a Bearer access token is required"));
+        };
+        if let Some(token) = dpop_token(value) {
+            return Self::from_dpop(state, headers, method, path(), token).await;
         }
-        let token = bearer_token_from(&parts.headers)?;
-        Self::from_token(state, token).await
+        let token = bearer_token_from(headers)?;
+        let auth = Self::from_token(state, token).await?;
+        if auth.claims.cnf.is_some() {
+            // A stolen DPoP-bound token cannot be downgraded to Bearer (RFC 9449 §7.1).
+            let text = "this access token is DPoP-bound: send it as Authorization: DPoP with a proof";
+            return Err(ApiError::dpop(state, crate::dpop::Place::Resource, ErrorCode::InvalidToken, text));
+        }
+        Ok(auth)
+    }
+}
+
+/// The token of `Authorization: DPoP <token>`; `None` for any other scheme.
+fn dpop_token(value: &axum::http::HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("dpop").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+impl Authenticated {
+    /// `Authorization: DPoP <token>`: the token passes the checklist, is DPoP-bound, and the
+    /// request's one `DPoP` header holds a new proof for this request and token made with the
+    /// bound key. The proof is checked on every request, never cached (the token's claims are).
+    async fn from_dpop(
+        state: &AppState,
+        headers: &HeaderMap,
+        method: &axum::http::Method,
+        path: &str,
+        token: &str,
+    ) -> Result<Self, ApiError> {
+        use crate::dpop::Place;
+        let auth = match Self::from_token(state, token).await {
+            Ok(auth) => auth,
+            Err(ApiError::Token(e)) => {
+                return Err(ApiError::dpop(state, Place::Resource, ErrorCode::InvalidToken, e.to_string()));
+            }
+            Err(other) => return Err(other),
+        };
+        let Some(cnf) = &auth.claims.cnf else {
+            let text = "this access token is not DPoP-bound: send it as a Bearer token";
+            return Err(ApiError::dpop(state, Place::Resource, ErrorCode::InvalidToken, text));
+        };
+        crate::dpop::resource_proof(state, headers, method, path, token, cnf).await?;
+        Ok(auth)
     }
 }
 
@@ -247,7 +310,8 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_a_budget_per_64() {
-        let key = |ip: &str| ClientInfo { ip: Some(ip.into()), user_agent: None }.rate_key().into_owned();
+        let key =
+            |ip: &str| ClientInfo { ip: Some(ip.into()), user_agent: None, dpop_jkt: None }.rate_key().into_owned();
         assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");

@@ -20,7 +20,10 @@ pub async fn access_token(state: &AppState, session: &SessionRecord, now: i64) -
 
 /// The claims of a user's access token for `session`, valid from `now`.
 pub fn user_claims(state: &AppState, session: &SessionRecord, now: i64) -> AccessClaims {
-    claims_for(state, &session.user_id, &session.id, session.email_verified, session.amr, session.auth_time, now)
+    let mut claims =
+        claims_for(state, &session.user_id, &session.id, session.email_verified, session.amr, session.auth_time, now);
+    claims.cnf = session.dpop_jkt.clone().map(|jkt| keycard_core::dpop::Confirmation { jkt });
+    claims
 }
 
 /// The claims of `user_id`'s access token for session `session_id`, valid from `now`: how and
@@ -53,6 +56,7 @@ pub fn same_claims(a: &SessionRecord, b: &SessionRecord) -> bool {
         && a.email_verified == b.email_verified
         && a.amr == b.amr
         && a.auth_time == b.auth_time
+        && a.dpop_jkt == b.dpop_jkt
 }
 
 /// The 200 token response: the access token signed for the session in the body; the refresh
@@ -69,7 +73,7 @@ pub fn token_response(
     let refresh_expires_in = session.idle_expires_at.min(session.absolute_expires_at) - now;
     let mut body = TokenResponse {
         access_token: access,
-        token_type: "Bearer".into(),
+        token_type: crate::dpop::token_type(session.dpop_jkt.is_some()).into(),
         expires_in: state.config.access_ttl,
         session_id: session.id.clone(),
         refresh_expires_in,

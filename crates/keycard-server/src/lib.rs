@@ -7,6 +7,8 @@
 //! - `routes`: a file per resource; handlers are thin. `assets`: the embedded files they serve.
 //! - [`state`], [`error`], [`extract`]: shared state, the one error→HTTP mapping, extractors.
 //! - [`password`]: Argon2id with bounded concurrency; [`cookies`]: browser delivery and CSRF.
+//! - [`dpop`]: DPoP (RFC 9449) at the HTTP edge: proofs on token requests and protected
+//!   routes, replay across instances, nonces, the `dpop_*` settings.
 //! - [`signer`]: who signs access tokens (local ring or Transit); [`transit_keys`]: remote
 //!   signing with OpenBao/Vault Transit; [`vault`]: the Transit client.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 mod assets;
 pub mod cookies;
 pub mod devices;
+pub mod dpop;
 pub mod email;
 pub mod error;
 pub mod extract;

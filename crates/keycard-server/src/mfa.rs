@@ -371,8 +371,11 @@ impl Factors<'_> {
             now,
             now,
         );
+        let bound = auth.claims.cnf.is_some();
+        let claims = keycard_core::claims::AccessClaims { cnf: auth.claims.cnf.clone(), ..claims };
         let access_token = state.sign(&claims).await?;
-        Ok(StepUpResponse { access_token, token_type: "Bearer".into(), expires_in: state.config.access_ttl })
+        let token_type = crate::dpop::token_type(bound).into();
+        Ok(StepUpResponse { access_token, token_type, expires_in: state.config.access_ttl })
     }
 
     /// A code on a signed-in session (step-up, enrolment): throttled and audited like the

@@ -405,7 +405,7 @@ impl OAuth<'_> {
         let session = &issued.session;
         Ok(OAuthTokenResponse {
             access_token: issued.access_token,
-            token_type: "Bearer".into(),
+            token_type: crate::dpop::token_type(session.dpop_jkt.is_some()).into(),
             expires_in: self.state.config.access_ttl,
             refresh_token: Some(issued.refresh.expose().to_owned()),
             scope: None,
@@ -453,13 +453,14 @@ impl OAuth<'_> {
             AccessClaims::new(&c.issuer, &c.audience, &registered.id, &registered.grant_id, now, c.access_ttl);
         claims.client_id = Some(registered.id.clone());
         claims.scope = (!scope.is_empty()).then(|| scope.clone());
+        claims.cnf = client.dpop_jkt.clone().map(|jkt| keycard_core::dpop::Confirmation { jkt });
         let access_token = state.sign(&claims).await?;
         metrics::counter!("keycard_oauth_tokens_total", "grant" => "client_credentials").increment(1);
         let detail = Some(format!("client {} scope {scope:?}", registered.id));
         state.audit(client.event(AuditKind::ClientToken, None, Some(registered.grant_id.clone()), detail, now)).await;
         Ok(OAuthTokenResponse {
             access_token,
-            token_type: "Bearer".into(),
+            token_type: crate::dpop::token_type(client.dpop_jkt.is_some()).into(),
             expires_in: c.access_ttl,
             refresh_token: None,
             scope: (!scope.is_empty()).then_some(scope),

@@ -255,6 +255,7 @@ mod paths {
     #[utoipa::path(
         post, path = "/auth/login", tag = "auth",
         request_body = LoginRequest,
+        params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449) for this request: the session (or client token) is bound to its key, the token response says `token_type: DPoP` and the access tokens carry `cnf.jkt`. Required with `dpop_required = \"all\"` or for the clients in `dpop_required_clients`. 400 `invalid_dpop_proof`, or `use_dpop_nonce` with the nonce to use in `DPoP-Nonce` when `dpop_nonce` is on.")),
         responses((
             status = 200, description = "Signed in: a token response; or, with a second factor on the account, the second step.",
             body = inline(LoginAnswer),
@@ -273,6 +274,7 @@ mod paths {
     #[utoipa::path(
         post, path = "/auth/mfa/verify", tag = "mfa",
         request_body = MfaVerifyRequest,
+        params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449) for this request: the session (or client token) is bound to its key, the token response says `token_type: DPoP` and the access tokens carry `cnf.jkt`. Required with `dpop_required = \"all\"` or for the clients in `dpop_required_clients`. 400 `invalid_dpop_proof`, or `use_dpop_nonce` with the nonce to use in `DPoP-Nonce` when `dpop_nonce` is on.")),
         responses((
             status = 200, description = "Signed in: a token response in the login's delivery.", body = TokenResponse,
             headers(("Set-Cookie" = String, description = "With cookie delivery: the refresh and CSRF cookies."))
@@ -390,6 +392,7 @@ mod paths {
     #[utoipa::path(
         post, path = "/auth/passkeys/login", tag = "mfa",
         request_body = PasskeyLoginRequest,
+        params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449), as at `POST /auth/login`: the session is bound to its key.")),
         responses((
             status = 200, description = "Signed in: a token response in the requested delivery.", body = TokenResponse,
             headers(("Set-Cookie" = String, description = "With cookie delivery: the refresh and CSRF cookies."))
@@ -416,6 +419,7 @@ mod paths {
         post, path = "/auth/refresh", tag = "auth",
         request_body(content = Option<RefreshRequest>, description = "Body delivery: the refresh token. Cookie delivery: no body."),
         security((), ("refresh_cookie" = [], "csrf_token" = [])),
+        params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449). A DPoP-bound session rotates only with a proof made with its key: without one, or with another key's, 401 `invalid_grant` (audited `dpop_mismatch`; the token stays live).")),
         responses((
             status = 200, description = "Rotated: a new token response (same delivery as the login).", body = TokenResponse,
             headers(("Set-Cookie" = String, description = "With cookie delivery: the new refresh and CSRF cookies."))
@@ -690,6 +694,7 @@ mod paths {
         post, path = "/oauth/token", tag = "oauth",
         request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
         security((), ("client_basic" = [])),
+        params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449) for this request: the session (or client token) is bound to its key, the token response says `token_type: DPoP` and the access tokens carry `cnf.jkt`. Required with `dpop_required = \"all\"` or for the clients in `dpop_required_clients`. 400 `invalid_dpop_proof`, or `use_dpop_nonce` with the nonce to use in `DPoP-Nonce` when `dpop_nonce` is on.")),
         responses((status = 200, description = "Tokens (RFC 6749 §5.1).", body = OAuthTokenResponse)),
     )]
     pub async fn oauth_token() {}
@@ -828,6 +833,8 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
                 InvalidCredentials,
                 Forbidden,
                 EmailNotVerified,
+                InvalidDpopProof,
+                UseDpopNonce,
                 RateLimited,
                 TemporarilyUnavailable,
             ],
@@ -840,6 +847,8 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
                 PayloadTooLarge,
                 InvalidGrant,
                 RefreshTokenReused,
+                InvalidDpopProof,
+                UseDpopNonce,
                 CsrfFailed,
                 RateLimited,
                 TemporarilyUnavailable,
@@ -933,6 +942,8 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
                 UnauthorizedClient,
                 UnsupportedGrantType,
                 InvalidScope,
+                InvalidDpopProof,
+                UseDpopNonce,
                 RateLimited,
                 TemporarilyUnavailable,
             ],
@@ -950,7 +961,15 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
         (
             "post",
             "/auth/mfa/verify",
-            &[InvalidRequest, PayloadTooLarge, InvalidMfa, RateLimited, TemporarilyUnavailable],
+            &[
+                InvalidRequest,
+                PayloadTooLarge,
+                InvalidMfa,
+                InvalidDpopProof,
+                UseDpopNonce,
+                RateLimited,
+                TemporarilyUnavailable,
+            ],
         ),
         (
             "post",
@@ -1008,6 +1027,8 @@ pub const ERRORS: &[(&str, &str, &[ErrorCode])] = {
                 InvalidCredentials,
                 Forbidden,
                 EmailNotVerified,
+                InvalidDpopProof,
+                UseDpopNonce,
                 RateLimited,
                 TemporarilyUnavailable,
             ],
@@ -1054,6 +1075,8 @@ fn example_description(code: ErrorCode) -> &'static str {
         ErrorCode::UnauthorizedClient => "the public client keycard cannot use client_credentials",
         ErrorCode::UnsupportedGrantType => "the grant type \"authorization_code\" is not supported",
         ErrorCode::InvalidScope => "the scope \"admin\" is not registered for this client",
+        ErrorCode::InvalidDpopProof => "DPoP proof htu does not match the request URI",
+        ErrorCode::UseDpopNonce => "a DPoP nonce is required",
         _ => "error",
     }
 }
@@ -1069,7 +1092,11 @@ impl Modify for SecuritySchemes {
             .bearer_format("JWT")
             .description(Some(
                 "An access token (JWS, `typ: at+jwt`) from a login or refresh. Failures are 401 with \
-                 `WWW-Authenticate: Bearer error=\"invalid_token\"`.",
+                 `WWW-Authenticate: Bearer error=\"invalid_token\"`. A DPoP-bound token (one with \
+                 `cnf.jkt`, from a login with a DPoP proof) is sent as `Authorization: DPoP <token>` \
+                 with a proof of its key (with `ath`) in the `DPoP` header, never as Bearer: failures \
+                 are 401 with `WWW-Authenticate: DPoP error=\"invalid_token\"` (or \
+                 `invalid_dpop_proof`, `use_dpop_nonce`), `algs=\"EdDSA ES256\"`.",
             ))
             .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));

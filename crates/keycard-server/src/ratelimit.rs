@@ -170,6 +170,17 @@ impl RateLimits {
         }
     }
 
+    /// Records `key` for `ttl_secs` seconds unless it is there already (`SET NX EX`), when the
+    /// limits are shared through Redis: `Some(Ok(true))` the first time, `Some(Ok(false))` while
+    /// it is held; `None` without Redis (the caller uses the store). DPoP replay detection.
+    pub async fn spend_once(&self, key: &str, ttl_secs: u64) -> Option<Result<bool, ApiError>> {
+        let Some(Backend::Redis(conn)) = &self.backend else { return None };
+        let mut conn = conn.clone();
+        let set: Result<Option<String>, _> =
+            redis::cmd("SET").arg(key).arg(1).arg("NX").arg("EX").arg(ttl_secs.max(1)).query_async(&mut conn).await;
+        Some(set.map(|reply| reply.is_some()).map_err(redis_unavailable))
+    }
+
     /// The per-minute budget of `rule`, when it is limited at all.
     fn limit(&self, rule: Rule) -> Option<u32> {
         self.backend.as_ref()?;

@@ -185,10 +185,12 @@ impl Sessions<'_> {
             ip: client.ip.clone(),
             amr,
             auth_time: now,
+            dpop_jkt: client.dpop_jkt.clone(),
         };
         let refresh = RefreshToken::generate();
         let email_verified = user.email_verified_at.is_some();
-        let claims = crate::issue::claims_for(self.state, &new.user_id, &new.id, email_verified, amr, now, now);
+        let mut claims = crate::issue::claims_for(self.state, &new.user_id, &new.id, email_verified, amr, now, now);
+        claims.cnf = new.dpop_jkt.clone().map(|jkt| keycard_core::dpop::Confirmation { jkt });
         let access_token = self.state.sign(&claims).await?;
         let event = client.event(AuditKind::Login, Some(new.user_id.clone()), Some(new.id.clone()), detail, now);
         self.state.store.create_session(&new, &refresh.hash(), &event).await?;
@@ -205,6 +207,7 @@ impl Sessions<'_> {
             email_verified,
             amr,
             auth_time: now,
+            dpop_jkt: new.dpop_jkt,
         };
         Ok(Issued { session, refresh, now, access_token })
     }
@@ -242,6 +245,7 @@ impl Sessions<'_> {
             ip: client.ip,
             user_agent: client.user_agent,
             binding: c.refresh_binding,
+            dpop_jkt: client.dpop_jkt,
         };
         let (kind, reason, user_id, session_id, message) = match state
             .store
@@ -275,6 +279,30 @@ impl Sessions<'_> {
             RotateOutcome::Invalid => {
                 metrics::counter!("keycard_refreshes_total", "outcome" => "invalid").increment(1);
                 return Err(ApiError::invalid_grant().into());
+            }
+            RotateOutcome::DpopMismatch { session_id, user_id } => {
+                // A copied refresh token without the session's key: refused, nothing changed
+                // (the rightful client still holds the key and the token).
+                metrics::counter!("keycard_refreshes_total", "outcome" => "dpop_mismatch").increment(1);
+                let detail = Some(match &rotation.dpop_jkt {
+                    Some(_) => "refresh with another DPoP key".to_owned(),
+                    None => "refresh without a DPoP proof".to_owned(),
+                });
+                let event = keycard_store::AuditEvent {
+                    at: rotation.now,
+                    kind: AuditKind::DpopMismatch,
+                    user_id: Some(user_id),
+                    session_id: Some(session_id),
+                    ip: rotation.ip,
+                    user_agent: rotation.user_agent,
+                    detail,
+                };
+                state.audit(event).await;
+                return Err(ApiError::new(
+                    ErrorCode::InvalidGrant,
+                    "this session is bound to a DPoP key: refresh it with a DPoP proof made with that key",
+                )
+                .into());
             }
             RotateOutcome::Reused { session_id, user_id, verdict } => {
                 tracing::warn!(

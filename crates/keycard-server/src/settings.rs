@@ -226,6 +226,15 @@ pub struct Settings {
     /// The delay before a webhook's first retry; each further one doubles (with jitter), up to
     /// an hour.
     pub webhook_retry_base: HumanDuration,
+    /// DPoP (RFC 9449): `off` (default: proofs are accepted and bind the session, Bearer too) or
+    /// `all` (login, MFA, refresh and `/oauth/token` need a proof; every session is bound).
+    pub dpop_required: crate::dpop::DpopRequired,
+    /// OAuth clients that must use DPoP at `/oauth/token` (their ids; `keycard`, the public
+    /// client, makes it required on keycard's own login and refresh too).
+    pub dpop_required_clients: StringList,
+    /// Whether DPoP proofs must carry a server nonce (`DPoP-Nonce`, `use_dpop_nonce`; RFC 9449
+    /// §8). Nonces are derived from the master key, so every instance accepts every instance's.
+    pub dpop_nonce: bool,
 }
 
 impl Settings {
@@ -328,6 +337,9 @@ impl Default for Settings {
             webauthn_origins: StringList::default(),
             email_link_per_ip_per_minute: 30,
             mail_templates: None,
+            dpop_required: crate::dpop::DpopRequired::Off,
+            dpop_required_clients: StringList::default(),
+            dpop_nonce: false,
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct Inner {
     /// Wakes the webhook sender (`webhooks.rs`): an event queued deliveries, or a test moved the
     /// clock.
     pub webhook_wake: tokio::sync::Notify,
+    /// DPoP server nonces, from a secret derived from the master key (every instance sharing
+    /// the master key issues and accepts the same ones); used when `dpop_nonce` is on.
+    pub dpop_nonces: keycard_core::dpop::NonceSource,
 }
 
 impl Deref for AppState {
@@ -124,6 +127,8 @@ pub struct RuntimeConfig {
     pub webhooks: crate::webhooks::WebhookConfig,
     /// The mail templates (built in, or overridden from `mail_templates`).
     pub templates: Arc<crate::templates::MailTemplates>,
+    /// DPoP (RFC 9449): when proofs are required, and whether nonces are.
+    pub dpop: crate::dpop::DpopConfig,
 }
 
 impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
@@ -192,6 +197,7 @@ impl TryFrom<(&Settings, SocketAddr)> for RuntimeConfig {
                 max_attempts: i64::from(settings.webhook_max_attempts),
                 retry_base: settings.webhook_retry_base.as_secs_i64().max(1),
             },
+            dpop: crate::dpop::DpopConfig::from_settings(settings),
         })
     }
 }
@@ -248,13 +254,14 @@ impl AppState {
             keys: RwLock::new(Arc::new(keys)),
             key_files,
             transit,
-            master,
             keys_loaded_at: AtomicI64::new(clock.now()),
             validator,
             verified: VerifiedTokens::new(verify_cache_size),
             clock,
             mail_wake: tokio::sync::Notify::new(),
             webhook_wake: tokio::sync::Notify::new(),
+            dpop_nonces: crate::dpop::nonce_source(&master),
+            master,
         }))
     }
 

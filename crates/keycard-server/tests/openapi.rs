@@ -85,6 +85,8 @@ const SPEC_CODES: &[(&str, u16)] = &[
     ("unauthorized_client", 400),
     ("unsupported_grant_type", 400),
     ("invalid_scope", 400),
+    ("invalid_dpop_proof", 400),
+    ("use_dpop_nonce", 400),
 ];
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];

@@ -228,6 +228,10 @@ pub trait Store: Send + Sync + 'static {
     /// Spends the `jti` of a client assertion valid until `expires_at`: true the first time,
     /// false when it was already used (and has not expired). Expired ones are forgotten.
     async fn spend_assertion(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool>;
+    /// Spends the `(jkt, jti)` of a DPoP proof accepted until `expires_at` (RFC 9449 §11.1):
+    /// true the first time, false when it was seen before and has not expired (a replay).
+    /// Expired pairs are forgotten. Shared by every instance on the same database.
+    async fn spend_dpop_proof(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool>;
 
     /// Puts a message in the mail outbox, due at once. Flows that send mail because of an event
     /// write it in the event's own transaction instead (each backend's `insert_mail` helper), so

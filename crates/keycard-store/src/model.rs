@@ -94,6 +94,9 @@ pub struct NewSession {
     pub amr: keycard_core::amr::Amr,
     /// When the user signed in (usually `created_at`).
     pub auth_time: i64,
+    /// The RFC 7638 thumbprint of the DPoP key the session is bound to (RFC 9449), when it was
+    /// started with a DPoP proof: every refresh must then come with a proof of that key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A stored session.
@@ -122,6 +125,9 @@ pub struct SessionRecord {
     pub amr: keycard_core::amr::Amr,
     /// When the user last proved who they are (the login or a step-up): `auth_time`.
     pub auth_time: i64,
+    /// The thumbprint of the DPoP key the session is bound to (its access tokens carry it as
+    /// `cnf.jkt`); `None` for a Bearer session.
+    pub dpop_jkt: Option<String>,
 }
 
 /// Refresh-token binding: what must stay the same between login and each refresh. Carried by
@@ -195,9 +201,23 @@ pub struct Rotation {
     /// The binding the session must keep: on a mismatch the rotation revokes the session
     /// instead (reason `binding_mismatch`, audit `session_revoked`), in the same transaction.
     pub binding: Binding,
+    /// The thumbprint of the DPoP key whose proof came with this refresh (already verified), if
+    /// any. A session bound to a key rotates only with that key's proof; otherwise nothing
+    /// changes and the outcome is [`RotateOutcome::DpopMismatch`].
+    pub dpop_jkt: Option<String>,
 }
 
 impl Rotation {
+    /// Whether this refresh satisfies the session's DPoP binding: an unbound session takes any
+    /// refresh; a bound one only a proof of its key.
+    pub fn dpop_holds(&self, session: &SessionRecord) -> bool {
+        match (&session.dpop_jkt, &self.dpop_jkt) {
+            (None, _) => true,
+            (Some(bound), Some(presented)) => bound == presented,
+            (Some(_), None) => false,
+        }
+    }
+
     /// Whether this refresh comes from the device `session` was started on (per the binding).
     pub fn binding_holds(&self, session: &SessionRecord) -> bool {
         self.binding.matches(
@@ -326,6 +346,14 @@ pub enum RotateOutcome {
     /// Unknown token, or its session is revoked or expired, or its user is disabled. Nothing
     /// changed.
     Invalid,
+    /// The token was live but its session is DPoP-bound and the refresh came without a proof of
+    /// that key. Nothing changed (the token stays live: the rightful client still has the key).
+    DpopMismatch {
+        /// The session.
+        session_id: String,
+        /// Its owner.
+        user_id: String,
+    },
 }
 
 /// An OAuth client registered by an operator (`keycard clients add`).

@@ -144,6 +144,7 @@ impl Model {
             email_verified: false,
             amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
             auth_time: s.created_at,
+            dpop_jkt: None,
         }
     }
 
@@ -216,6 +217,7 @@ async fn apply(store: &dyn Store, m: &mut Model, op: &Op) {
                 ip: None,
                 amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
                 auth_time: now,
+                dpop_jkt: None,
             };
             let first = RefreshToken::generate();
             let created = store.create_session(&new, &first.hash(), &audited()).await;
@@ -325,6 +327,7 @@ async fn rotate(store: &dyn Store, m: &mut Model, pick: &Pick) {
         ip: None,
         user_agent: None,
         binding: Default::default(),
+        dpop_jkt: None,
     };
     let outcome = store.rotate_refresh(&rotation).await.expect("rotate_refresh");
 
@@ -372,6 +375,7 @@ async fn rotate(store: &dyn Store, m: &mut Model, pick: &Pick) {
         RotateOutcome::Reused { .. } => m.revoke(&BTreeSet::from([s.id])),
         // The model's rotations carry no binding, so no mismatch can happen.
         RotateOutcome::BindingMismatch { .. } => panic!("a rotation without binding reported a mismatch"),
+        RotateOutcome::DpopMismatch { .. } => panic!("a session without DPoP reported a DPoP mismatch"),
         RotateOutcome::Invalid => {}
     }
 }
@@ -460,6 +464,7 @@ fn a_used_token_yields_again_only_inside_the_reuse_interval() {
             ip: None,
             amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
             auth_time: T0,
+            dpop_jkt: None,
         };
         let t0 = RefreshToken::generate();
         store.create_session(&session, &t0.hash(), &audited()).await.unwrap();
@@ -476,6 +481,7 @@ fn a_used_token_yields_again_only_inside_the_reuse_interval() {
                     ip: None,
                     user_agent: None,
                     binding: Default::default(),
+                    dpop_jkt: None,
                 };
                 (store.rotate_refresh(&r).await.unwrap(), replacement)
             }

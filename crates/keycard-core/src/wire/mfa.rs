@@ -101,7 +101,7 @@ impl std::fmt::Debug for StepUpRequest {
 pub struct StepUpResponse {
     /// The signed access token.
     pub access_token: String,
-    /// Always `Bearer`.
+    /// `Bearer`, or `DPoP` for a DPoP-bound session.
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,

@@ -22,8 +22,8 @@ pub async fn logout(
     OptionalJson(req): OptionalJson<LogoutRequest>,
 ) -> Result<Response, ApiError> {
     let (user_id, session_id) = if headers.contains_key(axum::http::header::AUTHORIZATION) {
-        let token = crate::extract::bearer_token_from(&headers)?;
-        let auth = Authenticated::from_token(&state, token).await?;
+        let post = axum::http::Method::POST;
+        let auth = Authenticated::from_headers(&state, &headers, &post, || "/auth/logout").await?;
         (auth.user.id, auth.claims.sid)
     } else {
         let Some((raw, _)) = presented_refresh(req.refresh_token, &headers, &jar, &state)? else {

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use keycard_core::wire::mfa::*;
@@ -18,9 +18,14 @@ use crate::state::AppState;
 pub async fn verify(
     State(state): State<AppState>,
     jar: CookieJar,
-    client: ClientInfo,
+    headers: HeaderMap,
+    mut client: ClientInfo,
     ApiJson(req): ApiJson<MfaVerifyRequest>,
 ) -> Result<Response, ApiError> {
+    // The session starts here: a DPoP proof binds it to its key (RFC 9449).
+    let path = "/auth/mfa/verify";
+    let proof = crate::dpop::token_proof(&state, &headers, &Method::POST, path, crate::oauth::PUBLIC_CLIENT).await?;
+    client.dpop_jkt = proof.map(|p| p.jkt);
     let (issued, user, delivery) = state.factors().verify_login(req, &client).await?;
     issue::login_response(&state, jar, issued, &user.id, delivery)
 }

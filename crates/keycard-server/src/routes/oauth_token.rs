@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use keycard_core::ErrorCode;
 
@@ -17,12 +17,15 @@ use crate::state::AppState;
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    client: ClientInfo,
+    mut client: ClientInfo,
     form: OAuthForm,
 ) -> Result<Response, OAuthError> {
     let grant = form.required("grant_type")?.to_owned();
     let oauth = state.oauth();
     let caller = oauth.authenticate(&headers, &form, "/oauth/token", &client).await?;
+    // RFC 9449: a proof binds the tokens issued (required for `dpop_required_clients`).
+    let proof = crate::dpop::token_proof(&state, &headers, &Method::POST, "/oauth/token", caller.id()).await?;
+    client.dpop_jkt = proof.map(|p| p.jkt);
     let issued = match grant.as_str() {
         "refresh_token" => oauth.refresh(&caller, &form, client).await?,
         "client_credentials" => oauth.client_credentials(&caller, &form, &client).await?,

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use keycard_core::wire::mfa::*;
@@ -39,13 +40,18 @@ pub async fn login_options(
     Ok(Json(state.passkeys().login_options(&client).await?))
 }
 
-/// `POST /auth/passkeys/login`: signs in with a passkey; the login's token response.
+/// `POST /auth/passkeys/login`: signs in with a passkey; the login's token response (bound to the
+/// key of a DPoP proof, as a password login is).
 pub async fn login(
     State(state): State<AppState>,
     jar: CookieJar,
-    client: ClientInfo,
+    headers: HeaderMap,
+    mut client: ClientInfo,
     ApiJson(req): ApiJson<PasskeyLoginRequest>,
 ) -> Result<Response, ApiError> {
+    let path = "/auth/passkeys/login";
+    let proof = crate::dpop::token_proof(&state, &headers, &Method::POST, path, crate::oauth::PUBLIC_CLIENT).await?;
+    client.dpop_jkt = proof.map(|p| p.jkt);
     let device = req.device_token.as_deref().or_else(|| cookies::device_cookie(&jar, &state.config));
     let delivery = req.delivery.unwrap_or_default();
     let (issued, user) = state.passkeys().login(&req.passkey_token, req.credential.clone(), device, &client).await?;

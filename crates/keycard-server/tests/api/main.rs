@@ -7,6 +7,7 @@ mod bad_input;
 mod bao;
 mod defence;
 mod discovery;
+mod dpop;
 mod email;
 mod hardening;
 mod helpers;

@@ -373,3 +373,30 @@ async fn a_passkey_only_account_that_lost_its_passkey_gets_back_in_by_email_and_
     assert_eq!(list["factors"].as_array().unwrap().len(), 1);
     assert_eq!(list["recovery_codes_left"], 9);
 }
+
+#[tokio::test]
+async fn a_passwordless_sign_in_with_a_dpop_proof_binds_the_session_to_its_key() {
+    use keycard_core::dpop::DpopKey;
+    use keycard_core::keys::KeyAlg;
+    let app = spawn().await;
+    let mut user = register(&app).await;
+    let key = DpopKey::generate(KeyAlg::Es256).unwrap();
+    let (token, request) = passwordless_options(&app, &user.credential_id).await;
+    let assertion = discoverable(&mut user.key, &request, &user.user_id);
+    let proof = key.proof("POST", &app.url("/auth/passkeys/login"), None, None, app.now()).unwrap();
+    let resp = app
+        .client
+        .post(app.url("/auth/passkeys/login"))
+        .header("dpop", proof)
+        .json(&json!({"passkey_token": token, "credential": assertion, "delivery": "body"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let tokens: Value = resp.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "DPoP");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(claims(access)["cnf"]["jkt"].is_string(), "bound: {}", claims(access));
+    // Copied out and replayed as a bearer token: refused.
+    assert_eq!(app.get_authed("/auth/me", access).await.status(), StatusCode::UNAUTHORIZED);
+}

@@ -228,8 +228,8 @@ impl Store for PgStore {
         let verified = state.is_some_and(|(_, verified)| verified);
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip,
-                                   email_verified, amr, auth_time)
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                   email_verified, amr, auth_time, dpop_jkt)
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -241,6 +241,7 @@ impl Store for PgStore {
         .bind(verified)
         .bind(i16::from(s.amr.bits()))
         .bind(s.auth_time)
+        .bind(&s.dpop_jkt)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)")
@@ -710,6 +711,19 @@ impl Store for PgStore {
         revoke::publish(&mut tx, &[grant_id.to_owned()], id, reason, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn spend_dpop_proof(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
+        // One statement each, no transaction: the insert alone decides (the primary key).
+        sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+        let done =
+            sqlx::query("INSERT INTO dpop_proofs (jkt, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(jkt)
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn spend_assertion(&self, client_id: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {

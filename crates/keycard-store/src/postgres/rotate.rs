@@ -21,11 +21,12 @@ use crate::Result;
 use crate::model::{AuditEvent, Presenter, RotateOutcome, Rotation, SessionRecord};
 
 /// A session row as selected by [`SESSION_COLUMNS`].
-pub(super) type SessionRow = (String, String, i64, i64, i64, i64, Option<String>, Option<String>, bool, i16, i64);
+pub(super) type SessionRow =
+    (String, String, i64, i64, i64, i64, Option<String>, Option<String>, bool, i16, i64, Option<String>);
 
 /// The columns of a [`SessionRow`], on the table alias `s`.
 pub(super) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip, \
-     s.email_verified, s.amr, s.auth_time";
+     s.email_verified, s.amr, s.auth_time, s.dpop_jkt";
 
 /// A row as a record.
 pub(super) fn session(row: SessionRow) -> SessionRecord {
@@ -41,6 +42,7 @@ pub(super) fn session(row: SessionRow) -> SessionRecord {
         email_verified,
         amr,
         auth_time,
+        dpop_jkt,
     ) = row;
     SessionRecord {
         id,
@@ -54,6 +56,7 @@ pub(super) fn session(row: SessionRow) -> SessionRecord {
         email_verified,
         amr: keycard_core::amr::Amr::from_bits(amr as u8),
         auth_time,
+        dpop_jkt,
     }
 }
 
@@ -130,6 +133,10 @@ pub(super) async fn rotate(mut tx: Transaction<'static, Postgres>, r: &Rotation)
             .await?;
     }
 
+    if !r.dpop_holds(&family) {
+        // A DPoP-bound session refreshed without its key's proof: roll back, the token stays live.
+        return Ok(RotateOutcome::DpopMismatch { session_id: family.id, user_id: family.user_id });
+    }
     if !r.binding_holds(&family) {
         // Another device presents this session's token: stolen, or moved. The session ends.
         let ids =

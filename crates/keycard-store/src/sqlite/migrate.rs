@@ -84,6 +84,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0010_second_factors.sql"),
     },
     Migration { version: 11, description: "passkeys", sql: include_str!("../../migrations/sqlite/0011_passkeys.sql") },
+    Migration { version: 12, description: "dpop", sql: include_str!("../../migrations/sqlite/0012_dpop.sql") },
 ];
 
 /// Brings the database on `conn` up to date with [`MIGRATIONS`].

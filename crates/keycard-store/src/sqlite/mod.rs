@@ -17,7 +17,7 @@
 macro_rules! cols {
     () => {
         "s.id, s.user_id, s.created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.user_agent, s.ip, \
-         s.email_verified, s.amr, s.auth_time"
+         s.email_verified, s.amr, s.auth_time, s.dpop_jkt"
     };
 }
 

@@ -22,8 +22,8 @@ const USER_BY_ID: &str =
     "SELECT id, email, password_hash, created_at, disabled_at, email_verified_at FROM users WHERE id = ?1";
 const INSERT_SESSION: &str = "INSERT INTO sessions
      (id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip, email_verified, amr,
-      auth_time)
-     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+      auth_time, dpop_jkt)
+     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 pub(super) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)";
 const SESSION_BY_REFRESH: &str = concat!(
     "SELECT ",
@@ -116,6 +116,9 @@ const CLIENT_GRANT: &str = "SELECT grant_id FROM oauth_clients WHERE id = ?1";
 const DELETE_CLIENT: &str = "DELETE FROM oauth_clients WHERE id = ?1";
 const SET_CLIENT_GRANT: &str = "UPDATE oauth_clients SET grant_id = ?3 WHERE id = ?1 AND grant_id = ?2";
 const FORGET_ASSERTIONS: &str = "DELETE FROM oauth_assertions WHERE client_id = ?1 AND expires_at <= ?2";
+const FORGET_DPOP_PROOFS: &str = "DELETE FROM dpop_proofs WHERE expires_at < ?1";
+const SPEND_DPOP_PROOF: &str =
+    "INSERT INTO dpop_proofs (jkt, jti, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
 const SPEND_ASSERTION: &str =
     "INSERT INTO oauth_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
 const APPEND_AUDIT: &str = "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail)
@@ -139,6 +142,7 @@ pub(super) fn session(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         email_verified: row.get(8)?,
         amr: keycard_core::amr::Amr::from_bits(row.get(9)?),
         auth_time: row.get(10)?,
+        dpop_jkt: row.get(11)?,
     })
 }
 
@@ -328,7 +332,8 @@ impl Store for SqliteStore {
                 s.ip,
                 verified,
                 s.amr.bits(),
-                s.auth_time
+                s.auth_time,
+                s.dpop_jkt
             ])?;
             c.prepare_cached(INSERT_TOKEN)?.execute(params![first_token.as_bytes(), s.id, s.created_at])?;
             append_audit(c, &audit.completed(&s.user_id, 0))?;
@@ -693,6 +698,15 @@ impl Store for SqliteStore {
         self.write(move |c| {
             c.prepare_cached(FORGET_ASSERTIONS)?.execute(params![client_id, now])?;
             Ok(Done::Keep(c.prepare_cached(SPEND_ASSERTION)?.execute(params![client_id, jti, expires_at])? == 1))
+        })
+        .await
+    }
+
+    async fn spend_dpop_proof(&self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> Result<bool> {
+        let (jkt, jti) = (jkt.to_owned(), jti.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(FORGET_DPOP_PROOFS)?.execute(params![now])?;
+            Ok(Done::Keep(c.prepare_cached(SPEND_DPOP_PROOF)?.execute(params![jkt, jti, expires_at])? == 1))
         })
         .await
     }

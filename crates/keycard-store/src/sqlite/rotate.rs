@@ -23,7 +23,7 @@ const RETIRE_UNUSED: &str = "UPDATE refresh_tokens SET used_at = ?1 WHERE sessio
 const TOUCH_SESSION: &str = "UPDATE sessions SET last_used_at = ?3, idle_expires_at = MIN(?2 + ?3, absolute_expires_at)
      WHERE id = ?1 AND revoked_at IS NULL AND idle_expires_at > ?3 AND absolute_expires_at > ?3
      RETURNING id, user_id, created_at, last_used_at, idle_expires_at, absolute_expires_at, user_agent, ip,
-               email_verified, amr, auth_time";
+               email_verified, amr, auth_time, dpop_jkt";
 
 /// Where the rotation that spent a token came from: its `refresh` event (same user, session and
 /// second). Only read when a used token comes back.
@@ -78,6 +78,10 @@ pub(super) fn rotate(c: &Connection, r: &Rotation) -> Result<Done<RotateOutcome>
         // Revoked or expired session, or a disabled user: undo, the presented token stays as it was.
         return Ok(Done::Undo(RotateOutcome::Invalid));
     };
+    if !r.dpop_holds(&rotated) {
+        // A DPoP-bound session refreshed without its key's proof: undo, the token stays live.
+        return Ok(Done::Undo(RotateOutcome::DpopMismatch { session_id: rotated.id, user_id: rotated.user_id }));
+    }
     if !r.binding_holds(&rotated) {
         // Another device presents this session's token: stolen, or moved. The session ends.
         revoke_in(c, std::slice::from_ref(&rotated.id), &rotated.user_id, RevocationReason::BindingMismatch, r.now)?;

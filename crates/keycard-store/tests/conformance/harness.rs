@@ -101,6 +101,7 @@ pub async fn session_at(store: &dyn Store, user_id: &str, at: i64) -> (String, T
         ip: Some("192.0.2.1".into()),
         amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
         auth_time: at,
+        dpop_jkt: None,
     };
     store.create_session(&new, &first, &audited()).await.expect("session created");
     (id, first)
@@ -122,5 +123,6 @@ pub fn rotation(presented: TokenHash, replacement: TokenHash, now: i64) -> Rotat
         ip: None,
         user_agent: None,
         binding: Binding::None,
+        dpop_jkt: None,
     }
 }

@@ -13,6 +13,7 @@ mod harness;
 
 mod clients;
 mod concurrency;
+mod dpop;
 mod email;
 mod factors;
 mod keys_audit;
@@ -53,6 +54,8 @@ macro_rules! conformance {
 }
 
 conformance! {
+    dpop::a_bound_session_rotates_only_with_its_key,
+    dpop::a_dpop_proof_is_spent_once_until_it_expires,
     email::a_signup_link_is_written_with_the_user_and_verifies_it_and_its_sessions_once,
     email::a_new_link_supersedes_the_old_one_and_links_expire,
     email::an_address_changes_only_on_confirmation_and_never_to_a_taken_one,

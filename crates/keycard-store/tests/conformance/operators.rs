@@ -70,6 +70,7 @@ pub async fn a_disabled_users_access_tokens_are_refused_and_no_session_of_theirs
         ip: None,
         amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
         auth_time: NOW + 12,
+        dpop_jkt: None,
     };
     let refused = store.create_session(&new, &token(), &audited()).await;
     assert!(matches!(refused, Err(StoreError::UserDisabled)), "{refused:?}");
@@ -254,6 +255,7 @@ pub async fn disabling_a_user_while_their_sessions_rotate_and_log_in_leaves_none
             ip: None,
             amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
             auth_time: NOW + 10,
+            dpop_jkt: None,
         };
         let store = store.clone();
         tasks.spawn(async move {

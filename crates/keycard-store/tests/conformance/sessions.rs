@@ -21,6 +21,7 @@ pub async fn a_new_session_is_listed_and_found_by_its_refresh_token(store: Arc<d
         email_verified: false,
         amr: keycard_core::amr::Amr::of(&[keycard_core::amr::AuthMethod::Pwd]),
         auth_time: NOW,
+        dpop_jkt: None,
     };
 
     assert_eq!(store.session_by_refresh(&first, NOW + 1).await.unwrap(), Some(expected.clone()));
