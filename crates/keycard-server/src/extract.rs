@@ -252,8 +252,12 @@ impl Authenticated {
     }
 }
 
-/// The token of `Authorization: DPoP <token>`; `None` for any other scheme.
+/// The token of `Authorization: DPoP <token>`; `None` for any other scheme. The scheme is looked
+/// at on the bytes first, so a Bearer header is not scanned whole here (the `/auth/me` path).
 fn dpop_token(value: &axum::http::HeaderValue) -> Option<&str> {
+    if !value.as_bytes().get(..5).is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"dpop ")) {
+        return None;
+    }
     let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
     scheme.eq_ignore_ascii_case("dpop").then(|| token.trim()).filter(|t| !t.is_empty())
 }
