@@ -202,8 +202,7 @@ impl Factors<'_> {
                 let challenge = passkey.ok_or_else(|| {
                     ApiError::new(ErrorCode::InvalidMfa, "no passkey challenge goes with this answer")
                 })?;
-                let passkeys: Vec<FactorRecord> =
-                    factors.iter().filter(|f| f.kind == crate::passkeys::KIND_PASSKEY).cloned().collect();
+                let passkeys = crate::passkeys::only(factors);
                 state.passkeys().verify(&user.id, &passkeys, assertion, challenge, client, session_id).await
             }
             Answer::Code(code) => {
@@ -244,8 +243,7 @@ impl Factors<'_> {
     ) -> Result<MfaChallenge, ApiError> {
         let now = self.state.now();
         let token = MfaToken::generate();
-        let passkeys: Vec<FactorRecord> =
-            factors.iter().filter(|f| f.kind == crate::passkeys::KIND_PASSKEY).cloned().collect();
+        let passkeys = crate::passkeys::only(factors);
         let (webauthn, passkey) = if passkeys.is_empty() || !self.state.passkeys().enabled() {
             (None, None)
         } else {
@@ -430,7 +428,7 @@ impl Factors<'_> {
             .await?
             .into_iter()
             .map(|f| {
-                let passkey = f.kind == crate::passkeys::KIND_PASSKEY;
+                let passkey = crate::passkeys::is_passkey(&f);
                 FactorInfo {
                     kind: if passkey { FactorKind::Passkey } else { FactorKind::Totp },
                     backed_up: if passkey { crate::passkeys::backed_up(&f) } else { None },
@@ -533,7 +531,7 @@ impl Factors<'_> {
         if factor.is_none_or(|f| f.confirmed_at.is_some()) {
             self.require_recent(auth, false).await?;
         }
-        let passkey = factor.is_some_and(|f| f.kind == crate::passkeys::KIND_PASSKEY);
+        let passkey = factor.is_some_and(crate::passkeys::is_passkey);
         let detail = Some(format!("{} {factor_id}", if passkey { "passkey" } else { "factor" }));
         let event = client.event(
             if passkey { AuditKind::PasskeyRemoved } else { AuditKind::MfaRemoved },

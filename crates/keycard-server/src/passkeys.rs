@@ -142,6 +142,16 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, 
     })
 }
 
+/// Whether `factor` is a passkey (the other factors are authenticator apps).
+pub fn is_passkey(factor: &FactorRecord) -> bool {
+    factor.kind == KIND_PASSKEY
+}
+
+/// The passkeys among `factors`.
+pub fn only(factors: &[FactorRecord]) -> Vec<FactorRecord> {
+    factors.iter().filter(|f| is_passkey(f)).cloned().collect()
+}
+
 /// The passkey stored in a factor.
 pub fn credential(factor: &FactorRecord) -> Result<Passkey, ApiError> {
     serde_json::from_slice(&factor.secret)
@@ -190,7 +200,7 @@ impl Passkeys<'_> {
     /// The user's active passkeys.
     pub async fn of(&self, user_id: &str) -> Result<Vec<FactorRecord>, ApiError> {
         let mut factors = self.state.factors().active(user_id).await?;
-        factors.retain(|f| f.kind == KIND_PASSKEY);
+        factors.retain(is_passkey);
         Ok(factors)
     }
 
