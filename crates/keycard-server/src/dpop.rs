@@ -12,7 +12,10 @@
 //! `htu` is compared with the issuer (the URL clients address keycard by) followed by the
 //! request's path: the `Host` header is never trusted.
 
-use axum::http::{HeaderMap, Method};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
 use keycard_core::ErrorCode;
 use keycard_core::dpop::{
     Confirmation, DEFAULT_NONCE_PERIOD_SECS, DpopError, DpopPolicy, NonceCheck, NonceSource, ProofExpectations,
@@ -209,6 +212,24 @@ pub async fn resource_proof(
     };
     check(state, Place::Resource, proof, method, path, Some(token), Some(cnf)).await
 }
+
+/// With server nonces on (a layer added only then): the answer to a request that carried a
+/// `DPoP` header gets the current nonce in `DPoP-Nonce` unless it has one (refusals set their
+/// own), so a client's next proof can carry it before the nonce it holds expires.
+pub async fn offer_nonce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let sent_proof = request.headers().contains_key("dpop");
+    let mut response = next.run(request).await;
+    if sent_proof && !response.headers().contains_key(NONCE_HEADER) {
+        let nonce = state.dpop_nonces.nonce(state.now());
+        if let Ok(value) = HeaderValue::from_str(&nonce) {
+            response.headers_mut().insert(NONCE_HEADER, value);
+        }
+    }
+    response
+}
+
+/// The response header carrying a server nonce.
+pub const NONCE_HEADER: &str = "dpop-nonce";
 
 /// The `token_type` of a response for a token bound (or not) to a key.
 pub fn token_type(bound: bool) -> &'static str {

@@ -154,7 +154,7 @@ fn dpop_response(code: ErrorCode, description: String, resource: bool, algs: &st
         response.headers_mut().remove(header::WWW_AUTHENTICATE);
     }
     if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(n).ok()) {
-        response.headers_mut().insert("dpop-nonce", value);
+        response.headers_mut().insert(crate::dpop::NONCE_HEADER, value);
     }
     response
 }

@@ -161,14 +161,19 @@ pub fn cors(allowed_origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, _| origins.contains(origin)))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static(crate::cookies::CSRF_HEADER),
+            HeaderName::from_static("dpop"),
         ])
-        // keycard.js on another origin reads `Retry-After` of a 429/503 to back off; it is not a
-        // CORS-safelisted response header.
-        .expose_headers([header::RETRY_AFTER])
+        // keycard.js on another origin reads `Retry-After` of a 429/503 to back off, and the
+        // DPoP challenge and nonce; none is a CORS-safelisted response header.
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static(crate::dpop::NONCE_HEADER),
+        ])
         .max_age(std::time::Duration::from_secs(600))
 }

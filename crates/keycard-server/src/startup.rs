@@ -282,6 +282,15 @@ pub fn with_global_layers(
         // Outside CORS, so even a preflight carrying a token in its URL is refused.
         .layer(axum::middleware::from_fn_with_state(state.config.request_timeout, middleware::guard_request))
         .layer(middleware::cors(&state.config.allowed_origins))
+        // With server nonces on, every answer to a DPoP request carries the current one (RFC 9449
+        // §8.2), so clients rarely meet `use_dpop_nonce`. Off, nothing is added to the stack.
+        .option_layer(
+            state
+                .config
+                .dpop
+                .nonce
+                .then(|| axum::middleware::from_fn_with_state(state.clone(), crate::dpop::offer_nonce)),
+        )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .service(router)
 }

@@ -215,6 +215,75 @@ async fn nonces_when_turned_on_are_asked_for_and_then_accepted() {
     refused(resp, "use_dpop_nonce", "no nonce on a resource request").await;
     let resp = me_dpop(&app, access, Some(&proof(&app, &key, "GET", "/auth/me", Some(access), Some(&nonce)))).await;
     assert_eq!(resp.status(), 200);
+    assert_eq!(nonce_of(&resp), Some(nonce.clone()), "a success hands out the current nonce too");
+
+    // The nonce moves on with the clock (five-minute buckets, the one before still taken). A
+    // client that reads each answer's nonce never meets `use_dpop_nonce`.
+    app.advance(300.0);
+    let resp = me_dpop(&app, access, Some(&proof(&app, &key, "GET", "/auth/me", Some(access), Some(&nonce)))).await;
+    assert_eq!(resp.status(), 200, "the previous bucket's nonce is still accepted");
+    let next = nonce_of(&resp).expect("the success carries the new nonce");
+    assert_ne!(next, nonce);
+    app.advance(300.0);
+    let resp = me_dpop(&app, access, Some(&proof(&app, &key, "GET", "/auth/me", Some(access), Some(&nonce)))).await;
+    let newest = nonce_of(&resp).expect("a refusal names the nonce to use");
+    assert!(newest != next && newest != nonce, "the current bucket's nonce");
+    refused(resp, "use_dpop_nonce", "a nonce two buckets old").await;
+    let resp = me_dpop(&app, access, Some(&proof(&app, &key, "GET", "/auth/me", Some(access), Some(&next)))).await;
+    assert_eq!(resp.status(), 200, "the nonce handed out by the last success");
+
+    // Requests without a proof are not handed nonces.
+    let resp = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+    assert_eq!((resp.status().as_u16(), nonce_of(&resp)), (200, None));
+}
+
+fn nonce_of(resp: &reqwest::Response) -> Option<String> {
+    resp.headers().get("dpop-nonce").map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn without_nonces_no_nonce_is_handed_out() {
+    let app = spawn_app().await;
+    let key = key();
+    let (_, tokens) = dpop_login(&app, &key).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let resp = me_dpop(&app, access, Some(&proof(&app, &key, "GET", "/auth/me", Some(access), None))).await;
+    assert_eq!((resp.status().as_u16(), nonce_of(&resp)), (200, None));
+}
+
+#[tokio::test]
+async fn a_page_on_an_allowed_origin_may_send_proofs_and_read_the_nonce() {
+    let app = spawn_app_with(|s| s.allowed_origins.0 = vec!["https://app.example".into()]).await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/auth/me"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PATCH")
+        .header("access-control-request-headers", "authorization, dpop")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let header = |name: &str| preflight.headers().get(name).map(|v| v.to_str().unwrap().to_ascii_lowercase());
+    assert!(header("access-control-allow-headers").is_some_and(|h| h.contains("dpop")), "{:?}", preflight.headers());
+    assert!(header("access-control-allow-methods").is_some_and(|h| h.contains("patch")), "renaming a factor");
+
+    let key = key();
+    let (_, tokens) = dpop_login(&app, &key).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let resp = app
+        .client
+        .get(app.url("/auth/me"))
+        .header("origin", "https://app.example")
+        .header("authorization", format!("DPoP {access}"))
+        .send()
+        .await
+        .unwrap();
+    let exposed = resp.headers().get("access-control-expose-headers").unwrap().to_str().unwrap().to_ascii_lowercase();
+    for name in ["dpop-nonce", "www-authenticate", "retry-after"] {
+        assert!(exposed.contains(name), "{name} is readable by the page: {exposed}");
+    }
+    refused(resp, "invalid_dpop_proof", "no proof").await;
 }
 
 #[tokio::test]
