@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instruction counts of the request path (docs/BENCHMARKS.md, session 6). One callgrind run of BIN for SCENARIO with N requests; keeps the output at OUT.
+# Instruction counts of the request path (docs/BENCHMARKS.md, session 6). One callgrind run of BIN for SCENARIO (me, refresh, me-dpop, refresh-dpop: scripts/perf/client.py) with N requests; keeps the output at OUT.
 set -euo pipefail
 bin=$1; scenario=$2; n=$3; out=$4
 work=$(mktemp -d)
