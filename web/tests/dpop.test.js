@@ -7,9 +7,11 @@
 // which sees HttpOnly cookies), gets nothing from Node: the token is refused as Bearer and with a
 // proof of another key, the refresh is refused without a proof and with another key's, while the
 // page goes on with the very same cookie. A reload keeps the key and the session; two tabs share
-// one key, also when both make it at the same moment; a browser without Ed25519 uses P-256. A
-// second server with `dpop_nonce = true` asks for nonces (`use_dpop_nonce`), and keycard.js
-// answers them without the page noticing, at login, at refresh and on a protected call.
+// one key, also when both make it at the same moment; a login's second factor step and a passkey
+// sign-in bind the session too; a browser without Ed25519 uses P-256. A second server with
+// `dpop_nonce = true` asks for nonces (`use_dpop_nonce`), and keycard.js answers them without the
+// page noticing, at login, at refresh and on a protected call. Passkeys need a host name: a third
+// server's issuer is http://localhost:PORT, the address its page uses (proofs' htu must name it).
 //
 // Proofs are checked here too, independently of keycard: signature (node:crypto), header, htm,
 // htu, iat, ath. The thief's proofs are made by node:crypto with a key of its own.
@@ -21,11 +23,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import net from 'node:net';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import * as OTPAuth from 'otpauth';
 import { chromium } from 'playwright-core';
 
 import { LAUNCH, readableState, serveWebFromDisk, signedIn, signedOut } from './harness.js';
@@ -45,10 +49,11 @@ const calls = []; // every request the pages made to a keycard: see `record`
 
 /// A keycard on a free loopback port with a fresh database (`env`: more settings); resolves to its
 /// base URL, http://127.0.0.1:PORT, which is also its issuer (what proofs' `htu` must name).
-function startKeycard(name, env = {}) {
+function startKeycard(name, env = {}, { port = 0, issuer } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), `keycard-dpop-${name}-`));
-  const args = ['serve', '--bind', '127.0.0.1:0', '--database', path.join(dir, 'keycard.db')];
+  const args = ['serve', '--bind', `127.0.0.1:${port}`, '--database', path.join(dir, 'keycard.db')];
   args.push('--access-ttl', '5m', '--leeway', '0s', '--email-verification', 'off');
+  if (issuer) args.push('--issuer', issuer);
   const child = spawn(BIN, args, {
     env: { ...process.env, ...env, KEYCARD_LOG: 'info', NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -65,6 +70,17 @@ function startKeycard(name, env = {}) {
     child.stderr.on('data', onData);
     child.on('exit', (code) => reject(new Error(`keycard ${name} exited (${code}):\n${server.log}`)));
     setTimeout(() => reject(new Error(`keycard ${name} did not report its address:\n${server.log}`)), 15000);
+  });
+}
+
+/// A loopback port free right now.
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+    probe.on('error', reject);
   });
 }
 
@@ -477,6 +493,38 @@ describe('DPoP from keycard.js in headless Chromium', { concurrency: false }, ()
     await page2.close();
   });
 
+  it('binds the session of a login with a second factor (the code step carries the proof)', async () => {
+    // A new account on the same browser: the same key. The page is signed out (the last step).
+    const mfaEmail = `maria+${stamp}@example.com`;
+    await signUp(page, mfaEmail);
+    await settled('main');
+    const enrolment = await page.evaluate(() => keycard.mfa.enrolTotp());
+    const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(enrolment.secret), algorithm: 'SHA1', digits: 6, period: 30 });
+    const step = Math.floor(Date.now() / 30000);
+    await page.evaluate(([id, code]) => keycard.mfa.confirmTotp(id, code), [enrolment.factor_id, totp.generate({ timestamp: step * 30000 })]);
+    await page.click('#logout');
+    await signedOut(page);
+
+    await page.fill('#email', mfaEmail);
+    await page.fill('#password', password);
+    await page.click('#login');
+    await page.waitForSelector('#mfa-form:not([hidden])');
+    const [login] = await recorded((c) => c.path === '/auth/login' && c.origin === A && c.tokenType === undefined && c.status === 200);
+    assert.equal(checkProof(login.dpop, { method: 'POST', url: `${A}/auth/login` }).jkt, jkt, 'the password step carried a proof too');
+    // The step after the one the confirmation took (keycard allows one step of skew).
+    await page.fill('#mfa-code', totp.generate({ timestamp: (step + 1) * 30000 }));
+    await page.click('#mfa-verify');
+    await signedIn(page);
+    const [verify] = await recorded((c) => c.path === '/auth/mfa/verify' && c.origin === A);
+    assert.equal(verify.status, 200);
+    assert.equal(verify.tokenType, 'DPoP');
+    assert.equal(checkProof(verify.dpop, { method: 'POST', url: `${A}/auth/mfa/verify` }).jkt, jkt);
+    const session = await page.evaluate(() => keycard.session());
+    assert.ok(session.claims.amr.includes('mfa'), `amr ${JSON.stringify(session.claims.amr)}`);
+    assert.deepEqual(session.claims.cnf, { jkt });
+    assert.equal(await me(page), 200);
+  });
+
   it('makes one key when two tabs make theirs at the same moment', async () => {
     const ctx = await browser.newContext();
     await serveWebFromDisk(ctx, A);
@@ -627,6 +675,58 @@ describe('DPoP from keycard.js in headless Chromium', { concurrency: false }, ()
       const token = retried.authorization.slice(5);
       assert.equal(checkProof(retried.dpop, { method: 'GET', url: `${B}/auth/me`, accessToken: token }).claims.nonce, stale.nonce);
       await shot(p, 'dpop-02-nonces.png');
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('binds the session of a passkey sign-in (keycard named by its issuer, http://localhost)', async () => {
+    // Passkeys need a host name, and proofs name the URL the page calls: this keycard's issuer
+    // is http://localhost:PORT, the address the page uses.
+    const port = await freePort();
+    const C = `http://localhost:${port}`;
+    await startKeycard('passkey', {}, { port, issuer: C });
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+    await serveWebFromDisk(ctx, C);
+    record(ctx, 'passkey');
+    try {
+      const p = watch(await ctx.newPage(), 'passkey');
+      const cdp = await ctx.newCDPSession(p);
+      await cdp.send('WebAuthn.enable');
+      const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+        options: {
+          protocol: 'ctap2',
+          transport: 'internal',
+          hasResidentKey: true,
+          hasUserVerification: true,
+          isUserVerified: true,
+          automaticPresenceSimulation: true,
+        },
+      });
+      const presence = (enabled) => cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled });
+      await p.goto(`${C}/?dpop`);
+      await signedOut(p);
+      await signUp(p, `paula+${stamp}@example.com`);
+      await settled('passkey');
+      const added = await p.evaluate(() => keycard.passkeys.register({ name: 'DPoP laptop' }));
+      assert.ok(added.factor_id);
+      // Logged out, the page's autofill request waits (no presence); the button's is answered.
+      await presence(false);
+      await p.click('#logout');
+      await signedOut(p);
+      await presence(true);
+      await p.click('#passkey-login');
+      await signedIn(p);
+
+      const [key] = await storedKey(p);
+      const [login] = await recorded((c) => c.context === 'passkey' && c.path === '/auth/passkeys/login');
+      assert.equal(login.status, 200);
+      assert.equal(login.tokenType, 'DPoP');
+      assert.equal(checkProof(login.dpop, { method: 'POST', url: `${C}/auth/passkeys/login` }).jkt, thumbprint(key.publicJwk));
+      const session = await p.evaluate(() => keycard.session());
+      assert.ok(!session.claims.amr.includes('pwd'), `amr ${JSON.stringify(session.claims.amr)}`);
+      assert.deepEqual(session.claims.cnf, { jkt: thumbprint(key.publicJwk) });
+      assert.equal(await me(p), 200);
     } finally {
       await ctx.close();
     }
