@@ -58,7 +58,8 @@
 // to the key and says `token_type: "DPoP"`. A bound access token then goes out as
 // `Authorization: DPoP <token>` with a proof that also carries `ath` (the token's hash), to
 // keycard and to the `apiOrigins`. Server nonces (`DPoP-Nonce`) are remembered per origin; a
-// request refused `use_dpop_nonce` is sent once more with the new one. Where the browser has no
+// request refused `use_dpop_nonce` is sent once more with the new one. Proofs are dated on
+// keycard's clock (its `Date`) when the page's is off by 3 s or more. Where the browser has no
 // WebCrypto or IndexedDB (an insecure page, a storage-less private window), sessions stay Bearer.
 
 const LOCK_NAME = 'keycard-refresh';
@@ -328,7 +329,7 @@ export function createKeycard(options = {}) {
       }
       noteResponse(url, res);
       emit({ type: 'request', method: init.method || 'GET', path, status: res.status });
-      if (dpop && attempt === 1 && (await nonceRetry(url, res, dpop.nonce))) continue;
+      if (dpop && attempt === 1 && (await proofRetry(url, res, dpop))) continue;
       return res;
     }
   }
@@ -350,21 +351,22 @@ export function createKeycard(options = {}) {
   }
 
   /// A proof for `method url` (and `accessToken`: its `ath`), with the origin's latest nonce:
-  /// `{proof, nonce}`, or `null` without a key.
+  /// `{proof, nonce, skew}` (`skew`: the clock offset its `iat` used), or `null` without a key.
   async function dpopProof(method, url, accessToken) {
     const key = await dpopKey();
     if (!key) return null;
     const target = new URL(url);
     const nonce = dpopNonces.get(target.origin) ?? null;
+    const skew = clockSkewMs;
     const claims = {
       jti: randomId(),
       htm: method,
       htu: target.origin + target.pathname, // without query and fragment (RFC 9449 §4.2)
-      iat: Math.floor((Date.now() + clockSkewMs) / 1000),
+      iat: Math.floor((Date.now() + skew) / 1000),
     };
     if (accessToken) claims.ath = await sha256Base64url(accessToken);
     if (nonce !== null) claims.nonce = nonce;
-    return { proof: await signProof(key, claims), nonce };
+    return { proof: await signProof(key, claims), nonce, skew };
   }
 
   /// Keeps what a response says for later proofs: its `DPoP-Nonce`, and (from keycard) the
@@ -381,23 +383,28 @@ export function createKeycard(options = {}) {
     clockSkewMs = Math.abs(offset) >= CLOCK_SKEW_MS ? offset : 0;
   }
 
-  /// Whether `res` refused a proof for want of a nonce (RFC 9449 §8, §9) and a new nonce came
-  /// with it: then the request is worth one more try, and `res` is read to its end (let go of).
-  async function nonceRetry(url, res, used) {
+  /// Whether `res` refused the proof `sent` for a reason a new proof fixes: for want of a nonce
+  /// (RFC 9449 §8, §9) when a new one came with the refusal, or as dated out of keycard's window
+  /// (`invalid_dpop_proof`) when the refusal's `Date` moved the clock offset. Then the request is
+  /// worth one more try, and `res` is read to its end (let go of).
+  async function proofRetry(url, res, sent) {
     if (res.status !== 400 && res.status !== 401) return false;
     const nonce = dpopNonces.get(new URL(url).origin);
-    if (!nonce || nonce === used) return false;
-    const challenge = res.headers.get('WWW-Authenticate') || '';
-    let asked = /^\s*DPoP\b/i.test(challenge) && /error="use_dpop_nonce"/.test(challenge);
-    if (!asked) {
+    const newNonce = Boolean(nonce) && nonce !== sent.nonce;
+    const newClock = clockSkewMs !== sent.skew;
+    if (!newNonce && !newClock) return false;
+    const challenge = /^\s*DPoP\b/i.test(res.headers.get('WWW-Authenticate') || '') ? res.headers.get('WWW-Authenticate') : '';
+    let error = /error="([a-z_]+)"/.exec(challenge)?.[1];
+    if (!error) {
       try {
-        asked = (await res.clone().json()).error === 'use_dpop_nonce';
+        error = (await res.clone().json()).error;
       } catch {
         return false;
       }
     }
-    if (asked) await res.arrayBuffer().catch(() => null);
-    return asked;
+    const retry = (error === 'use_dpop_nonce' && newNonce) || (error === 'invalid_dpop_proof' && newClock);
+    if (retry) await res.arrayBuffer().catch(() => null);
+    return retry;
   }
 
   /// Whether `token` is DPoP-bound: the held token's `token_type`, else its `cnf` claim.
@@ -694,7 +701,7 @@ export function createKeycard(options = {}) {
         const res = await fetch(req);
         noteResponse(target, res);
         emit({ type: 'request', method: req.method, path: url.pathname, status: res.status });
-        if (dpop && attempt === 1 && (await nonceRetry(target, res, dpop.nonce))) continue;
+        if (dpop && attempt === 1 && (await proofRetry(target, res, dpop))) continue;
         return res;
       }
     };

@@ -615,6 +615,45 @@ describe('DPoP from keycard.js in headless Chromium', { concurrency: false }, ()
     }
   });
 
+  it('signs in on a page whose clock is two minutes fast (proofs dated on keycard\'s clock)', async () => {
+    const ctx = await browser.newContext();
+    await serveWebFromDisk(ctx, A);
+    record(ctx, 'clock');
+    await ctx.clock.setSystemTime(Date.now() + 120_000); // the page's clock only; timers run as usual
+    try {
+      const p = watch(await ctx.newPage(), 'clock');
+      await p.goto(`${A}/?dpop`);
+      await signedOut(p);
+      assert.ok((await p.evaluate(() => Date.now())) - Date.now() > 100_000, "the page's clock is fast");
+      // Signed up from here: the page's first request to keycard is the login itself.
+      const fastEmail = `fay+${stamp}@example.com`;
+      const signup = await fetch(`${A}/auth/signup`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ email: fastEmail, password }),
+      });
+      assert.equal(signup.status, 201);
+      const session = await p.evaluate(([e, pw]) => keycard.login(e, pw), [fastEmail, password]);
+      assert.equal(session.tokenType, 'DPoP');
+      // The first proof, dated on the page's clock, is refused; keycard's Date moves the next one.
+      const [early, dated] = await recorded((c) => c.context === 'clock' && c.path === '/auth/login', 2);
+      assert.equal(early.status, 400);
+      assert.equal(early.error, 'invalid_dpop_proof');
+      assert.ok(b64json(early.dpop.split('.')[1]).iat - Date.now() / 1000 > 100, 'dated on the fast clock');
+      assert.equal(dated.status, 200);
+      assert.equal(dated.tokenType, 'DPoP');
+      checkProof(dated.dpop, { method: 'POST', url: `${A}/auth/login` }); // iat within 30 s of now
+      assert.equal(calls.filter((c) => c.context === 'clock' && c.path === '/auth/login').length, 2, 'one retry');
+      // From then on, first time right.
+      assert.equal(await me(p), 200);
+      assert.equal((await p.evaluate(() => keycard.refresh())).tokenType, 'DPoP');
+      assert.equal(await me(p), 200);
+      await settled('clock');
+      const after = calls.filter((c) => c.context === 'clock' && c.path !== '/auth/login');
+      assert.ok(after.length >= 3 && after.every((c) => c.status === 200), after.map((c) => `${c.path} ${c.status}`).join(', '));
+    } finally {
+      await ctx.close();
+    }
+  });
+
   it('answers server nonces (use_dpop_nonce) by itself: at login, at refresh, on a protected call', async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
     await serveWebFromDisk(ctx, B);
@@ -689,6 +728,15 @@ describe('DPoP from keycard.js in headless Chromium', { concurrency: false }, ()
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
     await serveWebFromDisk(ctx, C);
     record(ctx, 'passkey');
+    // Counts the page's autofill (conditional) passkey requests.
+    await ctx.addInitScript(() => {
+      window.autofills = 0;
+      const get = navigator.credentials.get.bind(navigator.credentials);
+      navigator.credentials.get = (options) => {
+        if (options?.mediation === 'conditional') window.autofills += 1;
+        return get(options);
+      };
+    });
     try {
       const p = watch(await ctx.newPage(), 'passkey');
       const cdp = await ctx.newCDPSession(p);
@@ -712,8 +760,10 @@ describe('DPoP from keycard.js in headless Chromium', { concurrency: false }, ()
       assert.ok(added.factor_id);
       // Logged out, the page's autofill request waits (no presence); the button's is answered.
       await presence(false);
+      const autofills = await p.evaluate(() => window.autofills);
       await p.click('#logout');
       await signedOut(p);
+      await p.waitForFunction((n) => window.autofills > n, autofills);
       await presence(true);
       await p.click('#passkey-login');
       await signedIn(p);
