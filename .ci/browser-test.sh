@@ -5,8 +5,9 @@
 #
 # Installs what it needs on a fresh Debian machine (chromium, web/node_modules), builds the
 # server and an SMTP server (aiosmtpd, .ci/install-smtp.sh) whose Maildir the mail test reads,
-# runs web/tests (backoff.test.js starts a keycard of its own), stops both servers, and exits
-# non-zero on any failure.
+# runs web/tests (backoff.test.js, passkeys.test.js and dpop.test.js start keycards of their own),
+# stops both servers, and exits non-zero on any failure. WEB_FROM_DISK=1 (with KEYCARD_BIN): the
+# tests serve this checkout's web/ files in place of the copies built into the binary.
 # Screenshots: target/browser-artifacts/ (ARTIFACTS_DIR). Debug build unless KEYCARD_PROFILE=release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +71,7 @@ say "SMTP server (aiosmtpd) at 127.0.0.1:$smtp_port"
 # 4. The tests, one file after the other.
 mkdir -p "$ARTIFACTS_DIR"
 status=0
-(cd web && node --test --test-concurrency=1 --test-reporter=spec tests/browser.test.js tests/mail.test.js tests/mfa.test.js tests/backoff.test.js tests/passkeys.test.js) || status=$?
+(cd web && node --test --test-concurrency=1 --test-reporter=spec tests/browser.test.js tests/mail.test.js tests/mfa.test.js tests/backoff.test.js tests/passkeys.test.js tests/dpop.test.js) || status=$?
 cp "$KEYCARD_SERVER_LOG" "$ARTIFACTS_DIR/server.log" 2>/dev/null || true
 if [ "$status" -ne 0 ]; then
   say "FAILED (server log: $ARTIFACTS_DIR/server.log)"

@@ -3,7 +3,8 @@
 
 import { createKeycard } from '/keycard.js';
 
-const keycard = createKeycard();
+// `/?dpop`: sessions bound to a key this browser keeps (DPoP, RFC 9449): see keycard.js.
+const keycard = createKeycard({ dpop: new URLSearchParams(location.search).has('dpop') });
 window.keycard = keycard; // for the console: await keycard.fetch('/auth/me')
 
 const $ = (id) => document.getElementById(id);
@@ -98,6 +99,9 @@ function render() {
   $('reload-sessions').disabled = !signedIn;
   $('forgot-form').hidden = signedIn;
   $('email-signed-in').hidden = !signedIn;
+  $('token-type').textContent = signedIn && session.tokenType === 'DPoP'
+    ? "DPoP: bound to this browser's key; every request carries a proof signed with it"
+    : keycard.dpop.enabled() ? 'Bearer' : 'Bearer (open /?dpop to bind the session to this browser\'s key)';
   if (signedIn) {
     renderClaims(session.claims || {});
     renderEmail(session.claims || {});
@@ -138,13 +142,14 @@ const claimNotes = {
   scope: 'scope',
   role: 'role',
   email_verified: 'address verified',
+  cnf: "bound to this browser's DPoP key (its thumbprint)",
 };
 
 function renderClaims(claims) {
   const rows = Object.entries(claims).map(([name, value]) => {
     const shown = ['iat', 'nbf', 'exp'].includes(name)
       ? `${value} · ${new Date(value * 1000).toLocaleTimeString([], { hour12: false })}`
-      : String(value);
+      : typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
     return el('tr', {}, el('th', { textContent: name, title: claimNotes[name] || '' }),
       el('td', { textContent: shown }), el('td', { className: 'muted', textContent: claimNotes[name] || '' }));
   });

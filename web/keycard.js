@@ -1,7 +1,7 @@
 // keycard.js: the browser client of a keycard token service. An ES module, no dependencies.
 //
 //   import { createKeycard } from '/keycard.js';
-//   const keycard = createKeycard();                 // same origin as the page
+//   const keycard = createKeycard();                 // same origin as the page; {dpop: true}: see "DPoP"
 //   await keycard.restore();                         // after a reload: silent refresh from the cookie
 //   let step = await keycard.login('ada@example.com', 'correct horse battery');
 //   if (step.mfaRequired) step = await keycard.verifyMfa({ code: '123456' });  // second factor
@@ -47,6 +47,20 @@
 // request at a time: a pending autofill request (`loginWithPasskey({conditional: true})`) is
 // aborted by any other ceremony of this client. Browsers without WebAuthn or its JSON helpers get
 // `passkeys_unsupported` (status 0) before anything is sent.
+//
+// DPoP (RFC 9449), with the `dpop: true` option: the session is bound to a key pair this browser
+// keeps, so a copied access token or refresh cookie is useless anywhere else. The pair is made
+// once per origin by WebCrypto, non-extractable (Ed25519 where the browser has it, else ECDSA
+// P-256), and kept as `CryptoKey` objects in IndexedDB (`keycard-dpop`): a reload and every tab
+// of the origin use the same key, and no script, this one included, can read the private key's
+// bytes. Every token request (login, second factor, passkey sign-in, refresh, logout) carries a
+// proof in the `DPoP` header, signed with that key for that one request; keycard binds the session
+// to the key and says `token_type: "DPoP"`. A bound access token then goes out as
+// `Authorization: DPoP <token>` with a proof that also carries `ath` (the token's hash), to
+// keycard and to the `apiOrigins`. Server nonces (`DPoP-Nonce`) are remembered per origin; a
+// request refused `use_dpop_nonce` is sent once more with the new one. Proofs are dated on
+// keycard's clock (its `Date`) when the page's is off by 3 s or more. Where the browser has no
+// WebCrypto or IndexedDB (an insecure page, a storage-less private window), sessions stay Bearer.
 
 const LOCK_NAME = 'keycard-refresh';
 /// Held (exclusive) by the tab waiting out a 429/503 for every tab; see the header.
@@ -70,6 +84,12 @@ const STEP_UP_ERROR = 'insufficient_user_authentication';
 /// Answers keycard takes for one mfa_token.
 const MFA_ANSWERS = 5;
 const DEFAULT_RETRY = { attempts: 4, baseDelay: 0.5, maxDelay: 10, maxRetryAfter: 60, maxTotalWait: 60 };
+/// The IndexedDB database and object store of the DPoP key pairs (one per keycard origin).
+const DPOP_DB = 'keycard-dpop';
+const DPOP_STORE = 'keys';
+/// A server clock this far from ours (ms, from responses' `Date`) moves the proofs' `iat` onto
+/// the server's clock: keycard takes proofs at most 5 s ahead of its clock and 60 s behind.
+const CLOCK_SKEW_MS = 3000;
 
 /**
  * An error answered by keycard (or a network failure): `status`, `code`, `description`.
@@ -105,6 +125,9 @@ export class KeycardError extends Error {
  *   again: `{attempts: 4, baseDelay: 0.5, maxDelay: 10, maxRetryAfter: 60, maxTotalWait: 60}`
  *   (seconds; give any subset), or `false` for one attempt per refresh. The session is kept
  *   whatever happens.
+ * - `dpop`: `true` binds sessions to a non-extractable key of this browser (DPoP, RFC 9449; see
+ *   the header); default `false` (Bearer). Turn it on in every page of the origin that uses
+ *   keycard.js: a page without it cannot refresh a bound session.
  */
 export function createKeycard(options = {}) {
   const here = globalThis.location ? globalThis.location.href : 'http://localhost/';
@@ -113,9 +136,10 @@ export function createKeycard(options = {}) {
   const refreshMargin = options.refreshMargin ?? 60;
   const retry = options.retry === false ? { ...DEFAULT_RETRY, attempts: 1 } : { ...DEFAULT_RETRY, ...(options.retry || {}) };
   const tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  const dpopWanted = options.dpop === true;
 
   // --- state, in this closure only ---------------------------------------------------------
-  let current = null; // { accessToken, expiresAt (ms, local clock), sessionId }
+  let current = null; // { accessToken, expiresAt (ms, local clock), lifetimeMs, sessionId, bound (DPoP) }
   let generation = 0; // bumped each time `current` changes
   let csrfInMemory = null; // the body's csrf_token: the fallback when the cookie is not readable
   let inflight = null; // this tab's refresh, shared by every caller
@@ -130,6 +154,11 @@ export function createKeycard(options = {}) {
   const listeners = new Set();
   const adoptWaiters = new Set();
   const election = { claims: new Map(), busyUntil: 0 }; // fallback without Web Locks
+  // DPoP: the key (a promise of `{alg, privateKey, jwk, jkt}`, or of `null` where the browser
+  // cannot keep one), the latest `DPoP-Nonce` of each origin, and the server's clock offset.
+  let dpopKeyPromise = null;
+  const dpopNonces = new Map();
+  let clockSkewMs = 0;
 
   const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(CHANNEL_NAME) : null;
   if (channel) channel.onmessage = (event) => onMessage(event.data || {});
@@ -152,6 +181,8 @@ export function createKeycard(options = {}) {
       expiresAt: token.expiresAt ?? Date.now() + lifetimeMs,
       lifetimeMs,
       sessionId: token.session_id,
+      // DPoP-bound: the answer's `token_type`, else (another tab's token) the token's `cnf`.
+      bound: token.bound ?? (token.token_type ? /^dpop$/i.test(token.token_type) : isBoundJwt(token.access_token)),
     };
     generation += 1;
     clearNotBefore();
@@ -165,6 +196,7 @@ export function createKeycard(options = {}) {
         expiresAt: current.expiresAt,
         lifetimeMs: current.lifetimeMs,
         session_id: current.sessionId,
+        bound: current.bound,
         csrf: readCsrf(),
       });
     }
@@ -187,8 +219,8 @@ export function createKeycard(options = {}) {
     if (msg.type === 'token') {
       // Another tab logged in or refreshed: its token is as good as ours, and newer.
       if (!current || msg.expiresAt >= current.expiresAt) {
-        const { access_token, expiresAt, lifetimeMs, session_id } = msg;
-        setSession({ access_token, expiresAt, lifetimeMs, session_id }, { broadcast: false });
+        const { access_token, expiresAt, lifetimeMs, session_id, bound } = msg;
+        setSession({ access_token, expiresAt, lifetimeMs, session_id, bound }, { broadcast: false });
         emit({ type: 'adopted', from: 'another tab' });
       }
       for (const waiter of adoptWaiters) waiter(msg);
@@ -263,6 +295,9 @@ export function createKeycard(options = {}) {
     });
   }
 
+  // The DPoP key is read (or made) at once, so the first login does not wait for IndexedDB.
+  if (dpopWanted) dpopKey();
+
   // A tab coming back from the background may have slept through its timer.
   if (typeof document !== 'undefined') {
     document.addEventListener('visibilitychange', () => {
@@ -272,16 +307,110 @@ export function createKeycard(options = {}) {
 
   // --- HTTP ------------------------------------------------------------------------------
 
-  async function call(path, init = {}) {
-    let res;
-    try {
-      const signal = typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(REQUEST_TIMEOUT_MS) : undefined;
-      res = await fetch(baseUrl + path, { credentials: 'include', signal, ...init });
-    } catch (err) {
-      throw new KeycardError(0, 'network_error', String(err && err.message ? err.message : err));
+  /// A request to keycard. `proof`: with DPoP on, a proof goes with it (token requests: login,
+  /// second factor, refresh, logout), and a `use_dpop_nonce` refusal is sent once more with the
+  /// nonce keycard gave. `accessToken`: sent as `Authorization: DPoP` with a proof of it when it
+  /// is bound, else as Bearer. `init.headers` is a plain object.
+  async function call(path, init = {}, { proof = false, accessToken = null } = {}) {
+    const url = baseUrl + path;
+    const method = (init.method || 'GET').toUpperCase();
+    const bound = accessToken !== null && isBound(accessToken);
+    for (let attempt = 1; ; attempt += 1) {
+      const dpop = proof || bound ? await dpopProof(method, url, bound ? accessToken : undefined) : null;
+      const headers = { ...init.headers };
+      if (accessToken !== null) headers.Authorization = `${bound ? 'DPoP' : 'Bearer'} ${accessToken}`;
+      if (dpop) headers.DPoP = dpop.proof;
+      let res;
+      try {
+        const signal = typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(REQUEST_TIMEOUT_MS) : undefined;
+        res = await fetch(url, { credentials: 'include', signal, ...init, headers });
+      } catch (err) {
+        throw new KeycardError(0, 'network_error', String(err && err.message ? err.message : err));
+      }
+      noteResponse(url, res);
+      emit({ type: 'request', method: init.method || 'GET', path, status: res.status });
+      if (dpop && attempt === 1 && (await proofRetry(url, res, dpop))) continue;
+      return res;
     }
-    emit({ type: 'request', method: init.method || 'GET', path, status: res.status });
-    return res;
+  }
+
+  // --- DPoP (RFC 9449) ---------------------------------------------------------------------
+
+  /// This browser's key for keycard (made on first use, then the same one from IndexedDB in every
+  /// tab), or `null` when DPoP is off or the browser cannot keep a key.
+  function dpopKey() {
+    if (!dpopWanted || !dpopSupported()) return Promise.resolve(null);
+    if (!dpopKeyPromise) {
+      dpopKeyPromise = loadDpopKey(baseUrl).catch((err) => {
+        // No key (IndexedDB refused, say): this page's sessions stay Bearer.
+        emit({ type: 'error', error: new KeycardError(0, 'dpop_unavailable', `no DPoP key: ${err && err.message ? err.message : err}`) });
+        return null;
+      });
+    }
+    return dpopKeyPromise;
+  }
+
+  /// A proof for `method url` (and `accessToken`: its `ath`), with the origin's latest nonce:
+  /// `{proof, nonce, skew}` (`skew`: the clock offset its `iat` used), or `null` without a key.
+  async function dpopProof(method, url, accessToken) {
+    const key = await dpopKey();
+    if (!key) return null;
+    const target = new URL(url);
+    const nonce = dpopNonces.get(target.origin) ?? null;
+    const skew = clockSkewMs;
+    const claims = {
+      jti: randomId(),
+      htm: method,
+      htu: target.origin + target.pathname, // without query and fragment (RFC 9449 §4.2)
+      iat: Math.floor((Date.now() + skew) / 1000),
+    };
+    if (accessToken) claims.ath = await sha256Base64url(accessToken);
+    if (nonce !== null) claims.nonce = nonce;
+    return { proof: await signProof(key, claims), nonce, skew };
+  }
+
+  /// Keeps what a response says for later proofs: its `DPoP-Nonce`, and (from keycard) the
+  /// offset of keycard's clock when it is far from ours.
+  function noteResponse(url, res) {
+    const origin = new URL(url).origin;
+    const nonce = res.headers.get('DPoP-Nonce');
+    if (nonce) dpopNonces.set(origin, nonce);
+    if (!dpopWanted || origin !== baseUrl) return;
+    const date = Date.parse(res.headers.get('Date') || '');
+    if (Number.isNaN(date)) return;
+    // `Date` has whole seconds: the server's clock is up to a second past it.
+    const offset = date + 500 - Date.now();
+    clockSkewMs = Math.abs(offset) >= CLOCK_SKEW_MS ? offset : 0;
+  }
+
+  /// Whether `res` refused the proof `sent` for a reason a new proof fixes: for want of a nonce
+  /// (RFC 9449 §8, §9) when a new one came with the refusal, or as dated out of keycard's window
+  /// (`invalid_dpop_proof`) when the refusal's `Date` moved the clock offset. Then the request is
+  /// worth one more try, and `res` is read to its end (let go of).
+  async function proofRetry(url, res, sent) {
+    if (res.status !== 400 && res.status !== 401) return false;
+    const nonce = dpopNonces.get(new URL(url).origin);
+    const newNonce = Boolean(nonce) && nonce !== sent.nonce;
+    const newClock = clockSkewMs !== sent.skew;
+    if (!newNonce && !newClock) return false;
+    const challenge = /^\s*DPoP\b/i.test(res.headers.get('WWW-Authenticate') || '') ? res.headers.get('WWW-Authenticate') : '';
+    let error = /error="([a-z_]+)"/.exec(challenge)?.[1];
+    if (!error) {
+      try {
+        error = (await res.clone().json()).error;
+      } catch {
+        return false;
+      }
+    }
+    const retry = (error === 'use_dpop_nonce' && newNonce) || (error === 'invalid_dpop_proof' && newClock);
+    if (retry) await res.arrayBuffer().catch(() => null);
+    return retry;
+  }
+
+  /// Whether `token` is DPoP-bound: the held token's `token_type`, else its `cnf` claim.
+  function isBound(token) {
+    if (current && current.accessToken === token) return current.bound;
+    return isBoundJwt(token);
   }
 
   async function failure(res) {
@@ -454,7 +583,7 @@ export function createKeycard(options = {}) {
       clearSession({ broadcast: false, reason: 'no session cookie' });
       return null;
     }
-    const res = await call('/auth/refresh', { method: 'POST', headers: { 'X-CSRF-Token': csrf } });
+    const res = await call('/auth/refresh', { method: 'POST', headers: { 'X-CSRF-Token': csrf } }, { proof: true });
     if (res.ok) {
       const token = await res.json();
       emit({ type: 'refreshed' });
@@ -521,7 +650,12 @@ export function createKeycard(options = {}) {
 
   function snapshot() {
     if (!current) return null;
-    return { sessionId: current.sessionId, expiresAt: current.expiresAt, claims: decodeClaims(current.accessToken) };
+    return {
+      sessionId: current.sessionId,
+      expiresAt: current.expiresAt,
+      tokenType: current.bound ? 'DPoP' : 'Bearer',
+      claims: decodeClaims(current.accessToken),
+    };
   }
 
   /// The access token, refreshed first when it is missing or close to expiry.
@@ -549,13 +683,27 @@ export function createKeycard(options = {}) {
   async function authorizedFetch(input, init = {}) {
     const url = resolveUrl(input);
     const base = new Request(input instanceof Request ? input : url, init);
-    const send = (token) => {
-      const req = base.clone();
-      if (token) req.headers.set('Authorization', `Bearer ${token}`);
-      return fetch(req).then((res) => {
+    const target = url.origin + url.pathname;
+    // A DPoP-bound token goes with a fresh proof of this request (and `ath`), once more with
+    // the server's nonce when it asks for one; any other as Bearer.
+    const send = async (token) => {
+      const bound = Boolean(token) && isBound(token);
+      for (let attempt = 1; ; attempt += 1) {
+        const req = base.clone();
+        let dpop = null;
+        if (bound) {
+          req.headers.set('Authorization', `DPoP ${token}`);
+          dpop = await dpopProof(req.method, target, token);
+          if (dpop) req.headers.set('DPoP', dpop.proof);
+        } else if (token) {
+          req.headers.set('Authorization', `Bearer ${token}`);
+        }
+        const res = await fetch(req);
+        noteResponse(target, res);
         emit({ type: 'request', method: req.method, path: url.pathname, status: res.status });
+        if (dpop && attempt === 1 && (await proofRetry(target, res, dpop))) continue;
         return res;
-      });
+      }
     };
     const token = await accessToken();
     let res = await send(token);
@@ -690,7 +838,7 @@ export function createKeycard(options = {}) {
 
   /// Spends the sign-in's token with the assertion: the session, exactly as after `login`.
   async function finishPasskeyLogin(token, credential) {
-    const res = await call('/auth/passkeys/login', { method: 'POST', ...json({ passkey_token: token, credential }) });
+    const res = await call('/auth/passkeys/login', { method: 'POST', ...json({ passkey_token: token, credential }) }, { proof: true });
     if (!res.ok) throw await failure(res);
     pendingMfa = null;
     setSession(await res.json(), { broadcast: true });
@@ -716,7 +864,7 @@ export function createKeycard(options = {}) {
       pendingMfa = null;
       // A password sign-in ends a waiting autofill request (it would sign in a second time).
       stopAutofill();
-      const res = await call('/auth/login', { method: 'POST', ...json({ email, password }) });
+      const res = await call('/auth/login', { method: 'POST', ...json({ email, password }) }, { proof: true });
       if (!res.ok) throw await failure(res);
       const body = await res.json();
       if (body.mfa_required) {
@@ -761,7 +909,7 @@ export function createKeycard(options = {}) {
         body = { mfa_token: pending.token, ...answerBody(answer) };
       }
       pending.answersLeft -= 1;
-      const res = await call('/auth/mfa/verify', { method: 'POST', ...json(body) });
+      const res = await call('/auth/mfa/verify', { method: 'POST', ...json(body) }, { proof: true });
       if (!res.ok) {
         const err = await failure(res);
         // Refused for good (not a wrong code nor a passing failure): the token is spent.
@@ -941,12 +1089,10 @@ export function createKeycard(options = {}) {
         res = await withCrossTabLock(async () => {
           const csrf = readCsrf();
           if (csrf) {
-            return call('/auth/logout', { method: 'POST', ...body, headers: { ...body.headers, 'X-CSRF-Token': csrf } });
+            const headers = { ...body.headers, 'X-CSRF-Token': csrf };
+            return call('/auth/logout', { method: 'POST', ...body, headers }, { proof: true });
           }
-          if (current) {
-            const auth = { Authorization: `Bearer ${current.accessToken}` };
-            return call('/auth/logout', { method: 'POST', ...body, headers: { ...body.headers, ...auth } });
-          }
+          if (current) return call('/auth/logout', { method: 'POST', ...body }, { accessToken: current.accessToken });
           return null;
         });
       } finally {
@@ -1037,8 +1183,28 @@ export function createKeycard(options = {}) {
       return postJson('/auth/email/cancel', { token });
     },
 
-    /** The current session: `{sessionId, expiresAt, claims}`, or `null`. */
+    /**
+     * The current session: `{sessionId, expiresAt, tokenType, claims}` (`tokenType`: `'DPoP'`
+     * when the session is bound to this browser's key, else `'Bearer'`), or `null`.
+     */
     session: snapshot,
+
+    /** DPoP (the `dpop` option): this browser's key. */
+    dpop: {
+      /** Whether DPoP is on and this browser can keep a key (WebCrypto and IndexedDB on a secure page). */
+      enabled() {
+        return dpopWanted && dpopSupported();
+      },
+      /**
+       * Resolves to the RFC 7638 thumbprint of this browser's key (what a bound token's
+       * `cnf.jkt` holds; the same in every tab and after reloads), or `null` without one. Makes
+       * the key when there is none yet.
+       */
+      async thumbprint() {
+        const key = await dpopKey();
+        return key ? key.jkt : null;
+      },
+    },
 
     /** The access token's claims, decoded for display only (the signature is not checked here). */
     claims() {
@@ -1190,6 +1356,150 @@ export function takeLinkToken() {
     history.replaceState(history.state, '', loc.pathname + loc.search);
   }
   return token || null;
+}
+
+// --- DPoP helpers (RFC 9449) ---------------------------------------------------------------
+
+/// Whether this page can keep a DPoP key: WebCrypto (secure pages only) and IndexedDB.
+function dpopSupported() {
+  return Boolean(globalThis.crypto && crypto.subtle && typeof crypto.subtle.generateKey === 'function' && globalThis.indexedDB);
+}
+
+/// The signature algorithms a proof's `alg` names, as WebCrypto wants them.
+const DPOP_SIGN = {
+  EdDSA: { name: 'Ed25519' },
+  ES256: { name: 'ECDSA', hash: 'SHA-256' },
+};
+
+/// A new non-extractable key pair: Ed25519 where WebCrypto has it, else ECDSA P-256. The public
+/// key stays extractable (WebCrypto makes it so): the proofs carry it.
+async function generateDpopKey(algs = ['EdDSA', 'ES256']) {
+  if (algs.includes('EdDSA')) {
+    try {
+      const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+      return { alg: 'EdDSA', privateKey: pair.privateKey, publicKey: pair.publicKey };
+    } catch {
+      // no Ed25519 in this browser's WebCrypto: P-256
+    }
+  }
+  const pair = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+  return { alg: 'ES256', privateKey: pair.privateKey, publicKey: pair.publicKey };
+}
+
+function openDpopDb() {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(DPOP_DB, 1);
+    open.onupgradeneeded = () => {
+      if (!open.result.objectStoreNames.contains(DPOP_STORE)) open.result.createObjectStore(DPOP_STORE, { keyPath: 'id' });
+    };
+    open.onsuccess = () => {
+      const db = open.result;
+      db.onversionchange = () => db.close();
+      resolve(db);
+    };
+    open.onerror = () => reject(open.error);
+    open.onblocked = () => reject(new Error('the DPoP key store is blocked by another tab'));
+  });
+}
+
+/// Whether a stored record holds a usable key pair (a `CryptoKey` private key of a known alg).
+function usableRecord(record) {
+  return Boolean(
+    record && DPOP_SIGN[record.alg] && record.privateKey instanceof CryptoKey && record.publicKey instanceof CryptoKey,
+  );
+}
+
+/// The stored key pair of `id`; when there is none (or none usable), `fresh` is stored and
+/// returned. One read-write transaction: transactions on the store run one at a time across the
+/// tabs of the origin, so when two tabs make a key at once, both end up with the first one stored.
+function storeDpopKeyIfAbsent(db, id, fresh) {
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(DPOP_STORE, 'readwrite');
+    const store = tx.objectStore(DPOP_STORE);
+    let result = null;
+    const get = store.get(id);
+    get.onsuccess = () => {
+      if (usableRecord(get.result)) {
+        result = get.result;
+        return;
+      }
+      result = { id, ...fresh, createdAt: Date.now() };
+      try {
+        store.put(result); // CryptoKeys are structured-cloneable: stored non-extractable as they are
+      } catch (err) {
+        tx.abort();
+        reject(err); // DataCloneError: this browser cannot store this kind of key
+      }
+    };
+    tx.oncomplete = () => resolve(result);
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error('the DPoP key was not stored'));
+  });
+}
+
+function readDpopKey(db, id) {
+  return new Promise((resolve, reject) => {
+    const get = db.transaction(DPOP_STORE, 'readonly').objectStore(DPOP_STORE).get(id);
+    get.onsuccess = () => resolve(usableRecord(get.result) ? get.result : null);
+    get.onerror = () => reject(get.error);
+  });
+}
+
+/// This origin's key pair for the keycard at `id` (its origin): the stored one, or a new one
+/// stored first. Resolves to `{alg, privateKey, jwk, jkt}`.
+async function loadDpopKey(id) {
+  const db = await openDpopDb();
+  try {
+    let record = await readDpopKey(db, id);
+    if (!record) {
+      try {
+        record = await storeDpopKeyIfAbsent(db, id, await generateDpopKey());
+      } catch (err) {
+        // A browser that makes Ed25519 keys but cannot store them: P-256, which every one can.
+        if (!err || err.name !== 'DataCloneError') throw err;
+        record = await storeDpopKeyIfAbsent(db, id, await generateDpopKey(['ES256']));
+      }
+    }
+    const full = await crypto.subtle.exportKey('jwk', record.publicKey);
+    // The public members only, in the thumbprint's order (RFC 7638 §3.2).
+    const jwk = full.kty === 'OKP' ? { crv: full.crv, kty: full.kty, x: full.x } : { crv: full.crv, kty: full.kty, x: full.x, y: full.y };
+    return { alg: record.alg, privateKey: record.privateKey, jwk, jkt: await sha256Base64url(JSON.stringify(jwk)) };
+  } finally {
+    db.close();
+  }
+}
+
+/// The compact JWS of a proof with `claims`, signed with `key`.
+async function signProof(key, claims) {
+  const header = { typ: 'dpop+jwt', alg: key.alg, jwk: key.jwk };
+  const input = `${base64urlJson(header)}.${base64urlJson(claims)}`;
+  const signature = await crypto.subtle.sign(DPOP_SIGN[key.alg], key.privateKey, new TextEncoder().encode(input));
+  return `${input}.${base64url(new Uint8Array(signature))}`;
+}
+
+function base64url(bytes) {
+  let text = '';
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function base64urlJson(value) {
+  return base64url(new TextEncoder().encode(JSON.stringify(value)));
+}
+
+async function sha256Base64url(text) {
+  return base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))));
+}
+
+/// 128 random bits, base64url: a proof's `jti`.
+function randomId() {
+  return base64url(crypto.getRandomValues(new Uint8Array(16)));
+}
+
+/// Whether an access token names a key it is bound to (`cnf.jkt`).
+function isBoundJwt(token) {
+  const claims = typeof token === 'string' ? decodeClaims(token) : null;
+  return Boolean(claims && claims.cnf && claims.cnf.jkt);
 }
 
 /** Decodes a JWT's payload for display. Trust nothing in it: only the server verifies tokens. */

@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { LAUNCH, sleep, watch } from './harness.js';
+import { LAUNCH, serveWebFromDisk, sleep, watch } from './harness.js';
 
 const BIN = process.env.KEYCARD_BIN;
 assert.ok(BIN, 'KEYCARD_BIN must name the keycard binary (see .ci/browser-test.sh)');
@@ -93,6 +93,7 @@ async function spendRefreshBudget() {
 /// 404 would count as a console error).
 async function newContext() {
   const context = await browser.newContext({ bypassCSP: true });
+  await serveWebFromDisk(context, BASE);
   await context.route('**/favicon.ico', (route) => route.fulfill({ status: 204, body: '' }));
   return context;
 }

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 import { startAttacker } from './attacker.js';
-import { LAUNCH, readableState, recordRefreshes, signedIn, signedOut, sleep, watch as watchFor } from './harness.js';
+import { LAUNCH, readableState, recordRefreshes, serveWebFromDisk, signedIn, signedOut, sleep, watch as watchFor } from './harness.js';
 
 const BASE = process.env.KEYCARD_URL;
 assert.ok(BASE, 'KEYCARD_URL must point at a running keycard server (see .ci/browser-test.sh)');
@@ -63,6 +63,7 @@ describe('keycard browser flow in headless Chromium', { concurrency: false }, ()
     mkdirSync(ARTIFACTS, { recursive: true });
     browser = await chromium.launch(LAUNCH);
     context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    await serveWebFromDisk(context, BASE);
     recordRefreshes(context, 'main', refreshes);
     page = watch(await context.newPage(), 'tab 1');
   });
@@ -267,6 +268,7 @@ describe('keycard browser flow in headless Chromium', { concurrency: false }, ()
 
   it('without Web Locks, the BroadcastChannel fallback also refreshes once for two tabs', async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    await serveWebFromDisk(ctx, BASE);
     recordRefreshes(ctx, 'no-locks', refreshes);
     await ctx.addInitScript(() => {
       Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined, configurable: true });

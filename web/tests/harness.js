@@ -1,5 +1,8 @@
 // Helpers of the browser test: launching Debian's Chromium, watching pages for errors, recording
-// every refresh request, and dumping what a page script can read.
+// every refresh request, dumping what a page script can read, and serving web/ from disk.
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 
 export const LAUNCH = {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -88,5 +91,28 @@ export function readableState(p) {
       indexedDB: idb,
       caches: cacheNames,
     };
+  });
+}
+
+/// The files keycard builds into its binary from web/, by the path it serves each at.
+const WEB_FILES = {
+  '/': 'index.html',
+  '/demo.js': 'demo.js',
+  '/keycard.js': 'keycard.js',
+  '/style.css': 'style.css',
+  '/reset.js': 'reset.js',
+  '/link.js': 'link.js',
+};
+
+/// With WEB_FROM_DISK=1: `context`'s requests for those files at `base` are answered with this
+/// checkout's web/ files and keycard's own headers (CSP…), to test changes to web/ against a
+/// binary built before them. Without it: nothing (the binary's own copies are what is tested).
+export async function serveWebFromDisk(context, base) {
+  if (!process.env.WEB_FROM_DISK) return;
+  const origin = new URL(base).origin;
+  await context.route((url) => url.origin === origin && Object.hasOwn(WEB_FILES, url.pathname), async (route) => {
+    const response = await route.fetch(); // keycard's answer: its headers, this checkout's body
+    const file = WEB_FILES[new URL(route.request().url()).pathname];
+    await route.fulfill({ response, body: readFileSync(path.resolve(import.meta.dirname, '..', file)) });
   });
 }

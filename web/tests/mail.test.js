@@ -14,7 +14,7 @@ import path from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { LAUNCH, signedIn, signedOut } from './harness.js';
+import { LAUNCH, serveWebFromDisk, signedIn, signedOut } from './harness.js';
 import { waitForLink } from './mailbox.js';
 
 const BASE = process.env.KEYCARD_URL;
@@ -83,6 +83,7 @@ async function scan(url, token, name) {
   await res.text();
 
   const ctx = await browser.newContext();
+  await serveWebFromDisk(ctx, BASE);
   try {
     const scanner = watch(await ctx.newPage(), `scanner ${name}`);
     const sent = [];
@@ -130,6 +131,7 @@ describe('mailed links in headless Chromium, through a real SMTP server', { conc
 
     // Opened without a token, each page says so and offers nothing to click.
     const ctx = await browser.newContext();
+    await serveWebFromDisk(ctx, BASE);
     try {
       const p = watch(await ctx.newPage(), 'no token');
       await p.goto(`${BASE}/auth/email/verify`);
@@ -148,6 +150,7 @@ describe('mailed links in headless Chromium, through a real SMTP server', { conc
     const email = `grace+${Date.now()}@example.com`;
     await signup(email);
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await serveWebFromDisk(ctx, BASE);
     try {
       const page = watch(await ctx.newPage(), 'forgot', new Set([401, 422]));
       await page.goto(`${BASE}/`);
@@ -231,6 +234,7 @@ describe('mailed links in headless Chromium, through a real SMTP server', { conc
   it('verify email: the signup mail → the link → "Confirm my address" → the token says email_verified', async () => {
     const email = `hedy+${Date.now()}@example.com`;
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await serveWebFromDisk(ctx, BASE);
     try {
       const page = watch(await ctx.newPage(), 'verify', new Set([400]));
       await page.goto(`${BASE}/`);
@@ -287,6 +291,7 @@ describe('mailed links in headless Chromium, through a real SMTP server', { conc
     const newEmail = `ida.new+${Date.now()}@example.org`;
     await signup(email);
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await serveWebFromDisk(ctx, BASE);
     try {
       const page = watch(await ctx.newPage(), 'change', new Set([400, 401]));
       await page.goto(`${BASE}/`);

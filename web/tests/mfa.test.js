@@ -21,7 +21,7 @@ import path from 'node:path';
 import * as OTPAuth from 'otpauth';
 import { chromium } from 'playwright-core';
 
-import { LAUNCH, readableState, signedIn, signedOut } from './harness.js';
+import { LAUNCH, readableState, serveWebFromDisk, signedIn, signedOut } from './harness.js';
 
 const BASE = process.env.KEYCARD_URL;
 assert.ok(BASE, 'KEYCARD_URL must point at a running keycard server (see .ci/browser-test.sh)');
@@ -90,6 +90,7 @@ describe('second factor (TOTP) on the demo page in headless Chromium', { concurr
     mkdirSync(ARTIFACTS, { recursive: true });
     browser = await chromium.launch(LAUNCH);
     context = await browser.newContext({ viewport: { width: 1280, height: 1100 } });
+    await serveWebFromDisk(context, BASE);
     page = watch(await context.newPage(), 'mfa');
   });
 

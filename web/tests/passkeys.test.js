@@ -27,14 +27,14 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { LAUNCH, readableState, signedIn, signedOut } from './harness.js';
+import { LAUNCH, readableState, serveWebFromDisk, signedIn, signedOut } from './harness.js';
 
 const BIN = process.env.KEYCARD_BIN;
 assert.ok(BIN, 'KEYCARD_BIN must name the keycard binary (see .ci/browser-test.sh)');
@@ -190,14 +190,7 @@ describe('passkeys on the demo page in headless Chromium (virtual authenticator)
     browser = await chromium.launch(LAUNCH);
     context = await browser.newContext({ viewport: { width: 1280, height: 1300 } });
     await context.addInitScript(recordCeremonies);
-    if (process.env.WEB_FROM_DISK) {
-      const files = { '/': 'index.html', '/demo.js': 'demo.js', '/keycard.js': 'keycard.js', '/style.css': 'style.css' };
-      await context.route((url) => url.origin === BASE && url.pathname in files, async (route) => {
-        const response = await route.fetch(); // keycard's answer: its headers (CSP…), this checkout's body
-        const file = files[new URL(route.request().url()).pathname];
-        await route.fulfill({ response, body: readFileSync(path.resolve(import.meta.dirname, '..', file)) });
-      });
-    }
+    await serveWebFromDisk(context, BASE);
     page = watch(await context.newPage(), 'passkeys');
     cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
