@@ -168,10 +168,12 @@ pub fn cors(allowed_origins: &[String]) -> CorsLayer {
             HeaderName::from_static(crate::cookies::CSRF_HEADER),
             HeaderName::from_static("dpop"),
         ])
-        // keycard.js on another origin reads `Retry-After` of a 429/503 to back off, and the
-        // DPoP challenge and nonce; none is a CORS-safelisted response header.
+        // keycard.js on another origin reads `Retry-After` of a 429/503 to back off, the DPoP
+        // challenge and nonce, and `Date` (to date its proofs on keycard's clock when the
+        // device's is off); none is a CORS-safelisted response header.
         .expose_headers([
             header::RETRY_AFTER,
+            header::DATE,
             header::WWW_AUTHENTICATE,
             HeaderName::from_static(crate::dpop::NONCE_HEADER),
         ])

@@ -284,25 +284,9 @@ impl Sessions<'_> {
                 // A copied refresh token without the session's key: refused, nothing changed
                 // (the rightful client still holds the key and the token).
                 metrics::counter!("keycard_refreshes_total", "outcome" => "dpop_mismatch").increment(1);
-                let detail = Some(match &rotation.dpop_jkt {
-                    Some(_) => "refresh with another DPoP key".to_owned(),
-                    None => "refresh without a DPoP proof".to_owned(),
-                });
-                let event = keycard_store::AuditEvent {
-                    at: rotation.now,
-                    kind: AuditKind::DpopMismatch,
-                    user_id: Some(user_id),
-                    session_id: Some(session_id),
-                    ip: rotation.ip,
-                    user_agent: rotation.user_agent,
-                    detail,
-                };
-                state.audit(event).await;
-                return Err(ApiError::new(
-                    ErrorCode::InvalidGrant,
-                    "this session is bound to a DPoP key: refresh it with a DPoP proof made with that key",
-                )
-                .into());
+                let client =
+                    ClientInfo { ip: rotation.ip, user_agent: rotation.user_agent, dpop_jkt: rotation.dpop_jkt };
+                return Err(self.dpop_mismatch("refresh", user_id, session_id, &client, rotation.now).await.into());
             }
             RotateOutcome::Reused { session_id, user_id, verdict } => {
                 tracing::warn!(
@@ -337,6 +321,29 @@ impl Sessions<'_> {
     pub async fn by_refresh(&self, raw: &str) -> Result<Option<SessionRecord>, ApiError> {
         let token = RefreshToken::parse(raw).ok_or_else(ApiError::invalid_grant)?;
         Ok(self.state.store.session_by_refresh(&token.hash(), self.state.now()).await?)
+    }
+
+    /// A refresh token of a DPoP-bound session presented for `action` without a proof of its key
+    /// (`client.dpop_jkt` is the key that did come, if any): nothing changes, the rightful
+    /// client still holds the key and the token. Audited `dpop_mismatch`; the refusal to send.
+    pub async fn dpop_mismatch(
+        &self,
+        action: &str,
+        user_id: String,
+        session_id: String,
+        client: &ClientInfo,
+        now: i64,
+    ) -> ApiError {
+        let detail = match &client.dpop_jkt {
+            Some(_) => format!("{action} with another DPoP key"),
+            None => format!("{action} without a DPoP proof"),
+        };
+        let event = client.event(AuditKind::DpopMismatch, Some(user_id), Some(session_id), Some(detail), now);
+        self.state.audit(event).await;
+        ApiError::new(
+            ErrorCode::InvalidGrant,
+            format!("this session is bound to a DPoP key: {action} needs a DPoP proof made with that key"),
+        )
     }
 
     /// Ends `session_id` (`Local`), every session of the user (`Global`), or all but it

@@ -187,6 +187,45 @@ async fn a_bound_refresh_token_needs_its_key_and_a_copy_is_refused_and_audited()
 }
 
 #[tokio::test]
+async fn a_bound_session_is_ended_by_its_refresh_token_only_with_its_keys_proof() {
+    let app = spawn_app().await;
+    let key = key();
+    let (_, tokens) = dpop_login(&app, &key).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let logout = |dpop: Option<String>| {
+        let mut request = app.client.post(app.url("/auth/logout")).json(&json!({"refresh_token": refresh}));
+        if let Some(proof) = dpop {
+            request = request.header("dpop", proof);
+        }
+        request.send()
+    };
+
+    // A copy of the refresh token (or the cookie) can't end the owner's session.
+    let thief = ed_key();
+    for (why, dpop) in
+        [("no proof", None), ("another key", Some(proof(&app, &thief, "POST", "/auth/logout", None, None)))]
+    {
+        let resp = logout(dpop).await.unwrap();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_grant", "{why}: {body}");
+        assert!(body["error_description"].as_str().unwrap().contains("DPoP"), "{why}: {body}");
+    }
+    let filter = AuditFilter { kind: Some(AuditKind::DpopMismatch), ..Default::default() };
+    let audited = app.store().audit_events(&filter).await.unwrap();
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert!(audited.iter().all(|e| e.event.detail.as_deref().is_some_and(|d| d.starts_with("logout"))));
+    let resp = me_dpop(&app, &access, Some(&proof(&app, &key, "GET", "/auth/me", Some(&access), None))).await;
+    assert_eq!(resp.status(), 200, "the session lives on");
+
+    // The owner, with its key, ends it.
+    let resp = logout(Some(proof(&app, &key, "POST", "/auth/logout", None, None))).await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = me_dpop(&app, &access, Some(&proof(&app, &key, "GET", "/auth/me", Some(&access), None))).await;
+    refused(resp, "invalid_token", "the session is over").await;
+}
+
+#[tokio::test]
 async fn nonces_when_turned_on_are_asked_for_and_then_accepted() {
     let app = spawn_app_with(|s| s.dpop_nonce = true).await;
     let key = key();
@@ -280,7 +319,7 @@ async fn a_page_on_an_allowed_origin_may_send_proofs_and_read_the_nonce() {
         .await
         .unwrap();
     let exposed = resp.headers().get("access-control-expose-headers").unwrap().to_str().unwrap().to_ascii_lowercase();
-    for name in ["dpop-nonce", "www-authenticate", "retry-after"] {
+    for name in ["dpop-nonce", "www-authenticate", "retry-after", "date"] {
         assert!(exposed.contains(name), "{name} is readable by the page: {exposed}");
     }
     refused(resp, "invalid_dpop_proof", "no proof").await;
