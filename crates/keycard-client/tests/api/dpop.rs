@@ -42,7 +42,8 @@ impl Seen {
     }
 }
 
-/// A server that answers `{"ok": true}` to anything and records what it received.
+/// A server that answers `{"ok": true}` to anything, with `DPoP-Nonce: spy-N` (N: the requests
+/// so far), and records what it received.
 struct Spy {
     base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -57,13 +58,14 @@ async fn start_spy() -> Spy {
             let header = |name: &str| -> Vec<String> {
                 request.headers().get_all(name).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
             };
-            record.lock().unwrap().push(Seen {
+            let mut seen = record.lock().unwrap();
+            seen.push(Seen {
                 method: request.method().to_string(),
                 path_and_query: request.uri().path_and_query().unwrap().to_string(),
                 authorization: header("authorization").pop(),
                 proofs: header("dpop"),
             });
-            axum::Json(json!({"ok": true}))
+            ([("dpop-nonce", format!("spy-{}", seen.len()))], axum::Json(json!({"ok": true})))
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -139,7 +141,7 @@ async fn a_dpop_login_binds_the_session_and_every_call_carries_a_fresh_proof() {
     assert_eq!(claims["htu"], format!("{}/orders", spy.base));
     assert_eq!(claims["ath"], access_token_hash(&token));
     assert_eq!(claims["iat"], keycard.clock.now(), "iat by the client's clock");
-    assert!(claims.get("nonce").is_none(), "no server asked for one");
+    assert!(claims.get("nonce").is_none(), "the spy had handed out no nonce yet");
     let first_jti = claims["jti"].as_str().unwrap().to_owned();
 
     let _: Value = client.post_json(&format!("{}/orders", spy.base), &json!({"item": 1})).await.unwrap();
@@ -149,6 +151,7 @@ async fn a_dpop_login_binds_the_session_and_every_call_carries_a_fresh_proof() {
         (Some("POST"), Some(&*format!("{}/orders", spy.base)))
     );
     assert_ne!(claims["jti"].as_str().unwrap(), first_jti, "a fresh proof for each request");
+    assert_eq!(claims["nonce"], "spy-1", "the nonce of the origin's last answer (a success) is used");
 
     // The login itself was bound: keycard's own routes take the token with proofs only.
     let sessions: Value = client.get_json("/auth/sessions").await.unwrap();
@@ -269,7 +272,11 @@ async fn the_second_factor_and_step_up_keep_the_session_bound() {
 #[tokio::test]
 async fn nonces_asked_for_are_used_and_a_refused_request_is_sent_once_more() {
     let keycard = start_keycard_with(|s| s.dpop_nonce = true).await;
-    let client = keycard.logged_in_with("nonce@example.com", dpop_client(&keycard, DpopKeySource::generate())).await;
+    // Signed up by another client: the DPoP client's first request is its login, whose proof
+    // has no nonce to carry yet.
+    keycard.client().build().unwrap().signup("nonce@example.com", PASSWORD).await.unwrap();
+    let client = dpop_client(&keycard, DpopKeySource::generate()).build().unwrap();
+    client.login("nonce@example.com", PASSWORD).await.unwrap();
     // The login was refused once (400 use_dpop_nonce) and sent again with the nonce.
     assert_eq!(client.stats().dpop_nonce_retries, 1);
     assert_eq!(keycard.audit_count("login").await, 1);
