@@ -32,7 +32,7 @@ impl Client {
     /// Creates an account (`POST /auth/signup`); does not log in.
     pub async fn signup(&self, email: &str, password: &str) -> Result<UserInfo, ClientError> {
         let body = SignupRequest { email: email.to_owned(), password: password.to_owned() };
-        let response = self.inner.http.post(self.inner.url("/auth/signup")?).json(&body).send().await?;
+        let response = self.inner.post_json("/auth/signup", &body).await?;
         decode(check_status(response).await?).await
     }
 
@@ -52,7 +52,7 @@ impl Client {
             device_token: state.device_token.as_ref().map(|t| t.expose().to_owned()),
         };
         let sent_at = self.inner.clock.now_ms();
-        let response = self.inner.http.post(self.inner.url("/auth/login")?).json(&body).send().await?;
+        let response = self.inner.post_json("/auth/login", &body).await?;
         let answer: serde_json::Value = decode(check_status(response).await?).await?;
         if answer.get("mfa_required").and_then(serde_json::Value::as_bool) == Some(true) {
             let challenge: mfa::MfaChallenge = serde_json::from_value(answer).map_err(ClientError::Decode)?;
@@ -73,7 +73,7 @@ impl Client {
             state.set(None);
         }
         let body = LogoutRequest { scope: Some(scope), refresh_token: Some(refresh) };
-        let response = self.inner.http.post(self.inner.url("/auth/logout")?).json(&body).send().await?;
+        let response = self.inner.post_json("/auth/logout", &body).await?;
         match check_status(response).await {
             Ok(_) => Ok(()),
             Err(error) if scope != LogoutScope::Others && error.is_session_ended() => Ok(()),
@@ -96,6 +96,7 @@ impl Inner {
         mut response: TokenResponse,
         sent_at: i64,
     ) -> Result<Login, ClientError> {
+        self.check_token_type(&response.token_type)?;
         if let Some(device) = response.device_token.take() {
             state.device_token = Some(crate::session::Secret::new(device));
         }

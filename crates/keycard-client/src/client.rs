@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use keycard_core::clock::{Clock, SystemClock};
 use keycard_core::{ErrorBody, ErrorCode};
-use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use reqwest::{Method, Request, RequestBuilder, Response, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::dpop::{Dpop, DpopKeySource};
 use crate::error::ClientError;
 use crate::retry::RetryPolicy;
-use crate::session::{SessionState, SharedSession};
+use crate::session::{Secret, SessionState, SharedSession};
 
 /// Default refresh margin: refresh when the access token has less than this left (capped at
 /// half the token's lifetime).
@@ -34,7 +35,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base_url", &self.inner.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base.as_str())
+            .field("dpop_jkt", &self.inner.dpop.as_ref().map(Dpop::jkt))
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) session: SharedSession,
     pub(crate) stats: Counters,
+    /// The DPoP key and the servers' nonces, when the client uses DPoP.
+    pub(crate) dpop: Option<Dpop>,
 }
 
 #[derive(Default)]
@@ -68,6 +74,9 @@ pub struct ClientStats {
     pub retries: u64,
     /// Refresh requests sent again after a passing failure (429, 5xx, network error).
     pub refresh_retries: u64,
+    /// Requests sent again because the server asked for a DPoP nonce (`use_dpop_nonce`) and
+    /// handed one out.
+    pub dpop_nonce_retries: u64,
 }
 
 /// Configures a [`Client`]; see [`Client::builder`].
@@ -80,6 +89,7 @@ pub struct ClientBuilder {
     http: Option<reqwest::Client>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
+    dpop: Option<DpopKeySource>,
 }
 
 impl ClientBuilder {
@@ -124,7 +134,28 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client. Fails on a base URL that is not `http(s)://…`.
+    /// Binds the session to a DPoP key (RFC 9449): every request the client sends (login, the
+    /// second factor, step-up, refresh, logout, [`Client::send`] and the helpers) carries a
+    /// proof made with it, keycard binds the session to the key (`cnf.jkt`; a refresh without
+    /// the key is refused), and the access token goes out as `Authorization: DPoP`. A token or
+    /// refresh token copied out of the process is useless without the key. The servers'
+    /// `DPoP-Nonce`s are remembered per origin, and a request refused with `use_dpop_nonce` is
+    /// sent once more with the new one.
+    ///
+    /// The key: [`DpopKeySource::generate`] (a new Ed25519 key in memory; P-256 with
+    /// [`DpopKeySource::Generate`] and [`crate::DpopAlg::Es256`]), [`DpopKeySource::pem_file`]
+    /// (a PKCS#8 PEM file, read by [`Self::build`], which fails with
+    /// [`ClientError::DpopKey`] naming the file when it cannot be read or used), or
+    /// [`DpopKeySource::key`]. A token answer that is not `token_type: DPoP` (a server without
+    /// DPoP) fails with [`ClientError::Protocol`] rather than falling back to Bearer tokens.
+    /// Default: no DPoP.
+    pub fn dpop(mut self, key: DpopKeySource) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
+    /// Builds the client. Fails on a base URL that is not `http(s)://…`, and with
+    /// [`Self::dpop`] on a key that cannot be made or read.
     pub fn build(self) -> Result<Client, ClientError> {
         let trimmed = self.base_url.trim_end_matches('/');
         let base =
@@ -139,6 +170,10 @@ impl ClientBuilder {
                 .user_agent(concat!("keycard-client/", env!("CARGO_PKG_VERSION")))
                 .build()?,
         };
+        let dpop = match self.dpop {
+            Some(source) => Some(Dpop::new(source.load()?)),
+            None => None,
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -148,6 +183,7 @@ impl ClientBuilder {
                 clock: self.clock,
                 session: Arc::new(tokio::sync::Mutex::new(SessionState::default())),
                 stats: Counters::default(),
+                dpop,
             }),
         })
     }
@@ -168,6 +204,7 @@ impl Client {
             http: None,
             clock: Arc::new(SystemClock),
             retry: RetryPolicy::default(),
+            dpop: None,
         }
     }
 
@@ -212,17 +249,20 @@ impl Client {
         self.request(Method::DELETE, path_or_url)
     }
 
-    /// Sends `request` with `Authorization: Bearer <access token>`, refreshing first if the
-    /// token is due. On a 401 `invalid_token` it refreshes once (shared with concurrent
-    /// requests) and retries once, if the request can be cloned (a streaming body cannot: then the
-    /// 401 is returned and the next request carries the refreshed token).
+    /// Sends `request` with `Authorization: Bearer <access token>` (with [`ClientBuilder::dpop`]:
+    /// `Authorization: DPoP <access token>` and a `DPoP` proof for this request and token),
+    /// refreshing first if the token is due. On a 401 `invalid_token` it refreshes once (shared
+    /// with concurrent requests) and retries once, if the request can be cloned (a streaming
+    /// body cannot: then the 401 is returned and the next request carries the refreshed token).
     /// Error statuses become [`ClientError::Api`] with keycard's decoded error body; a 401
     /// `insufficient_user_authentication` (a route wanting a recent sign-in) becomes
     /// [`ClientError::StepUpRequired`]: [`Client::step_up`], then send again.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        let (http, request) = request.build_split();
+        let request = request?;
         let retry = request.try_clone();
         let (token, generation) = self.inner.access_token().await?;
-        let response = request.bearer_auth(token.expose()).send().await?;
+        let response = self.inner.execute(&http, request, Some(&token)).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return check_status(response).await;
         }
@@ -234,7 +274,7 @@ impl Client {
         // A streaming body cannot be sent twice: the next request gets the fresh token.
         let Some(retry) = retry else { return Err(rejected) };
         self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
-        check_status(retry.bearer_auth(token.expose()).send().await?).await
+        check_status(self.inner.execute(&http, retry, Some(&token)).await?).await
     }
 
     /// `GET path_or_url` with the access token, decoding a JSON answer.
@@ -266,12 +306,19 @@ impl Client {
         self.inner.session.lock().await.tokens.as_ref().map(|t| t.session_id.clone())
     }
 
+    /// The RFC 7638 thumbprint of the client's DPoP key (what its tokens carry as `cnf.jkt`),
+    /// with [`ClientBuilder::dpop`].
+    pub fn dpop_jkt(&self) -> Option<String> {
+        self.inner.dpop.as_ref().map(Dpop::jkt)
+    }
+
     /// Counters of refreshes and retries.
     pub fn stats(&self) -> ClientStats {
         ClientStats {
             refreshes: self.inner.stats.refreshes.load(Ordering::Relaxed),
             retries: self.inner.stats.retries.load(Ordering::Relaxed),
             refresh_retries: self.inner.stats.refresh_retries.load(Ordering::Relaxed),
+            dpop_nonce_retries: self.inner.dpop.as_ref().map_or(0, Dpop::nonce_retries),
         }
     }
 }
@@ -286,11 +333,41 @@ impl Inner {
         };
         parsed.map_err(|e| ClientError::InvalidUrl(format!("{path_or_url}: {e}")))
     }
+
+    /// Sends `request` through `http` with `access_token` and, with DPoP, a proof (and the nonce
+    /// retry); the answer whatever its status. See [`crate::dpop`].
+    pub(crate) async fn execute(
+        &self,
+        http: &reqwest::Client,
+        request: Request,
+        access_token: Option<&Secret>,
+    ) -> Result<Response, ClientError> {
+        let token = access_token.map(Secret::expose);
+        crate::dpop::execute(http, request, self.dpop.as_ref(), token, self.clock.as_ref()).await
+    }
+
+    /// `POST` of a JSON `body` to keycard's `path`, without an access token (with DPoP, with a
+    /// proof): login, the second factor, refresh, logout. The answer whatever its status.
+    pub(crate) async fn post_json<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Response, ClientError> {
+        let request = self.http.post(self.url(path)?).json(body).build()?;
+        self.execute(&self.http, request, None).await
+    }
+
+    /// Refuses a token answer that is not bound to the client's DPoP key when it uses DPoP:
+    /// a server without DPoP would otherwise hand out Bearer tokens a thief can use.
+    pub(crate) fn check_token_type(&self, token_type: &str) -> Result<(), ClientError> {
+        if self.dpop.is_some() && !token_type.eq_ignore_ascii_case("DPoP") {
+            return Err(ClientError::Protocol(format!(
+                "token_type {token_type:?} for a DPoP client, expected DPoP (does the server support DPoP?)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Whether a refused request was refused for its access token (RFC 6750 `invalid_token`, from
 /// keycard's body or any resource server's `WWW-Authenticate`).
-fn is_invalid_token(error: &ClientError) -> bool {
+pub(crate) fn is_invalid_token(error: &ClientError) -> bool {
     matches!(error, ClientError::Api { status: StatusCode::UNAUTHORIZED, error: Some(body) } if body.error == ErrorCode::InvalidToken)
 }
 
@@ -301,7 +378,7 @@ pub(crate) async fn check_status(response: Response) -> Result<Response, ClientE
 
 /// The typed error of an error response: status plus keycard's body when it is one. A 401
 /// whose only sign is `WWW-Authenticate: Bearer error="invalid_token"` gets that code.
-async fn error_of(mut response: Response) -> ClientError {
+pub(crate) async fn error_of(mut response: Response) -> ClientError {
     let status = response.status();
     let challenges: Vec<String> = response
         .headers()

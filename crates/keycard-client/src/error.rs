@@ -55,9 +55,14 @@ pub enum ClientError {
         error: OAuthError,
     },
     /// The authorization server's answer breaks the protocol: a discovery document naming
-    /// another issuer or no token endpoint, a token type other than `Bearer`.
+    /// another issuer or no token endpoint, a token type other than `Bearer` (or other than
+    /// `DPoP` for a client that uses DPoP).
     #[error("unexpected answer from the authorization server: {0}")]
     Protocol(String),
+    /// The DPoP key could not be made or read (building the client), or a proof could not be
+    /// signed. Names the key file, never its content.
+    #[error(transparent)]
+    DpopKey(#[from] crate::dpop::DpopKeyError),
     /// The password was right and the account has a second factor: no session yet (one the
     /// client held is kept). Answer with [`crate::Client::complete_mfa`], or log in with
     /// [`crate::Client::login_with_mfa`]. The challenge's token is never printed.
@@ -166,7 +171,7 @@ impl ClientError {
             Self::MfaCancelled => Self::MfaCancelled,
             Self::StepUpRequired { max_age, error } => Self::StepUpRequired { max_age: *max_age, error: error.clone() },
             Self::Shared(inner) => Self::Shared(inner.clone()),
-            Self::Http(_) | Self::Decode(_) => Self::Shared(error.clone()),
+            Self::Http(_) | Self::Decode(_) | Self::DpopKey(_) => Self::Shared(error.clone()),
         }
     }
 

@@ -94,6 +94,49 @@
 //! # }
 //! ```
 //!
+//! # DPoP: tokens a thief cannot use
+//!
+//! A bearer token works for whoever holds it. With [`ClientBuilder::dpop`] the session is bound
+//! to a key that never leaves the process (RFC 9449): every request the client sends — login,
+//! [`Client::complete_mfa`], [`Client::step_up`], refresh, logout, [`Client::send`] and the
+//! `get_json`/`post_json` helpers, to keycard or to your own APIs — carries a `DPoP` header, a
+//! fresh proof signed with the key for that request's method and URL (without the query), with
+//! the hash of the access token on resource requests, and the server's latest nonce. keycard
+//! binds the session to the key (`cnf.jkt` in the access tokens, `token_type: DPoP`), the access
+//! token goes out as `Authorization: DPoP <token>`, and a refresh without the key is refused.
+//! The latest `DPoP-Nonce` of every answer is remembered per origin; a request refused with
+//! `use_dpop_nonce` (400 from keycard's token endpoints, 401 with a `WWW-Authenticate: DPoP`
+//! challenge from a resource server) is sent once more with the new nonce. Resource servers
+//! check the proofs with `keycard-verify`'s `VerifierBuilder::dpop`.
+//!
+//! The key is a new one in memory ([`DpopKeySource::generate`]: Ed25519;
+//! [`DpopAlg::Es256`] for P-256), or read from a PKCS#8 PEM file when the client is built
+//! ([`DpopKeySource::pem_file`]; [`DpopKey::to_pkcs8_pem`] writes one), or one you hold
+//! ([`DpopKeySource::key`]). A file that is missing, unreadable or not an Ed25519 or P-256 key
+//! fails the build with [`ClientError::DpopKey`] naming the file. `Debug` output shows the key's
+//! thumbprint ([`Client::dpop_jkt`]), never the key; errors never hold it. [`ServiceClient`]
+//! takes the same option for client-credentials tokens ([`ServiceClient::send`] adds the
+//! proofs).
+//!
+//! ```no_run
+//! use keycard_client::{Client, ClientError, DpopKeySource};
+//!
+//! # async fn run() -> Result<(), ClientError> {
+//! let client = Client::builder("https://auth.example.com").dpop(DpopKeySource::generate()).build()?;
+//! client.login("alice@example.com", "correct horse battery staple").await?;
+//! let orders: serde_json::Value = client.get_json("https://api.example.com/orders").await?;
+//! # let _ = orders;
+//!
+//! // A key that outlives the process: a PEM file (mode 0600) made once with
+//! // `std::fs::write(path, keycard_client::DpopKey::generate(alg)?.to_pkcs8_pem())`.
+//! let cli = Client::builder("https://auth.example.com")
+//!     .dpop(DpopKeySource::pem_file("/etc/myapp/dpop-key.pem"))
+//!     .build()?; // ClientError::DpopKey if the file is missing or not a key
+//! # let _ = cli;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Rate limits, overloads and outages are not logouts
 //!
 //! Only keycard refusing the refresh token (401 `invalid_grant` or `refresh_token_reused`) ends
@@ -115,6 +158,7 @@
 //! - `session`: the in-memory tokens and the single-flight refresh.
 //! - [`retry`]: [`RetryPolicy`], how refreshes that fail for a passing reason are tried again.
 //! - [`service`]: [`ServiceClient`], client-credentials tokens for services.
+//! - [`dpop`]: the DPoP key ([`DpopKeySource`]) and the proofs and nonces of each request.
 //! - [`oauth`]: the RFC 6749 §5.2 [`OAuthError`] and `client_secret_basic`.
 //! - [`error`]: the typed [`ClientError`].
 #![forbid(unsafe_code)]
@@ -122,6 +166,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod dpop;
 pub mod error;
 pub mod mfa;
 pub mod oauth;
@@ -131,6 +176,7 @@ mod session;
 
 pub use auth::Login;
 pub use client::{Client, ClientBuilder, ClientStats};
+pub use dpop::{DpopAlg, DpopKey, DpopKeyError, DpopKeySource};
 pub use error::ClientError;
 pub use keycard_core::wire::{LogoutScope, UserInfo};
 pub use keycard_core::{ErrorBody, ErrorCode};

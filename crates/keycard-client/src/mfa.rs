@@ -220,7 +220,7 @@ impl Client {
         let body =
             MfaVerifyRequest { mfa_token: challenge.token.expose().to_owned(), code, recovery_code, webauthn: None };
         let sent_at = self.inner.clock.now_ms();
-        let response = self.inner.http.post(self.inner.url("/auth/mfa/verify")?).json(&body).send().await?;
+        let response = self.inner.post_json("/auth/mfa/verify", &body).await?;
         let response: TokenResponse = decode(check_status(response).await?).await?;
         self.inner.start_session(&mut state, response, sent_at)
     }
@@ -245,6 +245,7 @@ impl Client {
         let session_id = self.session_id().await.ok_or(ClientError::NotLoggedIn)?;
         let sent_at = self.inner.clock.now_ms();
         let response: StepUpResponse = decode(self.send(self.post("/auth/step-up").json(&body)).await?).await?;
+        self.inner.check_token_type(&response.token_type)?;
         let mut state = self.inner.session.lock().await;
         match state.tokens.as_ref() {
             None => Err(ClientError::NotLoggedIn),

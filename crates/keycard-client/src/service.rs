@@ -8,6 +8,11 @@
 //! abort a renewal others wait on. Every waiter gets that one renewal's outcome: N concurrent
 //! callers cost one token request, and a failure reaches all of them once instead of being
 //! retried N times in a row. Nothing is cached from a failure: the next call asks again.
+//!
+//! With [`ServiceClientBuilder::dpop`] the token requests carry a DPoP proof (RFC 9449), so the
+//! tokens are bound to the service's key (`token_type: DPoP`, `cnf.jkt`), and
+//! [`ServiceClient::send`] sends them as `Authorization: DPoP` with a proof for each request
+//! ([`ServiceClient::dpop_proof`] makes one for another HTTP stack).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -16,10 +21,11 @@ use std::time::Duration;
 use keycard_core::ErrorBody;
 use keycard_core::clock::{Clock, SystemClock};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use reqwest::{Response, StatusCode, Url};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::watch;
 
-use crate::client::DEFAULT_TIMEOUT;
+use crate::client::{DEFAULT_TIMEOUT, check_status};
+use crate::dpop::{Dpop, DpopKeySource};
 use crate::error::ClientError;
 use crate::oauth::{OAuthError, ServerMetadata, TokenEndpointResponse, client_secret_basic};
 use crate::session::Secret;
@@ -45,12 +51,22 @@ pub struct AccessToken {
     value: Arc<str>,
     scope: Option<Arc<str>>,
     expires_at_ms: i64,
+    /// Bound to the client's DPoP key (`token_type: DPoP`).
+    dpop: bool,
 }
 
 impl AccessToken {
     /// The token, for `Authorization: Bearer <token>` (e.g. `request.bearer_auth(token.as_str())`).
+    /// A DPoP-bound one ([`Self::token_type`] `DPoP`) is sent as `Authorization: DPoP <token>`
+    /// with a proof: [`ServiceClient::send`] does both.
     pub fn as_str(&self) -> &str {
         &self.value
+    }
+
+    /// `Bearer`, or `DPoP` for a token bound to the client's DPoP key
+    /// ([`ServiceClientBuilder::dpop`]): the scheme of its `Authorization` header.
+    pub fn token_type(&self) -> &'static str {
+        if self.dpop { "DPoP" } else { "Bearer" }
     }
 
     /// The scope granted: the response's `scope`, else the scope asked for (RFC 6749 §5.1).
@@ -79,6 +95,7 @@ impl std::fmt::Debug for AccessToken {
             .field("value", &"<redacted>")
             .field("scope", &self.scope)
             .field("expires_at_ms", &self.expires_at_ms)
+            .field("token_type", &self.token_type())
             .finish()
     }
 }
@@ -91,6 +108,9 @@ pub struct ServiceClientStats {
     pub token_requests: u64,
     /// Token requests (or discoveries) that failed.
     pub token_failures: u64,
+    /// Requests sent again because the server asked for a DPoP nonce (`use_dpop_nonce`) and
+    /// handed one out.
+    pub dpop_nonce_retries: u64,
 }
 
 /// Where the token endpoint comes from.
@@ -143,6 +163,8 @@ struct Inner {
     state: Mutex<State>,
     token_requests: AtomicU64,
     token_failures: AtomicU64,
+    /// The DPoP key and the servers' nonces, with [`ServiceClientBuilder::dpop`].
+    dpop: Option<Dpop>,
 }
 
 /// What every waiter of one renewal gets.
@@ -167,6 +189,7 @@ impl std::fmt::Debug for ServiceClient {
             .field("client_id", &self.inner.client_id)
             .field("endpoint", &self.inner.endpoint)
             .field("scope", &self.inner.scope)
+            .field("dpop_jkt", &self.inner.dpop.as_ref().map(Dpop::jkt))
             .finish_non_exhaustive()
     }
 }
@@ -184,6 +207,7 @@ pub struct ServiceClientBuilder {
     timeout: Duration,
     http: Option<reqwest::Client>,
     clock: Arc<dyn Clock>,
+    dpop: Option<DpopKeySource>,
 }
 
 impl std::fmt::Debug for ServiceClientBuilder {
@@ -195,6 +219,7 @@ impl std::fmt::Debug for ServiceClientBuilder {
             .field("issuer", &self.issuer)
             .field("scope", &self.scope)
             .field("renewal_margin", &self.margin)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -253,8 +278,21 @@ impl ServiceClientBuilder {
         self
     }
 
+    /// Binds the tokens to a DPoP key (RFC 9449): each token request carries a proof made with
+    /// it, so keycard issues `token_type: DPoP` tokens carrying `cnf.jkt` (an answer of another
+    /// type is [`ClientError::Protocol`]), which resource servers accept only with a proof of
+    /// the same key: [`ServiceClient::send`] adds one to each request, or
+    /// [`ServiceClient::dpop_proof`] makes one. The `DPoP-Nonce`s servers hand out are
+    /// remembered per origin, and a request refused with `use_dpop_nonce` is sent once more
+    /// with the new one. The key: see [`crate::ClientBuilder::dpop`]. Default: no DPoP.
+    pub fn dpop(mut self, key: DpopKeySource) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
     /// Builds the client; nothing is sent until the first [`ServiceClient::token`]. Fails
-    /// without a token endpoint or issuer, or when it is not an `http(s)://` URL.
+    /// without a token endpoint or issuer, or when it is not an `http(s)://` URL, and with
+    /// [`Self::dpop`] on a key that cannot be made or read ([`ClientError::DpopKey`]).
     pub fn build(self) -> Result<ServiceClient, ClientError> {
         let endpoint = match (self.endpoint, self.issuer) {
             (Some(url), _) => Endpoint::Token(http_url(&url)?),
@@ -275,6 +313,10 @@ impl ServiceClientBuilder {
                 .build()?,
         };
         let authorization = Secret::new(client_secret_basic(&self.client_id, self.client_secret.expose()));
+        let dpop = match self.dpop {
+            Some(source) => Some(Dpop::new(source.load()?)),
+            None => None,
+        };
         Ok(ServiceClient {
             inner: Arc::new(Inner {
                 http,
@@ -288,6 +330,7 @@ impl ServiceClientBuilder {
                 state: Mutex::new(State::default()),
                 token_requests: AtomicU64::new(0),
                 token_failures: AtomicU64::new(0),
+                dpop,
             }),
         })
     }
@@ -318,6 +361,7 @@ impl ServiceClient {
             timeout: DEFAULT_TIMEOUT,
             http: None,
             clock: Arc::new(SystemClock),
+            dpop: None,
         }
     }
 
@@ -376,11 +420,63 @@ impl ServiceClient {
         }
     }
 
+    /// Sends `request` with an access token ([`Self::token`]): `Authorization: Bearer <token>`,
+    /// or with [`ServiceClientBuilder::dpop`] `Authorization: DPoP <token>` and a proof for
+    /// this request and token (sent once more with a new nonce when the server asks for one).
+    /// On a 401 `invalid_token` the token is forgotten ([`Self::invalidate`]) and the request
+    /// sent once more with a new one, if it can be cloned (a streaming body cannot). Error
+    /// statuses become [`ClientError::Api`] with the decoded `{"error", "error_description"}`
+    /// body.
+    pub async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        let (http, request) = request.build_split();
+        let request = request?;
+        let retry = request.try_clone();
+        let token = self.token().await?;
+        let response = self.execute(&http, request, &token).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return check_status(response).await;
+        }
+        let rejected = crate::client::error_of(response).await;
+        if !crate::client::is_invalid_token(&rejected) {
+            return Err(rejected);
+        }
+        self.invalidate(&token);
+        let Some(retry) = retry else { return Err(rejected) };
+        let token = self.token().await?;
+        check_status(self.execute(&http, retry, &token).await?).await
+    }
+
+    async fn execute(
+        &self,
+        http: &reqwest::Client,
+        request: reqwest::Request,
+        token: &AccessToken,
+    ) -> Result<Response, ClientError> {
+        let dpop = self.inner.dpop.as_ref();
+        crate::dpop::execute(http, request, dpop, Some(token.as_str()), self.inner.clock.as_ref()).await
+    }
+
+    /// A DPoP proof for sending `token` in a `method url` request (RFC 9449 §7: `ath` of the
+    /// token, the origin's latest nonce), for the `DPoP` header next to
+    /// `Authorization: DPoP <token>`; `None` without [`ServiceClientBuilder::dpop`]. Each
+    /// request needs a new one: servers refuse a proof seen before.
+    pub fn dpop_proof(&self, method: &Method, url: &str, token: &AccessToken) -> Result<Option<String>, ClientError> {
+        let Some(dpop) = &self.inner.dpop else { return Ok(None) };
+        dpop.proof(method, &http_url(url)?, Some(token.as_str()), self.inner.clock.now()).map(Some)
+    }
+
+    /// The RFC 7638 thumbprint of the DPoP key (what the tokens carry as `cnf.jkt`), with
+    /// [`ServiceClientBuilder::dpop`].
+    pub fn dpop_jkt(&self) -> Option<String> {
+        self.inner.dpop.as_ref().map(Dpop::jkt)
+    }
+
     /// Counters of token requests.
     pub fn stats(&self) -> ServiceClientStats {
         ServiceClientStats {
             token_requests: self.inner.token_requests.load(Ordering::Relaxed),
             token_failures: self.inner.token_failures.load(Ordering::Relaxed),
+            dpop_nonce_retries: self.inner.dpop.as_ref().map_or(0, Dpop::nonce_retries),
         }
     }
 }
@@ -472,22 +568,23 @@ impl Inner {
         authorization.set_sensitive(true);
         self.token_requests.fetch_add(1, Ordering::Relaxed);
         let sent_at = self.clock.now_ms();
-        let response = self
+        let request = self
             .http
             .post(endpoint)
             .header(AUTHORIZATION, authorization)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")
             .body(form)
-            .send()
-            .await?;
+            .build()?;
+        let response = crate::dpop::execute(&self.http, request, self.dpop.as_ref(), None, self.clock.as_ref()).await?;
         let (status, body) = read_limited(response).await?;
         if !status.is_success() {
             return Err(error_of(status, &body));
         }
         let answer: TokenEndpointResponse = serde_json::from_slice(&body).map_err(ClientError::Decode)?;
-        if !answer.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(ClientError::Protocol(format!("token_type {:?}, expected Bearer", answer.token_type)));
+        let expected = if self.dpop.is_some() { "DPoP" } else { "Bearer" };
+        if !answer.token_type.eq_ignore_ascii_case(expected) {
+            return Err(ClientError::Protocol(format!("token_type {:?}, expected {expected}", answer.token_type)));
         }
         let lifetime = answer
             .expires_in
@@ -496,7 +593,7 @@ impl Inner {
         let expires_at_ms = sent_at.saturating_add(millis(lifetime));
         let scope = answer.scope.or_else(|| self.scope.clone()).map(Arc::from);
         Ok(Cached {
-            token: AccessToken { value: answer.access_token.into(), scope, expires_at_ms },
+            token: AccessToken { value: answer.access_token.into(), scope, expires_at_ms, dpop: self.dpop.is_some() },
             renew_at: expires_at_ms.saturating_sub(millis(margin)),
         })
     }
@@ -564,7 +661,7 @@ mod tests {
 
     #[test]
     fn access_tokens_do_not_print_their_value() {
-        let token = AccessToken { value: "eyJsecret".into(), scope: Some("a b".into()), expires_at_ms: 5 };
+        let token = AccessToken { value: "eyJsecret".into(), scope: Some("a b".into()), expires_at_ms: 5, dpop: true };
         let shown = format!("{token:?}");
         assert!(!shown.contains("eyJ") && shown.contains("a b"), "{shown}");
     }

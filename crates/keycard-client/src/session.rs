@@ -199,6 +199,13 @@ impl Inner {
             let error = match outcome {
                 Ok(response) => {
                     state.refresh_not_before = None;
+                    if let Err(error) = self.check_token_type(&response.token_type) {
+                        // The rotation happened, but not bound to the key: the session cannot
+                        // go on as the DPoP session it was.
+                        tracing::warn!(%error, "refresh answered with a token not bound to the DPoP key");
+                        state.set(None);
+                        return Err(error);
+                    }
                     let Some(tokens) = Tokens::from_response(response, sent_at, self.refresh_margin) else {
                         // Body delivery always returns the new refresh token; without it the
                         // session cannot continue.
@@ -264,7 +271,7 @@ impl Inner {
         let body = RefreshRequest { refresh_token: Some(refresh_token.to_owned()) };
         let mut retry_after = None;
         let outcome = async {
-            let response = self.http.post(self.url("/auth/refresh")?).json(&body).send().await?;
+            let response = self.post_json("/auth/refresh", &body).await?;
             retry_after = retry::retry_after(response.status(), response.headers());
             let response = crate::client::check_status(response).await?;
             crate::client::decode::<TokenResponse>(response).await

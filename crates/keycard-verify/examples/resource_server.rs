@@ -9,10 +9,20 @@
 //! The issuer comes from the first argument or `KEYCARD_ISSUER`, the audience from the second
 //! argument or `KEYCARD_AUDIENCE` (default `keycard`), the listen address from `BIND` (default
 //! `127.0.0.1:3000`).
+//!
+//! DPoP (RFC 9449) is off unless asked for: `DPOP_PUBLIC_ORIGIN=https://api.example` accepts
+//! `Authorization: DPoP` tokens with their proofs, whose `htu` must be that origin followed by
+//! the request's path (the URL clients address the server by, behind a proxy); `DPOP=on` does
+//! the same with the origin `http://<the bound address>`, for a server clients reach directly.
+//! A DPoP-bound token is never accepted as a Bearer token, with or without DPoP on.
+//!
+//! ```text
+//! DPOP=on BIND=127.0.0.1:0 cargo run -p keycard-verify --example resource_server -- http://127.0.0.1:8080
+//! ```
 
 use axum::routing::get;
 use axum::{Json, Router};
-use keycard_verify::{AccessClaims, Claims, VerifiedToken, Verifier, VerifierLayer};
+use keycard_verify::{AccessClaims, Claims, DpopOptions, VerifiedToken, Verifier, VerifierLayer};
 use serde_json::{Value, json};
 
 /// The routes: `/api/*` need a valid access token; `/healthz` does not.
@@ -55,9 +65,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let audience = args.next().or_else(|| std::env::var("KEYCARD_AUDIENCE").ok()).unwrap_or_else(|| "keycard".into());
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
 
-    let verifier = Verifier::from_issuer(issuer, audience).await?;
+    // Bound first: with `DPOP=on` the origin is the address the port 0 of `BIND` became.
     let listener = tokio::net::TcpListener::bind(&bind).await?;
-    println!("resource server on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    let dpop_origin = match std::env::var("DPOP_PUBLIC_ORIGIN") {
+        Ok(origin) if !origin.is_empty() => Some(origin),
+        _ => match std::env::var("DPOP").as_deref() {
+            Ok("on" | "1" | "true") => Some(format!("http://{local}")),
+            Ok("" | "off" | "0" | "false") | Err(_) => None,
+            Ok(other) => return Err(format!("DPOP={other:?}: expected on or off").into()),
+        },
+    };
+    let mut builder = Verifier::builder(issuer, audience);
+    if let Some(origin) = &dpop_origin {
+        builder = builder.dpop(DpopOptions::new().public_origin(origin));
+    }
+    let verifier = builder.build().await?;
+    match &dpop_origin {
+        Some(origin) => println!("resource server on http://{local} (DPoP on, public origin {origin})"),
+        None => println!("resource server on http://{local}"),
+    }
     axum::serve(listener, app(verifier)).await?;
     Ok(())
 }

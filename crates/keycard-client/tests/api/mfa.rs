@@ -16,15 +16,15 @@ use totp_rs::Totp;
 use crate::helpers::{Keycard, PASSWORD, start_keycard};
 
 /// An account with an active authenticator app.
-struct Enrolled {
-    email: String,
-    app: Totp,
-    factor_id: String,
+pub(crate) struct Enrolled {
+    pub(crate) email: String,
+    pub(crate) app: Totp,
+    pub(crate) factor_id: String,
     recovery_codes: Vec<String>,
 }
 
 /// The code the app shows at keycard's time.
-fn code(keycard: &Keycard, app: &Totp) -> String {
+pub(crate) fn code(keycard: &Keycard, app: &Totp) -> String {
     app.generate(keycard.clock.now() as u64).to_string()
 }
 
@@ -36,7 +36,7 @@ fn wrong(code: &str) -> String {
 
 /// Signs `email` up, enrols an authenticator app through the HTTP API with the session of a
 /// fresh login, and moves to the next 30-second step (the confirming code's step is spent).
-async fn enrol(keycard: &Keycard, email: &str) -> Enrolled {
+pub(crate) async fn enrol(keycard: &Keycard, email: &str) -> Enrolled {
     let client = keycard.logged_in(email).await;
     let enrolment: Value = client.post_json("/auth/mfa/totp", &json!({})).await.unwrap();
     let app = Totp::from_url(enrolment["otpauth_uri"].as_str().unwrap()).unwrap();
