@@ -192,6 +192,31 @@ impl DpopPolicy {
     pub fn allows(&self, alg: KeyAlg) -> bool {
         !alg.is_symmetric() && self.algs.contains(&alg)
     }
+
+    /// The `alg` names proofs may carry, as advertised (`dpop_signing_alg_values_supported`,
+    /// the `algs` of a `WWW-Authenticate: DPoP` challenge): EdDSA is also accepted under its
+    /// fully-specified name `Ed25519` (RFC 9864), which newer clients (oauth4webapi) send.
+    pub fn alg_names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        for alg in self.algs.iter().copied().filter(|a| self.allows(*a)) {
+            names.push(alg.as_str());
+            if alg == KeyAlg::EdDsa {
+                names.push(ED25519_ALG);
+            }
+        }
+        names
+    }
+}
+
+/// The fully-specified JOSE name of EdDSA with Ed25519 (RFC 9864), accepted in proofs.
+pub const ED25519_ALG: &str = "Ed25519";
+
+/// The algorithm a proof's `alg` names: keycard's names, and `Ed25519` (RFC 9864) for EdDSA.
+fn proof_alg(name: &str) -> Option<KeyAlg> {
+    match name {
+        ED25519_ALG => Some(KeyAlg::EdDsa),
+        other => KeyAlg::parse(other),
+    }
 }
 
 /// How the proof's `nonce` is checked, when the server requires one.
@@ -310,7 +335,7 @@ pub fn verify_proof(proof: &str, expect: &ProofExpectations<'_>, now: i64) -> Re
     if header.typ.as_deref() != Some(DPOP_PROOF_TYP) {
         return Err(DpopError::WrongType);
     }
-    let alg = header.alg.as_deref().and_then(KeyAlg::parse).ok_or(DpopError::UnsupportedAlgorithm)?;
+    let alg = header.alg.as_deref().and_then(proof_alg).ok_or(DpopError::UnsupportedAlgorithm)?;
     if !policy.allows(alg) {
         return Err(DpopError::UnsupportedAlgorithm);
     }
@@ -824,6 +849,29 @@ mod tests {
 
     fn check(proof: &str, policy: &DpopPolicy) -> Result<VerifiedProof, DpopError> {
         verify_proof(proof, &ProofExpectations::new(policy, "POST", URI), NOW)
+    }
+
+    #[test]
+    fn ed25519_proofs_may_use_the_fully_specified_alg_name() {
+        let policy = DpopPolicy::default();
+        assert_eq!(policy.alg_names(), ["EdDSA", "Ed25519", "ES256"]);
+        let es_only = DpopPolicy { algs: vec![KeyAlg::Es256, KeyAlg::Hs256], ..DpopPolicy::default() };
+        assert_eq!(es_only.alg_names(), ["ES256"]);
+        let key = SigningKey::generate(KeyAlg::EdDsa).unwrap();
+        let claims = json!({"jti": "j-1", "htm": "POST", "htu": URI, "iat": NOW});
+        let header = |alg: &str| json!({"typ": "dpop+jwt", "alg": alg, "jwk": key.jwk()});
+        for alg in ["EdDSA", "Ed25519"] {
+            assert_eq!(check(&forge(&header(alg), &claims, &key), &policy).unwrap().alg, KeyAlg::EdDsa, "{alg}");
+        }
+        // The name still has to fit the key, and an EdDSA-less policy refuses both names.
+        let p256 = SigningKey::generate(KeyAlg::Es256).unwrap();
+        let mismatched = json!({"typ": "dpop+jwt", "alg": "Ed25519", "jwk": p256.jwk()});
+        assert!(check(&forge(&mismatched, &claims, &p256), &policy).is_err());
+        let es256 = DpopPolicy { algs: vec![KeyAlg::Es256], ..DpopPolicy::default() };
+        for alg in ["EdDSA", "Ed25519", "ed25519"] {
+            let refused = check(&forge(&header(alg), &claims, &key), &es256);
+            assert_eq!(refused, Err(DpopError::UnsupportedAlgorithm), "{alg}");
+        }
     }
 
     #[test]

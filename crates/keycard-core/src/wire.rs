@@ -418,11 +418,7 @@ impl Discovery {
             introspection_endpoint: url("/oauth/introspect"),
             introspection_endpoint_auth_methods_supported: strings(&CLIENT_AUTH_METHODS[1..]),
             access_token_signing_alg_values_supported: vec![alg.as_str().to_owned()],
-            dpop_signing_alg_values_supported: crate::dpop::DpopPolicy::default()
-                .algs
-                .iter()
-                .map(|a| a.as_str().to_owned())
-                .collect(),
+            dpop_signing_alg_values_supported: strings(&crate::dpop::DpopPolicy::default().alg_names()),
             service_documentation: url("/docs"),
             keycard_signup_endpoint: url("/auth/signup"),
             keycard_login_endpoint: url("/auth/login"),

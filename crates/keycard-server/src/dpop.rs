@@ -48,7 +48,7 @@ pub struct DpopConfig {
     pub required_clients: Vec<String>,
     /// Whether proofs must carry a server nonce.
     pub nonce: bool,
-    /// Algorithms (EdDSA, ES256), window (60 s back, 5 s ahead) and size (8 KiB).
+    /// Algorithms (EdDSA, also named Ed25519, and ES256), window (60 s back, 5 s ahead) and size (8 KiB).
     pub policy: DpopPolicy,
     /// `algs` of the `WWW-Authenticate: DPoP` challenge.
     pub algs: String,
@@ -58,7 +58,7 @@ impl DpopConfig {
     /// From the settings.
     pub fn from_settings(settings: &Settings) -> Self {
         let policy = DpopPolicy::default();
-        let algs = policy.algs.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" ");
+        let algs = policy.alg_names().join(" ");
         Self {
             required: settings.dpop_required,
             required_clients: settings.dpop_required_clients.0.clone(),

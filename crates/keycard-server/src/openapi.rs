@@ -1096,7 +1096,7 @@ impl Modify for SecuritySchemes {
                  `cnf.jkt`, from a login with a DPoP proof) is sent as `Authorization: DPoP <token>` \
                  with a proof of its key (with `ath`) in the `DPoP` header, never as Bearer: failures \
                  are 401 with `WWW-Authenticate: DPoP error=\"invalid_token\"` (or \
-                 `invalid_dpop_proof`, `use_dpop_nonce`), `algs=\"EdDSA ES256\"`.",
+                 `invalid_dpop_proof`, `use_dpop_nonce`), `algs=\"EdDSA Ed25519 ES256\"`.",
             ))
             .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));

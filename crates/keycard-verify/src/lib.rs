@@ -76,7 +76,7 @@
 //! `(jkt, jti)` for the proof's 60 s lifetime). The token itself passes the same checklist as a
 //! Bearer token, revocation feed included; the proof is never cached. Refusals answer 401 with
 //! `WWW-Authenticate: DPoP error="invalid_dpop_proof"` (proof missing, repeated, invalid, from
-//! another key, replayed) or `error="invalid_token"` (the token), and `algs="EdDSA ES256"`.
+//! another key, replayed) or `error="invalid_token"` (the token), and `algs="EdDSA Ed25519 ES256"`.
 //!
 //! - **No downgrade.** A token carrying `cnf` is refused as a Bearer token by *every*
 //!   verifier, including one built without DPoP support.

@@ -386,7 +386,7 @@ mod tests {
             &answer,
             "DPoP error=\"insufficient_user_authentication\", \
              error_description=\"this request needs a sign-in with a second factor within the last 600 s\", \
-             max_age=600, algs=\"EdDSA ES256\"",
+             max_age=600, algs=\"EdDSA Ed25519 ES256\"",
             "this request needs a sign-in with a second factor within the last 600 s",
         );
         // Through the handler's one line too (the proof is verified once, by the outer layer).

@@ -65,7 +65,7 @@ async fn refused(resp: reqwest::Response, code: &str, why: &str) {
     let body: Value = resp.json().await.unwrap();
     assert_eq!((status, body["error"].as_str().unwrap_or("")), (401, code), "{why}: {body}");
     let challenge = headers.get("www-authenticate").expect(why).to_str().unwrap();
-    assert_eq!(challenge, format!("DPoP error=\"{code}\", algs=\"EdDSA ES256\""), "{why}");
+    assert_eq!(challenge, format!("DPoP error=\"{code}\", algs=\"EdDSA Ed25519 ES256\""), "{why}");
 }
 
 #[tokio::test]
@@ -134,7 +134,7 @@ async fn discovery_names_the_dpop_algorithms() {
     let app = spawn_app().await;
     let doc: Value =
         app.client.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(doc["dpop_signing_alg_values_supported"], json!(["EdDSA", "ES256"]));
+    assert_eq!(doc["dpop_signing_alg_values_supported"], json!(["EdDSA", "Ed25519", "ES256"]));
 }
 
 #[tokio::test]

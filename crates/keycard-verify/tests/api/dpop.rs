@@ -63,7 +63,7 @@ async fn assert_dpop_refusal(response: reqwest::Response, error: &str, why: &str
     assert_eq!(response.status(), 401, "{why}");
     let challenge = response.headers().get("www-authenticate").unwrap().to_str().unwrap().to_owned();
     assert!(challenge.starts_with(&format!("DPoP error=\"{error}\"")), "{why}: {challenge}");
-    assert!(challenge.contains("algs=\"EdDSA ES256\""), "{why}: {challenge}");
+    assert!(challenge.contains("algs=\"EdDSA Ed25519 ES256\""), "{why}: {challenge}");
     assert!(!challenge.contains("eyJ"), "{why}: {challenge}");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], error, "{why}: {body}");
