@@ -11,25 +11,112 @@
 //! A DPoP-bound token (one with `cnf`) is always refused as a Bearer token, with or without
 //! these options: a stolen bound token cannot be downgraded.
 
-use keycard_core::dpop::{DpopPolicy, MemoryJtiCache, normalize_htu};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use keycard_core::dpop::{DpopPolicy, JtiCache, MemoryJtiCache, VerifiedProof, normalize_htu};
+use sha2::{Digest, Sha256};
 
 /// Default number of `(jkt, jti)` pairs the replay cache holds (each 32 bytes of hash plus
 /// bookkeeping): proofs live 60 s, so this serves about 1,600 DPoP requests a second. When full
 /// of live pairs, new proofs are refused (fail closed) until some expire.
 pub const DEFAULT_REPLAY_CACHE_CAPACITY: usize = 100_000;
 
+/// A replay record shared by several resource-server instances: each proof is accepted once by
+/// all of them, as keycard's own server does with its store or Redis. Set it with
+/// [`DpopOptions::shared_replay`]; [`RedisReplay`] is the one built in.
+pub trait ReplayStore: Send + Sync + 'static {
+    /// Records `key` for `ttl_secs` seconds unless it is there already: `Ok(true)` when it was
+    /// new (the proof is accepted), `Ok(false)` when it was there (a replay). `Err` when the
+    /// store cannot answer; the request is then refused with 503 (fail closed), the text logged.
+    fn spend<'a>(
+        &'a self,
+        key: &'a str,
+        ttl_secs: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>>;
+}
+
+/// [`ReplayStore`] on Redis: one `SET key 1 NX EX ttl` per proof, through a reconnecting
+/// connection manager. Keys are `keycard-verify:dpop:<jkt>:<SHA-256 of jti>`; resource servers
+/// may share one Redis (a proof names its method, URL and token, so it is good for one of
+/// them only anyway).
+#[cfg(feature = "redis")]
+#[derive(Clone)]
+pub struct RedisReplay {
+    conn: redis::aio::ConnectionManager,
+}
+
+#[cfg(feature = "redis")]
+impl std::fmt::Debug for RedisReplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisReplay")
+    }
+}
+
+#[cfg(feature = "redis")]
+impl RedisReplay {
+    /// Connects to `url` (`redis://host:port/db`, `rediss://` for TLS); fails when the URL is
+    /// invalid or the server does not answer.
+    pub async fn connect(url: &str) -> Result<Self, crate::BuildError> {
+        let failed = |e: redis::RedisError| crate::BuildError::Config(format!("the DPoP replay Redis: {e}"));
+        let client = redis::Client::open(url).map_err(failed)?;
+        Ok(Self { conn: redis::aio::ConnectionManager::new(client).await.map_err(failed)? })
+    }
+}
+
+#[cfg(feature = "redis")]
+impl ReplayStore for RedisReplay {
+    fn spend<'a>(
+        &'a self,
+        key: &'a str,
+        ttl_secs: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let set: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl_secs.max(1))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| format!("Redis: {e}"))?;
+            Ok(set.is_some())
+        })
+    }
+}
+
 /// How a [`crate::Verifier`] accepts DPoP-bound tokens; see [`crate::VerifierBuilder::dpop`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct DpopOptions {
     pub(crate) policy: DpopPolicy,
     pub(crate) public_origin: Option<String>,
     pub(crate) replay_capacity: usize,
+    pub(crate) shared_replay: Option<Arc<dyn ReplayStore>>,
+}
+
+impl std::fmt::Debug for DpopOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopOptions")
+            .field("policy", &self.policy)
+            .field("public_origin", &self.public_origin)
+            .field("replay_capacity", &self.replay_capacity)
+            .field("shared_replay", &self.shared_replay.is_some())
+            .finish()
+    }
 }
 
 impl Default for DpopOptions {
     fn default() -> Self {
-        Self { policy: DpopPolicy::default(), public_origin: None, replay_capacity: DEFAULT_REPLAY_CACHE_CAPACITY }
+        Self {
+            policy: DpopPolicy::default(),
+            public_origin: None,
+            replay_capacity: DEFAULT_REPLAY_CACHE_CAPACITY,
+            shared_replay: None,
+        }
     }
 }
 
@@ -66,6 +153,16 @@ impl DpopOptions {
         self.replay_capacity = capacity;
         self
     }
+
+    /// Records accepted proofs in `store` as well, shared by every instance of the resource
+    /// server: a proof accepted by one is refused as replayed by all (for example
+    /// `RedisReplay::connect("redis://…")`). The process's own cache is still asked first, so a
+    /// replay to the same instance costs no round trip. When the store cannot answer, DPoP
+    /// requests are refused with 503 ([`crate::VerifyError::ReplayStoreUnavailable`]).
+    pub fn shared_replay(mut self, store: impl ReplayStore) -> Self {
+        self.shared_replay = Some(Arc::new(store));
+        self
+    }
 }
 
 /// A verifier's DPoP settings and its replay cache.
@@ -75,6 +172,7 @@ pub(crate) struct DpopState {
     /// `algs` of the `WWW-Authenticate: DPoP` challenge.
     pub(crate) algs: String,
     pub(crate) replay: MemoryJtiCache,
+    pub(crate) shared_replay: Option<Arc<dyn ReplayStore>>,
 }
 
 impl DpopState {
@@ -97,7 +195,22 @@ impl DpopState {
             policy: options.policy,
             public_origin: options.public_origin,
             replay: MemoryJtiCache::new(options.replay_capacity),
+            shared_replay: options.shared_replay,
         })
+    }
+
+    /// Spends the proof's `(jkt, jti)`: `Ok(false)` when this process or (with a shared store)
+    /// any instance accepted it before.
+    pub(crate) async fn spend(&self, proof: &VerifiedProof, now: i64) -> Result<bool, String> {
+        if !self.replay.check_and_insert(&proof.jkt, &proof.jti, proof.replay_until, now) {
+            return Ok(false);
+        }
+        let Some(store) = &self.shared_replay else { return Ok(true) };
+        let jti = Sha256::digest(proof.jti.as_bytes());
+        let hex: String = jti.iter().map(|b| format!("{b:02x}")).collect();
+        let key = format!("keycard-verify:dpop:{}:{hex}", proof.jkt);
+        let ttl = u64::try_from(proof.replay_until - now + 1).unwrap_or(1);
+        store.spend(&key, ttl).await
     }
 
     /// The URI the client addressed (what `htu` must be): the public origin and the request's

@@ -46,6 +46,13 @@ pub enum VerifyError {
         /// What failed (for logs; never sent to the client, never holds the token).
         reason: String,
     },
+    /// The shared DPoP replay record ([`crate::DpopOptions::shared_replay`]) could not answer
+    /// whether a proof is new: 503, retry shortly (refused rather than risk a replay).
+    #[error("the DPoP replay record is unavailable: {reason}")]
+    ReplayStoreUnavailable {
+        /// What failed (for logs; never sent to the client).
+        reason: String,
+    },
     /// An extractor ran on a route without [`crate::VerifierLayer`] or an `Extension(Verifier)`:
     /// a programming error, answered 500.
     #[error("no keycard Verifier is installed for this route")]
@@ -134,9 +141,9 @@ impl VerifyError {
             | Self::Inactive
             | Self::DpopBoundAsBearer
             | Self::Dpop { .. } => ErrorCode::InvalidToken,
-            Self::RevocationFeedStale { .. } | Self::IntrospectionUnavailable { .. } => {
-                ErrorCode::TemporarilyUnavailable
-            }
+            Self::RevocationFeedStale { .. }
+            | Self::IntrospectionUnavailable { .. }
+            | Self::ReplayStoreUnavailable { .. } => ErrorCode::TemporarilyUnavailable,
             Self::NotConfigured | Self::DpopRequestUriUnknown => ErrorCode::ServerError,
             Self::InsufficientUserAuthentication { .. } => ErrorCode::InsufficientUserAuthentication,
         }
@@ -153,7 +160,8 @@ impl VerifyError {
     }
 
     /// The HTTP status: 401 (an invalid token, or a step-up requirement not met), 503 (stale
-    /// revocation data, introspection unavailable) or 500 (not configured).
+    /// revocation data, introspection or the shared DPoP replay record unavailable) or 500 (not
+    /// configured).
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
@@ -163,7 +171,9 @@ impl VerifyError {
         let description = match self {
             Self::NotConfigured | Self::DpopRequestUriUnknown => "internal error".to_owned(),
             // The reason names keycard's endpoint and what failed: for the logs, not the caller.
-            Self::IntrospectionUnavailable { .. } => "the token cannot be checked right now; retry shortly".to_owned(),
+            Self::IntrospectionUnavailable { .. } | Self::ReplayStoreUnavailable { .. } => {
+                "the token cannot be checked right now; retry shortly".to_owned()
+            }
             other => other.to_string(),
         };
         ErrorBody::new(self.code(), description)
@@ -210,7 +220,9 @@ impl IntoResponse for VerifyError {
                     .unwrap_or_else(|_| HeaderValue::from_static("DPoP error=\"invalid_token\""));
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
-            Self::RevocationFeedStale { .. } | Self::IntrospectionUnavailable { .. } => {
+            Self::RevocationFeedStale { .. }
+            | Self::IntrospectionUnavailable { .. }
+            | Self::ReplayStoreUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 9470 §3, in the token's own scheme (RFC 9449 §7.1 for a DPoP-bound one).

@@ -83,8 +83,11 @@
 //! - **Public origin.** Behind a proxy the `Host` header is not to be trusted: give the URL
 //!   clients use with [`DpopOptions::public_origin`] (`https://api.example`). Without it, only
 //!   an absolute request URI is used; otherwise DPoP requests are refused with 500.
-//! - **Replay cache per process.** Several instances each keep their own: a proof replayed to
-//!   *another* instance within its 60 s is accepted there.
+//! - **Replays across instances.** Each process keeps its own replay cache. Several instances
+//!   share one record with [`DpopOptions::shared_replay`] (`RedisReplay`, default feature
+//!   `redis`, or your own [`ReplayStore`]): a proof accepted by one is refused by all, as
+//!   keycard's own server does. Without it, a proof replayed to *another* instance within its
+//!   60 s is accepted there. If the shared record cannot answer, DPoP requests get 503.
 //! - Handlers see the binding in the claims: `claims.cnf` is `Some` exactly for DPoP requests
 //!   ([`VerifiedToken::is_dpop_bound`]).
 //!
@@ -95,6 +98,15 @@
 //!     .dpop(DpopOptions::new().public_origin("https://api.example.com"))
 //!     .build()
 //!     .await?;
+//!
+//! // Several instances behind a load balancer: one replay record for all of them.
+//! # #[cfg(feature = "redis")] {
+//! let shared = keycard_verify::RedisReplay::connect("redis://127.0.0.1:6379").await?;
+//! let verifier = Verifier::builder("https://auth.example.com", "keycard")
+//!     .dpop(DpopOptions::new().public_origin("https://api.example.com").shared_replay(shared))
+//!     .build()
+//!     .await?;
+//! # }
 //! # Ok(())
 //! # }
 //! ```
@@ -170,7 +182,9 @@ pub mod step_up;
 pub mod verifier;
 
 pub use builder::VerifierBuilder;
-pub use dpop::DpopOptions;
+#[cfg(feature = "redis")]
+pub use dpop::RedisReplay;
+pub use dpop::{DpopOptions, ReplayStore};
 pub use error::{BuildError, DpopFailure, FetchError, VerifyError};
 pub use extract::{Claims, VerifiedToken};
 pub use introspect::IntrospectionConfig;

@@ -10,7 +10,7 @@ use keycard_core::clock::Clock;
 use http::HeaderMap;
 use keycard_core::TokenError;
 use keycard_core::claims::AccessClaims;
-use keycard_core::dpop::{JtiCache, ProofExpectations, verify_proof};
+use keycard_core::dpop::{ProofExpectations, verify_proof};
 use keycard_core::keys::PublicKeys;
 use keycard_core::validate::Validator;
 
@@ -230,8 +230,10 @@ impl Verifier {
         let proof = verify_proof(proof, &expect, now).map_err(|e| refuse(DpopFailure::Proof(e)))?;
         cnf.check(&proof).map_err(|e| refuse(DpopFailure::Proof(e)))?;
         // Last, so a proof refused for any other reason is not spent.
-        if !dpop.replay.check_and_insert(&proof.jkt, &proof.jti, proof.replay_until, now) {
-            return Err(refuse(DpopFailure::Proof(keycard_core::dpop::DpopError::Replayed)));
+        match dpop.spend(&proof, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err(refuse(DpopFailure::Proof(keycard_core::dpop::DpopError::Replayed))),
+            Err(reason) => return Err(VerifyError::ReplayStoreUnavailable { reason }),
         }
         Ok(claims)
     }

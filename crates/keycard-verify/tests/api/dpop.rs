@@ -244,3 +244,87 @@ async fn the_revocation_feed_applies_to_dpop_bound_tokens() {
     let description = assert_dpop_refusal(status().await, "invalid_token", "revoked").await;
     assert!(description.contains("revoked"), "{description}");
 }
+
+/// The Redis of the shared-replay tests (`KEYCARD_TEST_REDIS_URL`); CI must set it.
+fn redis_url() -> Option<String> {
+    match std::env::var("KEYCARD_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "CI must set KEYCARD_TEST_REDIS_URL");
+            eprintln!("notice: KEYCARD_TEST_REDIS_URL is unset; shared DPoP replay test skipped");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn instances_sharing_a_replay_record_accept_each_proof_once_between_them() {
+    let Some(url) = redis_url() else { return };
+    let keycard = start_keycard().await;
+    let instance = |store: keycard_verify::RedisReplay| {
+        Verifier::builder(&keycard.issuer, "keycard")
+            .dpop(DpopOptions::new().public_origin(ORIGIN).shared_replay(store))
+    };
+    let first =
+        start_api(instance(keycard_verify::RedisReplay::connect(&url).await.unwrap()).build().await.unwrap()).await;
+    let second =
+        start_api(instance(keycard_verify::RedisReplay::connect(&url).await.unwrap()).build().await.unwrap()).await;
+    let alone = start_api(dpop_verifier(&keycard).await).await;
+    let key = DpopKey::generate(KeyAlg::EdDsa).unwrap();
+    let token = bound_token(&keycard, Some(&key), None);
+    let auth = format!("DPoP {token}");
+    let htu = format!("{ORIGIN}/api/claims");
+
+    let proof = proof(&key, "GET", &htu, &token, keycard_core::now_unix());
+    assert_eq!(first.send("GET", "/api/claims", &auth, &[&proof]).await.status(), 200);
+    let replayed = second.send("GET", "/api/claims", &auth, &[&proof]).await;
+    assert_dpop_refusal(replayed, "invalid_dpop_proof", "the same proof at the other instance").await;
+    let replayed = first.send("GET", "/api/claims", &auth, &[&proof]).await;
+    assert_dpop_refusal(replayed, "invalid_dpop_proof", "the same proof at the same instance").await;
+    // Without the shared record, an instance knows only its own proofs: the gap it closes.
+    assert_eq!(alone.send("GET", "/api/claims", &auth, &[&proof]).await.status(), 200);
+    // Fresh proofs keep working at both.
+    for api in [&first, &second] {
+        let fresh = key.proof("GET", &htu, Some(&token), None, keycard_core::now_unix()).unwrap();
+        assert_eq!(api.send("GET", "/api/claims", &auth, &[&fresh]).await.status(), 200);
+    }
+}
+
+/// A replay record that cannot answer.
+struct Unreachable;
+
+impl keycard_verify::ReplayStore for Unreachable {
+    fn spend<'a>(
+        &'a self,
+        _key: &'a str,
+        _ttl_secs: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + Send + 'a>> {
+        Box::pin(async { Err("connection refused".to_owned()) })
+    }
+}
+
+#[tokio::test]
+async fn when_the_shared_replay_record_cannot_answer_dpop_requests_get_503_not_a_pass() {
+    let keycard = start_keycard().await;
+    let options = DpopOptions::new().public_origin(ORIGIN).shared_replay(Unreachable);
+    let api = start_api(Verifier::builder(&keycard.issuer, "keycard").dpop(options).build().await.unwrap()).await;
+    let key = DpopKey::generate(KeyAlg::EdDsa).unwrap();
+    let token = bound_token(&keycard, Some(&key), None);
+    let htu = format!("{ORIGIN}/api/claims");
+    let response = api
+        .send(
+            "GET",
+            "/api/claims",
+            &format!("DPoP {token}"),
+            &[&proof(&key, "GET", &htu, &token, keycard_core::now_unix())],
+        )
+        .await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(!body.to_string().contains("connection refused"), "the reason is for the logs: {body}");
+    // Bearer tokens do not need the record.
+    let bearer = bound_token(&keycard, None, None);
+    assert_eq!(api.send("GET", "/api/claims", &format!("Bearer {bearer}"), &[]).await.status(), 200);
+}
